@@ -1,0 +1,23 @@
+#!/usr/bin/env node
+// A small example server for config.example.json: answers every request with who it is, and
+// GET /health with 200. It stops gracefully on SIGTERM: stops accepting, finishes what it has.
+import { createServer } from 'node:http'
+
+const name = process.argv[2] ?? 'server'
+const port = Number(process.env.PORT)
+if (!Number.isInteger(port) || port <= 0) {
+  console.error(`${name}: PORT must be set to a port number, got ${JSON.stringify(process.env.PORT)}`)
+  process.exit(2)
+}
+const me = { component: name, instance: Number(process.env.TANDEM_INSTANCE ?? 0), port, pid: process.pid }
+
+const server = createServer((req, res) => {
+  res.writeHead(200, { 'content-type': 'application/json' })
+  res.end(JSON.stringify(req.url === '/health' ? { status: 'UP' } : { ...me, url: req.url }) + '\n')
+})
+server.listen(port, () => console.log(`${name} listening on port ${port}`))
+process.on('SIGTERM', () => {
+  console.log(`${name} on port ${port}: SIGTERM, closing`)
+  server.close(() => process.exit(0))
+  server.closeIdleConnections()
+})

@@ -1,0 +1,38 @@
+import type { InstanceStatus } from '../supervisor/instance.js'
+import { describeExit } from '../supervisor/instance.js'
+
+export interface StatusReply {
+  node: string
+  role: string
+  pid: number
+  config: string
+  instances: (InstanceStatus & { stoppedByOperator: boolean })[]
+}
+
+/** 1h2m, 3m4s, 5.1s: uptimes an operator reads at a glance. */
+export const formatDuration = (ms: number | undefined): string => {
+  if (ms === undefined) return '-'
+  const s = Math.floor(ms / 1000)
+  if (s < 60) return `${(ms / 1000).toFixed(1)}s`
+  const m = Math.floor(s / 60)
+  if (m < 60) return `${m}m${s % 60}s`
+  const h = Math.floor(m / 60)
+  return h < 48 ? `${h}h${m % 60}m` : `${Math.floor(h / 24)}d${h % 24}h`
+}
+
+/** The table `tandem status` prints. */
+export const formatStatus = (s: StatusReply): string => {
+  const head = ['INSTANCE', 'PORT', 'PID', 'STATE', 'RESTARTS', 'UPTIME', 'LAST EXIT / REASON']
+  const rows = s.instances.map((i) => [
+    i.id,
+    i.port === undefined ? '-' : String(i.port),
+    i.pid === undefined ? '-' : String(i.pid),
+    i.stoppedByOperator && i.state === 'stopped' ? 'stopped (by operator)' : i.state,
+    String(i.restarts),
+    formatDuration(i.uptimeMs),
+    i.reason ?? (i.lastExit ? describeExit(i.lastExit) : '-'),
+  ])
+  const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)))
+  const line = (r: string[]) => r.map((v, c) => (c === r.length - 1 ? v : v.padEnd(widths[c]!))).join('  ')
+  return [`node ${s.node}  role ${s.role}  supervisor pid ${s.pid}  config ${s.config}`, line(head), ...rows.map(line)].join('\n')
+}

@@ -1,0 +1,102 @@
+import { Command, CommanderError } from 'commander'
+import { loadConfig } from '../config/load-config.js'
+import { planInstances } from '../config/plan.js'
+import { controlRequest } from '../control/client.js'
+import { errorMessage, hasCode } from '../errors.js'
+import { runSupervisor } from '../supervisor/supervisor.js'
+import { formatStatus, type StatusReply } from './format-status.js'
+
+/** Exit codes: 0 success, 1 runtime failure, 2 usage, 78 configuration error (EX_CONFIG). */
+export const EXIT = { ok: 0, failure: 1, usage: 2, config: 78 } as const
+
+const exitCodeOf = (err: unknown): number =>
+  hasCode(err, 'ECONFIG') ? EXIT.config : hasCode(err, 'ETARGET') || hasCode(err, 'EUSAGE') ? EXIT.usage : EXIT.failure
+
+interface Io {
+  out: (text: string) => void
+  err: (text: string) => void
+}
+
+const defaultIo: Io = {
+  out: (t) => process.stdout.write(t + '\n'),
+  err: (t) => process.stderr.write(t + '\n'),
+}
+
+/**
+ * Runs the `tandem` command line and resolves with the process exit code. Commands other than
+ * `start` (without targets) and `validate` talk to the running supervisor over its control socket.
+ */
+export const main = async (argv: string[], io: Io = defaultIo): Promise<number> => {
+  let code: number = EXIT.ok
+  const program = new Command('tandem')
+    .description('Process supervisor with cold and hot standby')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
+    .option('-c, --config <file>', 'config file (env TANDEM_CONFIG)', process.env.TANDEM_CONFIG ?? 'tandem.json')
+
+  const configPath = () => program.opts<{ config: string }>().config
+  const stateDir = () => loadConfig(configPath()).stateDir
+  const action = async (path: string, targets: string[], json: boolean) => {
+    const reply = (await controlRequest(stateDir(), 'POST', path, { targets })) as Pick<StatusReply, 'instances'>
+    if (json) io.out(JSON.stringify(reply))
+    else for (const i of reply.instances) io.out(`${i.id}: ${i.state}${i.reason ? ` (${i.reason})` : ''}`)
+  }
+
+  program
+    .command('start')
+    .description('run the supervisor in the foreground; with targets, start those instances in the running one')
+    .argument('[targets...]', 'all, <component> or <component>#<index>')
+    .option('--json', 'print the result as JSON (with targets)')
+    .action(async (targets: string[], o: { json?: boolean }) => {
+      if (targets.length) return action('/start', targets, o.json === true)
+      code = await runSupervisor({ configPath: configPath() })
+    })
+  program
+    .command('status')
+    .description('show every instance of the running supervisor')
+    .option('--json', 'print JSON')
+    .action(async (o: { json?: boolean }) => {
+      const reply = (await controlRequest(stateDir(), 'GET', '/status')) as StatusReply
+      io.out(o.json ? JSON.stringify(reply) : formatStatus(reply))
+    })
+  for (const [name, what] of [
+    ['stop', 'stop instances (they stay stopped, also across supervisor restarts, until started)'],
+    ['restart', 'restart instances one at a time, each waited for until ready; clears failed'],
+  ] as const) {
+    program
+      .command(name)
+      .description(what)
+      .argument('<targets...>', 'all, <component> or <component>#<index>')
+      .option('--json', 'print the result as JSON')
+      .action((targets: string[], o: { json?: boolean }) => action(`/${name}`, targets, o.json === true))
+  }
+  program
+    .command('shutdown')
+    .description('stop every instance and the supervisor')
+    .action(async () => {
+      const reply = (await controlRequest(stateDir(), 'POST', '/shutdown')) as { pid: number }
+      io.out(`supervisor ${reply.pid} is shutting down`)
+    })
+  program
+    .command('validate')
+    .description('check a config file and print its instances with their ports')
+    .option('--json', 'print the plan as JSON')
+    .action((o: { json?: boolean }) => {
+      const plan = loadConfig(configPath())
+      const instances = planInstances(plan)
+      if (o.json) return io.out(JSON.stringify(plan))
+      io.out(`${plan.configFile} is valid: node ${plan.node}, ${instances.length} instances, state dir ${plan.stateDir}`)
+      for (const i of instances) io.out(`  ${i.id.padEnd(24)} port ${i.port ?? '-'}  ${i.argv.join(' ')}`)
+    })
+
+  try {
+    await program.parseAsync(argv)
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0 ? EXIT.ok : EXIT.usage
+    }
+    io.err(`tandem: ${errorMessage(err)}`)
+    return exitCodeOf(err)
+  }
+  return code
+}

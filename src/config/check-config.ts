@@ -1,0 +1,110 @@
+import type { ConfigProblem } from '../errors.js'
+import type { ComponentConfig, Config } from './schema.js'
+import { TEMPLATE_VARIABLES, templateVariablesIn } from './template.js'
+
+/** The ports of a component's instances: `ports` as given, or `port + index`. */
+export const componentPorts = (c: ComponentConfig): number[] | undefined =>
+  c.ports ?? (c.port === undefined ? undefined : Array.from({ length: c.instances }, (_, i) => c.port! + i))
+
+/**
+ * Rules that span fields or components, which the schema cannot express. Returns every problem,
+ * each with its JSON path, so that an operator fixes a config in one pass.
+ */
+export const checkConfig = (config: Config): ConfigProblem[] => {
+  const problems: ConfigProblem[] = []
+  const owners = new Map<number, string>()
+  for (const [name, c] of Object.entries(config.components)) {
+    const at = `components.${name}`
+    if (c.port !== undefined && c.ports !== undefined) {
+      problems.push({ path: `${at}.ports`, message: 'give either port or ports, not both' })
+    }
+    if (c.ports !== undefined && c.ports.length !== c.instances) {
+      problems.push({
+        path: `${at}.ports`,
+        message: `expected ${c.instances} ports (one per instance), got ${c.ports.length}`,
+      })
+    }
+    if (c.port !== undefined && c.port + c.instances - 1 > 65535) {
+      problems.push({
+        path: `${at}.port`,
+        message: `port ${c.port} + ${c.instances} instances runs past 65535`,
+      })
+    }
+    const ports = componentPorts(c)
+    ports?.forEach((p, i) => {
+      const other = owners.get(p)
+      if (other !== undefined) {
+        problems.push({
+          path: c.ports ? `${at}.ports[${i}]` : `${at}.port`,
+          message: `port ${p} of ${name}#${i} is already used by ${other}`,
+        })
+      } else if (p <= 65535) owners.set(p, `${name}#${i}`)
+    })
+    const probe = c.readiness?.type
+    if (ports === undefined && (probe === 'tcp' || probe === 'http')) {
+      problems.push({
+        path: `${at}.readiness.type`,
+        message: `readiness "${probe}" needs a port; set port or ports, or use "ipc" or "none"`,
+      })
+    }
+    const templated: [string, string][] = [
+      ...c.command.map((a, i): [string, string] => [`${at}.command[${i}]`, a]),
+      ...Object.entries(c.env).map(([k, v]): [string, string] => [`${at}.env.${k}`, v]),
+    ]
+    for (const [path, text] of templated) {
+      for (const v of templateVariablesIn(text)) {
+        if (!(TEMPLATE_VARIABLES as readonly string[]).includes(v)) {
+          problems.push({
+            path,
+            message: `unknown template variable {${v}}; expected one of ${TEMPLATE_VARIABLES.map((t) => `{${t}}`).join(', ')}`,
+          })
+        } else if (v === 'port' && ports === undefined) {
+          problems.push({ path, message: 'uses {port} but the component has no port or ports' })
+        }
+      }
+    }
+    c.dependsOn.forEach((d, i) => {
+      if (d === name) {
+        problems.push({ path: `${at}.dependsOn[${i}]`, message: `${name} cannot depend on itself` })
+      } else if (!(d in config.components)) {
+        problems.push({
+          path: `${at}.dependsOn[${i}]`,
+          message: `unknown component "${d}"; expected one of ${Object.keys(config.components).join(', ')}`,
+        })
+      }
+    })
+  }
+  const cycle = findCycle(config)
+  if (cycle) {
+    problems.push({
+      path: `components.${cycle[0]}.dependsOn`,
+      message: `dependency cycle: ${cycle.join(' -> ')}`,
+    })
+  }
+  return problems
+}
+
+/** A dependsOn cycle as a list of names that starts and ends with the same one, if any. */
+const findCycle = (config: Config): string[] | undefined => {
+  const state = new Map<string, 'visiting' | 'done'>()
+  const stack: string[] = []
+  const visit = (n: string): string[] | undefined => {
+    if (state.get(n) === 'done') return undefined
+    if (state.get(n) === 'visiting') return [...stack.slice(stack.indexOf(n)), n]
+    state.set(n, 'visiting')
+    stack.push(n)
+    for (const d of config.components[n]?.dependsOn ?? []) {
+      if (d === n || !(d in config.components)) continue
+      const found = visit(d)
+      if (found) return found
+    }
+    stack.pop()
+    state.set(n, 'done')
+    return undefined
+  }
+  for (const n of Object.keys(config.components)) {
+    const found = visit(n)
+    if (found) return found
+  }
+  return undefined
+}

@@ -1,0 +1,119 @@
+import { readFileSync } from 'node:fs'
+import { hostname } from 'node:os'
+import { dirname, resolve } from 'node:path'
+import type { z } from 'zod'
+import { ConfigError, errorMessage, type ConfigProblem } from '../errors.js'
+import { checkConfig, componentPorts } from './check-config.js'
+import { parseJson } from './parse-json.js'
+import type { ComponentSpec, Plan } from './plan.js'
+import { configSchema, DEFAULTS, type Config } from './schema.js'
+import { fillTemplate } from './template.js'
+
+const describeValue = (v: unknown): string => {
+  const s = JSON.stringify(v)
+  return s === undefined ? String(v) : s.length > 60 ? `${s.slice(0, 57)}...` : s
+}
+
+const valueAt = (root: unknown, path: PropertyKey[]): unknown =>
+  path.reduce<unknown>(
+    (v, k) => (v !== null && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[k] : undefined),
+    root,
+  )
+
+const pathText = (path: PropertyKey[]): string =>
+  path.reduce<string>(
+    (s, k) => (typeof k === 'number' ? `${s}[${k}]` : s ? `${s}.${String(k)}` : String(k)),
+    '',
+  )
+
+const schemaProblems = (input: unknown, issues: z.core.$ZodIssue[]): ConfigProblem[] =>
+  issues.map((i) => {
+    const value = valueAt(input, i.path)
+    const got = i.code === 'invalid_type' && value !== undefined ? ` (got ${describeValue(value)})` : ''
+    const tooBig = (i.code === 'too_big' || i.code === 'too_small') ? ` (got ${describeValue(value)})` : ''
+    return { path: pathText(i.path), message: `${i.message}${got || tooBig}` }
+  })
+
+/** Validates a parsed config object; throws ConfigError listing every problem. */
+export const validateConfig = (input: unknown, file: string): Config => {
+  const result = configSchema.safeParse(input)
+  if (!result.success) throw new ConfigError(file, schemaProblems(input, result.error.issues))
+  const problems = checkConfig(result.data)
+  if (problems.length) throw new ConfigError(file, problems)
+  return result.data
+}
+
+/** Orders components so that each comes after everything it depends on (the graph is acyclic). */
+const dependencyOrder = (config: Config): string[] => {
+  const order: string[] = []
+  const visit = (n: string) => {
+    if (order.includes(n)) return
+    for (const d of config.components[n]?.dependsOn ?? []) visit(d)
+    order.push(n)
+  }
+  Object.keys(config.components).forEach(visit)
+  return order
+}
+
+/** Turns a valid config into the plan of instances, with ports, templates and paths resolved. */
+export const buildPlan = (config: Config, file: string, env: NodeJS.ProcessEnv = process.env): Plan => {
+  const base = dirname(file)
+  const node = config.node ?? env.TANDEM_NODE ?? hostname()
+  const components: ComponentSpec[] = dependencyOrder(config).map((name) => {
+    const c = config.components[name]!
+    const ports = componentPorts(c)
+    const readiness = c.readiness ?? (ports ? { type: 'tcp' as const, timeoutMs: DEFAULTS.readinessTimeoutMs, intervalMs: DEFAULTS.readinessIntervalMs } : { type: 'none' as const })
+    return {
+      name,
+      dependsOn: c.dependsOn,
+      instances: Array.from({ length: c.instances }, (_, index) => {
+        const port = ports?.[index]
+        const vars = { node, component: name, instance: String(index), ...(port ? { port: String(port) } : {}) }
+        return {
+          component: name,
+          index,
+          id: `${name}#${index}`,
+          port,
+          argv: c.command.map((a) => fillTemplate(a, vars)),
+          env: {
+            TANDEM_NODE: node,
+            TANDEM_COMPONENT: name,
+            TANDEM_INSTANCE: String(index),
+            ...(port ? { TANDEM_PORT: String(port) } : {}),
+            ...Object.fromEntries(Object.entries(c.env).map(([k, v]) => [k, fillTemplate(v, vars)])),
+          },
+          cwd: resolve(base, c.cwd ?? '.'),
+          host: c.host,
+          readiness,
+          restart: c.restart,
+          backoff: c.backoff,
+          crashLoop: c.crashLoop,
+          stop: c.stop,
+        }
+      }),
+    }
+  })
+  return {
+    node,
+    configFile: file,
+    stateDir: resolve(base, config.stateDir),
+    logLevel: config.log.level,
+    components,
+  }
+}
+
+/** Reads, parses, validates and normalizes a config file. Throws ConfigError (code ECONFIG). */
+export const loadConfig = (path: string, env: NodeJS.ProcessEnv = process.env): Plan => {
+  const file = resolve(path)
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new ConfigError(file, [{ path: '', message: `cannot read the file: ${errorMessage(err)}` }], {
+      cause: err,
+    })
+  }
+  const { value, problems } = parseJson(text)
+  if (problems.length) throw new ConfigError(file, problems)
+  return buildPlan(validateConfig(value, file), file, env)
+}

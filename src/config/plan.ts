@@ -1,0 +1,37 @@
+import type { ComponentConfig, ReadinessConfig } from './schema.js'
+
+/** One instance the config asks for: everything needed to spawn, probe, restart and stop it. */
+export interface InstanceSpec {
+  component: string
+  index: number
+  /** `component#index`, the instance's name in targets, logs and status. */
+  id: string
+  port: number | undefined
+  argv: string[]
+  env: Record<string, string>
+  cwd: string
+  host: string
+  readiness: ReadinessConfig
+  restart: ComponentConfig['restart']
+  backoff: ComponentConfig['backoff']
+  crashLoop: ComponentConfig['crashLoop']
+  stop: ComponentConfig['stop']
+}
+
+export interface ComponentSpec {
+  name: string
+  dependsOn: string[]
+  instances: InstanceSpec[]
+}
+
+/** The normalized config: what this node should run, in dependency order. */
+export interface Plan {
+  node: string
+  configFile: string
+  stateDir: string
+  logLevel: string
+  /** Dependencies before their dependents. */
+  components: ComponentSpec[]
+}
+
+export const planInstances = (plan: Plan): InstanceSpec[] => plan.components.flatMap((c) => c.instances)

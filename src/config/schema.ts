@@ -1,0 +1,151 @@
+import { constants } from 'node:os'
+import { z } from 'zod'
+
+/**
+ * The config file's schema. It is the single source of the JSON Schema in `config.schema.json`
+ * (written by `npm run schema`, checked by a test), of the TypeScript types, and of the defaults.
+ * Cross-field rules (ports across components, dependsOn graph) live in `check-config.ts`.
+ */
+
+/** Restart and stop defaults, with the reason for each value. */
+export const DEFAULTS = {
+  /** Long enough for a JVM server (Zowe's) to come up; a start slower than this is a failed start. */
+  readinessTimeoutMs: 60_000,
+  /** Poll often: readiness latency adds directly to restart latency. */
+  readinessIntervalMs: 25,
+  /** Ten seconds, like systemd's and Kubernetes' grace periods scaled down for single servers. */
+  stopTimeoutMs: 10_000,
+  /** Second consecutive failure waits this long; the first restart after a healthy run is immediate. */
+  backoffInitialMs: 250,
+  backoffFactor: 2,
+  /** A looping instance is retried at most this often. */
+  backoffMaxMs: 30_000,
+  /** +-20 % so that many instances failing together do not restart in lockstep. */
+  backoffJitter: 0.2,
+  /** An instance up this long counts as healthy: its next failure restarts immediately again. */
+  backoffResetAfterMs: 30_000,
+  /** Five failures in a minute is a loop, whatever the age of the process. */
+  crashLoopMaxExits: 5,
+  crashLoopWindowMs: 60_000,
+} as const
+
+const signalNames = Object.keys(constants.signals)
+const signal = z
+  .string()
+  .refine((s) => signalNames.includes(s), {
+    error: (iss) =>
+      `expected a signal name such as SIGTERM, SIGINT, SIGQUIT, SIGHUP; got ${JSON.stringify(iss.input)}`,
+  })
+
+const port = z.number().int().min(1).max(65535)
+const ms = z.number().int().min(0)
+const name = z
+  .string()
+  .regex(/^[A-Za-z][A-Za-z0-9_.-]*$/, {
+    error: 'expected a name of letters, digits, "_", "." and "-", starting with a letter',
+  })
+
+const readiness = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('tcp').describe('Ready when a TCP connection to the instance port succeeds.'),
+    timeoutMs: ms.default(DEFAULTS.readinessTimeoutMs).describe('Start counts as failed after this.'),
+    intervalMs: ms.default(DEFAULTS.readinessIntervalMs).describe('Probe interval.'),
+  }),
+  z.strictObject({
+    type: z.literal('http').describe('Ready when GET path on the instance port answers 2xx.'),
+    path: z.string().startsWith('/').default('/'),
+    timeoutMs: ms.default(DEFAULTS.readinessTimeoutMs),
+    intervalMs: ms.default(DEFAULTS.readinessIntervalMs),
+  }),
+  z.strictObject({
+    type: z
+      .literal('ipc')
+      .describe('Ready when the child sends "ready" (or {"type":"ready"}) on its IPC channel.'),
+    timeoutMs: ms.default(DEFAULTS.readinessTimeoutMs),
+  }),
+  z.strictObject({
+    type: z.literal('none').describe('Ready as soon as it is spawned.'),
+  }),
+])
+
+export const componentSchema = z.strictObject({
+  command: z
+    .array(z.string().min(1))
+    .min(1)
+    .describe('argv of the child, no shell: program first. Templated like env.'),
+  cwd: z.string().optional().describe('Working directory, relative to the config file.'),
+  env: z
+    .record(z.string(), z.string())
+    .default({})
+    .describe('Extra environment; values may use {port}, {instance}, {node}, {component}.'),
+  instances: z.number().int().min(1).max(1000).default(1).describe('How many instances.'),
+  port: port.optional().describe('Port of instance 0; instance i gets port + i.'),
+  ports: z.array(port).min(1).optional().describe('Explicit port per instance (instead of port).'),
+  host: z.string().default('127.0.0.1').describe('Address the readiness probe connects to.'),
+  dependsOn: z.array(z.string()).default([]).describe('Components that must be ready first.'),
+  readiness: readiness.optional().describe('Default: tcp when the component has ports, else none.'),
+  restart: z
+    .enum(['on-failure', 'always', 'never'])
+    .default('on-failure')
+    .describe('on-failure: restart unless it exited 0; always: any exit; never.'),
+  backoff: z
+    .strictObject({
+      initialMs: ms.default(DEFAULTS.backoffInitialMs),
+      factor: z.number().min(1).default(DEFAULTS.backoffFactor),
+      maxMs: ms.default(DEFAULTS.backoffMaxMs),
+      jitter: z.number().min(0).max(1).default(DEFAULTS.backoffJitter),
+      resetAfterMs: ms.default(DEFAULTS.backoffResetAfterMs),
+    })
+    .default({
+      initialMs: DEFAULTS.backoffInitialMs,
+      factor: DEFAULTS.backoffFactor,
+      maxMs: DEFAULTS.backoffMaxMs,
+      jitter: DEFAULTS.backoffJitter,
+      resetAfterMs: DEFAULTS.backoffResetAfterMs,
+    })
+    .describe('Delay before restart n>1 of a series: initialMs * factor^(n-2), capped at maxMs.'),
+  crashLoop: z
+    .strictObject({
+      maxExits: z.number().int().min(1).default(DEFAULTS.crashLoopMaxExits),
+      windowMs: ms.default(DEFAULTS.crashLoopWindowMs),
+      retry: z
+        .boolean()
+        .default(false)
+        .describe('Keep retrying a failed instance every backoff.maxMs instead of giving up.'),
+    })
+    .default({
+      maxExits: DEFAULTS.crashLoopMaxExits,
+      windowMs: DEFAULTS.crashLoopWindowMs,
+      retry: false,
+    })
+    .describe('maxExits failed exits within windowMs put the instance in state failed.'),
+  stop: z
+    .strictObject({
+      signal: signal.default('SIGTERM'),
+      timeoutMs: ms.default(DEFAULTS.stopTimeoutMs),
+    })
+    .default({ signal: 'SIGTERM', timeoutMs: DEFAULTS.stopTimeoutMs })
+    .describe('Signal sent to the process group, then SIGKILL after timeoutMs.'),
+})
+
+export const configSchema = z.strictObject({
+  $schema: z.string().optional(),
+  node: name.optional().describe('This node\'s name; default the host name.'),
+  stateDir: z
+    .string()
+    .default('.tandem')
+    .describe('Control socket, pid records, operator overrides; relative to the config file.'),
+  log: z
+    .strictObject({
+      level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+    })
+    .default({ level: 'info' }),
+  components: z
+    .record(name, componentSchema)
+    .refine((c) => Object.keys(c).length > 0, { error: 'expected at least one component' })
+    .describe('The servers to run, by component name.'),
+})
+
+export type ComponentConfig = z.output<typeof componentSchema>
+export type Config = z.output<typeof configSchema>
+export type ReadinessConfig = NonNullable<ComponentConfig['readiness']>

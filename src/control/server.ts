@@ -1,0 +1,81 @@
+import { chmodSync, rmSync } from 'node:fs'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { TandemError, errorMessage, hasCode } from '../errors.js'
+
+/** A route answers with a JSON body, or throws a TandemError (ETARGET/EUSAGE become 400). */
+export type Route = (body: Record<string, unknown>) => Promise<unknown> | unknown
+
+/** Largest request body we read: control requests are a few targets, never more. */
+export const MAX_BODY_BYTES = 64 * 1024
+
+const readBody = async (req: IncomingMessage): Promise<Record<string, unknown>> => {
+  let size = 0
+  const chunks: Buffer[] = []
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length
+    if (size > MAX_BODY_BYTES) throw new TandemError('EUSAGE', `request body over ${MAX_BODY_BYTES} bytes`)
+    chunks.push(chunk as Buffer)
+  }
+  const text = Buffer.concat(chunks).toString('utf8')
+  if (text === '') return {}
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (err) {
+    throw new TandemError('EUSAGE', `request body is not JSON: ${errorMessage(err)}`)
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new TandemError('EUSAGE', 'request body must be a JSON object')
+  }
+  return value as Record<string, unknown>
+}
+
+const send = (res: ServerResponse, status: number, body: unknown) => {
+  const text = JSON.stringify(body)
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
+  res.end(text)
+}
+
+/**
+ * HTTP/JSON on a Unix socket, mode 0600: only the socket's owner may act. Routes are keyed
+ * `METHOD /path`. Returns the close function (idempotent).
+ */
+export const startControlServer = async (
+  path: string,
+  routes: Record<string, Route>,
+  onError: (message: string) => void,
+): Promise<() => Promise<void>> => {
+  // A socket file left by a dead supervisor blocks listen(); the state-dir lock proves it is stale.
+  rmSync(path, { force: true })
+  const server = createServer((req, res) => {
+    const route = routes[`${req.method} ${(req.url ?? '/').split('?')[0]}`]
+    if (!route) return send(res, 404, { error: { code: 'EUSAGE', message: `no such endpoint: ${req.method} ${req.url}` } })
+    readBody(req)
+      .then((body) => route(body))
+      .then(
+        (result) => send(res, 200, result ?? { ok: true }),
+        (err: unknown) => {
+          const usage = hasCode(err, 'ETARGET') || hasCode(err, 'EUSAGE')
+          if (!usage) onError(`control request ${req.method} ${req.url} failed: ${errorMessage(err)}`)
+          const code = (err as { code?: string }).code ?? 'ECONTROL'
+          send(res, usage ? 400 : 500, { error: { code, message: errorMessage(err) } })
+        },
+      )
+  })
+  const prevUmask = process.umask(0o177)
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(path, () => resolve())
+    })
+  } finally {
+    process.umask(prevUmask)
+  }
+  chmodSync(path, 0o600)
+  let closing: Promise<void> | undefined
+  return () =>
+    (closing ??= new Promise<void>((resolve) => {
+      server.close(() => resolve())
+      server.closeAllConnections()
+    }))
+}

@@ -1,0 +1,57 @@
+/**
+ * Stable error codes. Tests and callers match on `code`, never on class identity.
+ * - ECONFIG: the configuration is invalid (exit 78).
+ * - EUSAGE: a command-line argument or control request is invalid (exit 2).
+ * - ENOSUPERVISOR: no supervisor answers on the state dir's control socket.
+ * - ELOCKED: another supervisor already holds the state dir.
+ * - ETARGET: a target names no known component or instance.
+ * - EPORTINUSE: an instance's port is held by a process that is not ours.
+ * - ECRASHLOOP: an instance exited too often inside its crash-loop window.
+ * - ESPAWN: a child program could not be started (ENOENT, EACCES, ...).
+ * - ENOTREADY: an instance did not become ready within its readiness timeout.
+ */
+export type ErrorCode =
+  | 'ECONFIG'
+  | 'EUSAGE'
+  | 'ENOSUPERVISOR'
+  | 'ELOCKED'
+  | 'ETARGET'
+  | 'EPORTINUSE'
+  | 'ECRASHLOOP'
+  | 'ESPAWN'
+  | 'ENOTREADY'
+  | 'ECONTROL'
+
+export class TandemError extends Error {
+  readonly code: ErrorCode
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+    this.name = 'TandemError'
+  }
+}
+
+/** One problem found in a config file, located by its JSON path (`components.gateway.port`). */
+export interface ConfigProblem {
+  path: string
+  message: string
+}
+
+export class ConfigError extends TandemError {
+  readonly file: string
+  readonly problems: ConfigProblem[]
+  constructor(file: string, problems: ConfigProblem[], options?: { cause?: unknown }) {
+    const lines = problems.map((p) => `  ${p.path || '(root)'}: ${p.message}`)
+    super('ECONFIG', `invalid config ${file}:\n${lines.join('\n')}`, options)
+    this.file = file
+    this.problems = problems
+    this.name = 'ConfigError'
+  }
+}
+
+/** True when `err` is an Error carrying the given `code` (ours or Node's). */
+export const hasCode = (err: unknown, code: string): boolean =>
+  typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code
+
+export const errorMessage = (err: unknown): string =>
+  err instanceof Error ? err.message : String(err)

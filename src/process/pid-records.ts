@@ -1,0 +1,70 @@
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { writeFileAtomic } from '../seams/atomic-write.js'
+import type { Clock } from '../seams/clock.js'
+import { groupAlive, processStartTime, signalGroup } from './process-start-time.js'
+
+/** What the supervisor remembers of a live child, so that a successor can find leftovers. */
+export interface PidRecord {
+  id: string
+  pid: number
+  /** processStartTime(pid) at spawn: tells our child from an unrelated process that reused the pid. */
+  startTime: string
+  port: number | undefined
+  stopSignal: NodeJS.Signals
+  stopTimeoutMs: number
+}
+
+/** The pid records file in a state dir, rewritten atomically on every spawn and exit. */
+export class PidRecords {
+  readonly file: string
+  readonly #records = new Map<string, PidRecord>()
+  constructor(stateDir: string) {
+    this.file = join(stateDir, 'pids.json')
+  }
+
+  /** Records left by a previous supervisor; an unreadable file counts as none (and is replaced). */
+  read(): PidRecord[] {
+    try {
+      const value: unknown = JSON.parse(readFileSync(this.file, 'utf8'))
+      return Array.isArray(value) ? (value as PidRecord[]).filter((r) => Number.isInteger(r?.pid) && r.pid > 0) : []
+    } catch {
+      return []
+    }
+  }
+
+  add(record: PidRecord): void {
+    this.#records.set(record.id, record)
+    this.#write()
+  }
+
+  remove(id: string): void {
+    if (this.#records.delete(id)) this.#write()
+  }
+
+  #write(): void {
+    writeFileAtomic(this.file, JSON.stringify([...this.#records.values()], null, 1))
+  }
+}
+
+/**
+ * Terminates the children a previous supervisor left running (it was SIGKILLed and they
+ * survived): each recorded pid whose start time still matches gets its stop signal on its
+ * process group, then SIGKILL after its stop timeout. A pid now used by another process is left
+ * alone. Resolves when every leftover group is gone, before any port is bound.
+ */
+export const terminateLeftovers = async (records: PidRecord[], clock: Clock): Promise<PidRecord[]> => {
+  const ours = records.filter((r) => processStartTime(r.pid) === r.startTime)
+  await Promise.all(
+    ours.map(async (r) => {
+      signalGroup(r.pid, r.stopSignal)
+      const deadline = clock.monotonic() + r.stopTimeoutMs
+      while (groupAlive(r.pid) && clock.monotonic() < deadline) await clock.sleep(20)
+      if (groupAlive(r.pid)) signalGroup(r.pid, 'SIGKILL')
+      // A killed process can linger as a zombie until its new parent reaps it: bound the wait.
+      const reaped = clock.monotonic() + 5_000
+      while (groupAlive(r.pid) && clock.monotonic() < reaped) await clock.sleep(20)
+    }),
+  )
+  return ours
+}

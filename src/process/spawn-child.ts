@@ -1,0 +1,88 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import type { Readable } from 'node:stream'
+import { TandemError } from '../errors.js'
+import { resolveCommand } from './resolve-command.js'
+
+/** What to run for one instance. */
+export interface SpawnRequest {
+  argv: string[]
+  cwd: string
+  env: NodeJS.ProcessEnv
+  /** Open an IPC channel (fd 3) for readiness and role messages. */
+  ipc: boolean
+  /** Signal the kernel sends the child if the supervisor dies (Linux parent-death signal). */
+  parentDeathSignal: NodeJS.Signals
+}
+
+/** How a child process ended, as the OS reported it. */
+export interface ProcessExit {
+  code: number | null
+  signal: NodeJS.Signals | null
+  /** Set when the OS refused to start the process at all. */
+  error?: string
+}
+
+/** A spawned child: the leader of its own process group (pgid == pid). */
+export interface ChildHandle {
+  pid: number
+  stdout: Readable
+  stderr: Readable
+  /** Settles once, when the leader exits. */
+  exited: Promise<ProcessExit>
+  /** Subscribes to IPC messages; returns its undo. */
+  onMessage(fn: (msg: unknown) => void): () => void
+}
+
+export type Spawn = (req: SpawnRequest) => ChildHandle
+
+const SETPRIV = '/usr/bin/setpriv'
+
+/**
+ * Whether util-linux setpriv can give children a parent-death signal: then a SIGKILLed
+ * supervisor takes its direct children with it at once, with no helper process involved.
+ */
+export const hasParentDeathSignal = (): boolean => process.platform === 'linux' && existsSync(SETPRIV)
+
+/**
+ * Spawns one instance in its own process group, without a shell. Throws ESPAWN (naming the
+ * program, with ENOENT or EACCES) when the program cannot be executed; nothing is spawned then.
+ */
+export const spawnChild: Spawn = (req) => {
+  const [program, ...args] = req.argv
+  if (!existsSync(req.cwd)) {
+    throw new TandemError('ESPAWN', `cannot start ${program}: working directory ${req.cwd} does not exist (ENOENT)`)
+  }
+  const file = resolveCommand(program!, req.cwd, req.env.PATH)
+  const [cmd, cmdArgs] = hasParentDeathSignal()
+    ? [SETPRIV, ['--pdeathsig', req.parentDeathSignal.replace(/^SIG/, ''), '--', file, ...args]]
+    : [file, args]
+  let child: ChildProcess
+  try {
+    child = spawn(cmd, cmdArgs, {
+      cwd: req.cwd,
+      env: req.env,
+      detached: true,
+      stdio: req.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
+    })
+  } catch (err) {
+    throw new TandemError('ESPAWN', `cannot spawn ${file}: ${(err as Error).message}`, { cause: err })
+  }
+  const exited = new Promise<ProcessExit>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }))
+    // An async spawn failure (a race with our checks, EAGAIN): the process never ran.
+    child.once('error', (err) => {
+      if (child.pid === undefined) resolve({ code: null, signal: null, error: err.message })
+    })
+  })
+  return {
+    pid: child.pid ?? -1,
+    stdout: child.stdout!,
+    stderr: child.stderr!,
+    exited,
+    onMessage(fn) {
+      child.on('message', fn)
+      return () => child.off('message', fn)
+    },
+  }
+}

@@ -1,0 +1,42 @@
+import { performance } from 'node:perf_hooks'
+
+/** Cancels a scheduled callback; calling it twice is harmless. */
+export type Cancel = () => void
+
+/**
+ * Time as an interface, so that policy and state machines can be driven by a fake clock in tests.
+ * Production code outside `seams/` takes a Clock instead of calling Date.now() or setTimeout.
+ */
+export interface Clock {
+  /** Wall-clock milliseconds since the epoch (for log records and status, never for intervals). */
+  now(): number
+  /** Monotonic milliseconds from an arbitrary origin: the only time used to measure intervals. */
+  monotonic(): number
+  /** Runs `fn` after `ms` milliseconds; returns its cancel. */
+  after(ms: number, fn: () => void): Cancel
+  /** Resolves after `ms` milliseconds, or rejects with the signal's reason when it aborts. */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  monotonic: () => performance.now(),
+  after(ms, fn) {
+    const t = setTimeout(fn, Math.max(0, ms))
+    return () => clearTimeout(t)
+  },
+  sleep(ms, signal) {
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason)
+      const t = setTimeout(() => {
+        signal?.removeEventListener('abort', onAbort)
+        resolve()
+      }, Math.max(0, ms))
+      const onAbort = () => {
+        clearTimeout(t)
+        reject(signal?.reason)
+      }
+      signal?.addEventListener('abort', onAbort, { once: true })
+    })
+  },
+}

@@ -1,0 +1,401 @@
+import { createInterface } from 'node:readline'
+import type { InstanceSpec } from '../config/plan.js'
+import { errorMessage, hasCode } from '../errors.js'
+import { groupAlive, signalGroup } from '../process/process-start-time.js'
+import type { ChildHandle, ProcessExit, Spawn } from '../process/spawn-child.js'
+import type { Cancel, Clock } from '../seams/clock.js'
+import { checkTransition, type InstanceState } from './instance-state.js'
+import { waitReady } from './readiness.js'
+import {
+  isFailure,
+  nextFailureCount,
+  recordFailure,
+  restartDelay,
+  shouldRestart,
+  type ExitRecord,
+} from './restart-policy.js'
+
+/** How many stderr lines an instance keeps for the crash report. */
+export const STDERR_TAIL_LINES = 20
+/** How often a stop polls for the rest of a process group to be gone. */
+export const GROUP_POLL_MS = 20
+
+/** One state change (or `spawned`) of one instance: the log, status and the reconciler read these. */
+export interface InstanceEvent {
+  event: InstanceState | 'spawned'
+  id: string
+  component: string
+  instance: number
+  port: number | undefined
+  childPid: number | undefined
+  from?: InstanceState
+  exit?: ExitRecord
+  delayMs?: number
+  reason?: string
+  stderrTail?: string[]
+}
+
+/** What an instance needs from the outside world; tests pass fakes for what they control. */
+export interface InstanceDeps {
+  clock: Clock
+  spawn: Spawn
+  portFree(port: number): Promise<boolean>
+  portHolder(port: number): number | undefined
+  random(): number
+  /** Environment every child starts from (the supervisor's own, plus TANDEM_* variables). */
+  baseEnv: NodeJS.ProcessEnv
+  onEvent(e: InstanceEvent): void
+  /** A restart delay elapsed (`due` is now set): the reconciler should look again. */
+  wake(): void
+  onLine(spec: InstanceSpec, stream: 'out' | 'err', line: string, childPid: number): void
+  /** A child was spawned / has exited: pid records and the orphan watchdog follow these. */
+  tracked(spec: InstanceSpec, pid: number): void
+  untracked(spec: InstanceSpec, pid: number): void
+}
+
+/** Status of one instance as `tandem status` shows it. */
+export interface InstanceStatus {
+  id: string
+  component: string
+  index: number
+  port: number | undefined
+  pid: number | undefined
+  state: InstanceState
+  restarts: number
+  uptimeMs: number | undefined
+  lastExit: ExitRecord | undefined
+  reason: string | undefined
+}
+
+interface Run {
+  abort: AbortController
+  child?: ChildHandle
+  killedAfterTimeout: boolean
+  cancelKill?: Cancel
+  done: Promise<void>
+}
+
+/**
+ * One instance's state machine. `transition()` is the only place its state changes, and each
+ * change emits an event. The reconciler decides when to start and stop; the instance carries it
+ * out and applies the restart policy after an exit (backoff, then `due` for the reconciler).
+ */
+export class Instance {
+  spec: InstanceSpec
+  state: InstanceState = 'stopped'
+  /** The backoff delay has elapsed: the reconciler should start it again. */
+  due = false
+  /** Why it is failed or backing off, for status. */
+  reason: string | undefined
+  restarts = 0
+  lastExit: ExitRecord | undefined
+  readonly #deps: InstanceDeps
+  #starts = 0
+  #failures = 0
+  #failureTimes: number[] = []
+  #portConflicts = 0
+  #stderrTail: string[] = []
+  #startedAt = 0
+  #readyAt: number | undefined
+  #run: Run | undefined
+  #cancelTimer: Cancel | undefined
+
+  constructor(spec: InstanceSpec, deps: InstanceDeps) {
+    this.spec = spec
+    this.#deps = deps
+  }
+
+  get id(): string {
+    return this.spec.id
+  }
+
+  get pid(): number | undefined {
+    return this.#run?.child?.pid
+  }
+
+  status(): InstanceStatus {
+    return {
+      id: this.id,
+      component: this.spec.component,
+      index: this.spec.index,
+      port: this.spec.port,
+      pid: this.pid,
+      state: this.state,
+      restarts: this.restarts,
+      uptimeMs: this.pid === undefined ? undefined : Math.round(this.#deps.clock.monotonic() - this.#startedAt),
+      lastExit: this.lastExit,
+      reason: this.reason,
+    }
+  }
+
+  #transition(to: InstanceState, details: Partial<InstanceEvent> = {}): void {
+    const from = this.state
+    checkTransition(this.id, from, to)
+    this.state = to
+    this.#emit(to, { from, ...details })
+  }
+
+  #emit(event: InstanceEvent['event'], details: Partial<InstanceEvent>): void {
+    this.#deps.onEvent({
+      event,
+      id: this.id,
+      component: this.spec.component,
+      instance: this.spec.index,
+      port: this.spec.port,
+      childPid: this.pid,
+      ...details,
+    })
+  }
+
+  /** Starts a run: from stopped, backoff (when due) or failed. Resolves when the run ends. */
+  start(): Promise<void> {
+    this.#cancelTimer?.()
+    this.#cancelTimer = undefined
+    this.due = false
+    if (this.#starts++ > 0) this.restarts++
+    if (this.state === 'failed') {
+      // An operator restart (or a configured retry) clears the crash-loop history.
+      this.#failureTimes = []
+      this.#failures = 0
+    }
+    this.reason = undefined
+    this.#transition('starting')
+    const run: Run = { abort: new AbortController(), killedAfterTimeout: false, done: Promise.resolve() }
+    this.#run = run
+    run.done = this.#execute(run).catch((err: unknown) => {
+      // A bug, not a child's doing: report it and leave the instance failed rather than crash.
+      this.reason = `internal error: ${errorMessage(err)}`
+      if (this.state !== 'failed' && this.state !== 'stopped') this.state = 'failed'
+      this.#emit('failed', { reason: this.reason })
+    })
+    return run.done
+  }
+
+  async #execute(run: Run): Promise<void> {
+    const { spec } = this
+    if (spec.port !== undefined && !(await this.#deps.portFree(spec.port))) {
+      if (run.abort.signal.aborted) return this.#stopped(run)
+      const holder = this.#deps.portHolder(spec.port)
+      return this.#ended(run, {
+        reason: 'port-in-use',
+        code: null,
+        signal: null,
+        killedAfterTimeout: false,
+        uptimeMs: 0,
+        detail: `port ${spec.port} is in use by ${holder ? `pid ${holder}` : 'another process'}`,
+      })
+    }
+    if (run.abort.signal.aborted) return this.#stopped(run)
+    let child: ChildHandle
+    try {
+      child = this.#deps.spawn({
+        argv: spec.argv,
+        cwd: spec.cwd,
+        env: { ...this.#deps.baseEnv, ...spec.env },
+        ipc: spec.readiness.type === 'ipc',
+        parentDeathSignal: spec.stop.signal as NodeJS.Signals,
+      })
+    } catch (err) {
+      return this.#ended(run, {
+        reason: 'spawn-error',
+        code: null,
+        signal: null,
+        killedAfterTimeout: false,
+        uptimeMs: 0,
+        detail: errorMessage(err),
+      })
+    }
+    run.child = child
+    this.#startedAt = this.#deps.clock.monotonic()
+    this.#readyAt = undefined
+    this.#stderrTail = []
+    this.#deps.tracked(spec, child.pid)
+    this.#emit('spawned', {})
+    const lines = [this.#pipeLines(child, 'out'), this.#pipeLines(child, 'err')]
+
+    const exited = child.exited
+    let exit: ProcessExit | undefined
+    void exited.then((e) => {
+      exit = e
+      run.abort.abort(new Error('exited'))
+    })
+    let notReady: string | undefined
+    try {
+      await waitReady(spec, child, this.#deps.clock, run.abort.signal)
+      if (!run.abort.signal.aborted) {
+        this.#readyAt = this.#deps.clock.monotonic()
+        this.#transition('ready')
+      }
+    } catch (err) {
+      if (hasCode(err, 'ENOTREADY') && !run.abort.signal.aborted) {
+        notReady = errorMessage(err)
+        this.#signalStop(run)
+      }
+    }
+    exit = await exited
+    run.cancelKill?.()
+    await this.#reapGroup(run, child.pid)
+    this.#deps.untracked(spec, child.pid)
+    // Lines still buffered in the pipes belong to this run: wait for them, but never on a pipe
+    // a surviving grandchild holds open (the group is reaped above, so that ends quickly).
+    await Promise.race([Promise.all(lines), this.#deps.clock.sleep(100)])
+    const uptimeMs = Math.round(this.#deps.clock.monotonic() - this.#startedAt)
+    if (this.state === 'stopping') {
+      return this.#stopped(run, { reason: 'stopped', code: exit.code, signal: exit.signal, killedAfterTimeout: run.killedAfterTimeout, uptimeMs })
+    }
+    return this.#ended(run, {
+      reason: notReady ? 'not-ready' : exit.error ? 'spawn-error' : 'exited',
+      code: exit.code,
+      signal: exit.signal,
+      killedAfterTimeout: run.killedAfterTimeout,
+      uptimeMs,
+      ...(notReady ? { detail: notReady } : exit.error ? { detail: exit.error } : {}),
+    })
+  }
+
+  #pipeLines(child: ChildHandle, stream: 'out' | 'err'): Promise<void> {
+    const input = stream === 'out' ? child.stdout : child.stderr
+    const rl = createInterface({ input, crlfDelay: Infinity })
+    rl.on('line', (line) => {
+      if (stream === 'err') {
+        this.#stderrTail.push(line)
+        if (this.#stderrTail.length > STDERR_TAIL_LINES) this.#stderrTail.shift()
+      }
+      this.#deps.onLine(this.spec, stream, line, child.pid)
+    })
+    return new Promise((resolve) => rl.once('close', resolve))
+  }
+
+  /** Sends the stop signal to the run's process group and arms the SIGKILL escalation. */
+  #signalStop(run: Run): void {
+    const pid = run.child?.pid
+    if (pid === undefined || run.cancelKill) return
+    signalGroup(pid, this.spec.stop.signal as NodeJS.Signals)
+    run.cancelKill = this.#deps.clock.after(this.spec.stop.timeoutMs, () => {
+      if (groupAlive(pid)) {
+        run.killedAfterTimeout = true
+        signalGroup(pid, 'SIGKILL')
+      }
+    })
+  }
+
+  /**
+   * After the leader exits, the rest of its group (grandchildren) must go too before the port is
+   * reused: stop signal (unless already sent), then SIGKILL after the stop timeout.
+   */
+  async #reapGroup(run: Run, pgid: number): Promise<void> {
+    if (!groupAlive(pgid)) return
+    if (!run.cancelKill) signalGroup(pgid, this.spec.stop.signal as NodeJS.Signals)
+    const deadline = this.#deps.clock.monotonic() + this.spec.stop.timeoutMs
+    while (groupAlive(pgid) && this.#deps.clock.monotonic() < deadline) {
+      await this.#deps.clock.sleep(GROUP_POLL_MS)
+    }
+    if (groupAlive(pgid)) {
+      run.killedAfterTimeout = true
+      signalGroup(pgid, 'SIGKILL')
+    }
+  }
+
+  #stopped(run: Run, exit?: ExitRecord): void {
+    if (exit) this.lastExit = exit
+    if (this.state === 'starting') this.#transition('stopping')
+    this.#transition('stopped', exit ? { exit } : {})
+    if (this.#run === run) this.#run = undefined
+  }
+
+  /** A run ended without a stop being asked for: apply the restart policy. */
+  #ended(run: Run, exit: ExitRecord): void {
+    this.lastExit = exit
+    this.#transition('exited', { exit, stderrTail: exit.reason === 'exited' || exit.reason === 'not-ready' ? [...this.#stderrTail] : undefined })
+    if (this.#run === run) this.#run = undefined
+    const { spec } = this
+    const failure = isFailure(exit)
+    let looping = false
+    if (exit.reason === 'port-in-use') {
+      this.#portConflicts++
+    } else {
+      this.#portConflicts = 0
+      if (failure) {
+        this.#failures = nextFailureCount(spec.backoff, this.#failures, exit.uptimeMs)
+        const r = recordFailure(spec.crashLoop, this.#failureTimes, this.#deps.clock.monotonic())
+        this.#failureTimes = r.times
+        looping = r.looping
+      }
+    }
+    const what = describeExit(exit)
+    if (!shouldRestart(spec.restart, exit)) {
+      if (!failure) {
+        this.reason = what
+        return this.#transition('stopped', { reason: what })
+      }
+      this.reason = exit.reason === 'spawn-error' ? exit.detail : `${what}; restart policy is "${spec.restart}"`
+      return this.#transition('failed', { reason: this.reason, exit, stderrTail: [...this.#stderrTail] })
+    }
+    if (looping) {
+      this.reason = `crash loop: ${this.#failureTimes.length} failures within ${spec.crashLoop.windowMs} ms, last: ${what}`
+      this.#transition('failed', { reason: this.reason, exit, stderrTail: [...this.#stderrTail] })
+      if (spec.crashLoop.retry) this.#schedule(spec.backoff.maxMs)
+      return
+    }
+    const delayMs = restartDelay(
+      spec.backoff,
+      exit.reason === 'port-in-use' ? this.#portConflicts + 1 : this.#failures,
+      this.#deps.random(),
+    )
+    this.reason = what
+    this.#transition('backoff', { delayMs, reason: what })
+    this.#schedule(delayMs)
+  }
+
+  #schedule(delayMs: number): void {
+    this.#cancelTimer = this.#deps.clock.after(delayMs, () => {
+      this.#cancelTimer = undefined
+      this.due = true
+      this.#deps.wake()
+    })
+  }
+
+  /**
+   * Stops the instance and resolves once it is `stopped`: stop signal to its process group, then
+   * SIGKILL to the group after stop.timeoutMs. Idempotent: a second call joins the first.
+   */
+  async stop(): Promise<void> {
+    this.#cancelTimer?.()
+    this.#cancelTimer = undefined
+    this.due = false
+    const run = this.#run
+    switch (this.state) {
+      case 'stopped':
+        return
+      case 'backoff':
+      case 'failed':
+        this.reason = undefined
+        return this.#transition('stopped', { reason: 'stop requested' })
+      case 'stopping':
+        return run?.done
+      case 'starting':
+      case 'ready':
+        this.#transition('stopping')
+        run!.abort.abort(new Error('stop requested'))
+        this.#signalStop(run!)
+        return run!.done
+      case 'exited':
+        // Transient inside #ended (synchronous): cannot be observed from outside.
+        return
+    }
+  }
+
+  /** Milliseconds since it became ready, if it is ready. */
+  readyForMs(): number | undefined {
+    return this.state === 'ready' && this.#readyAt !== undefined ? this.#deps.clock.monotonic() - this.#readyAt : undefined
+  }
+}
+
+/** `exit code 1`, `signal SIGKILL`, or the detail of a start that failed. */
+export const describeExit = (exit: ExitRecord): string => {
+  if (exit.reason === 'port-in-use' || exit.reason === 'spawn-error' || exit.reason === 'not-ready') {
+    return exit.detail ?? exit.reason
+  }
+  const how = exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`
+  return `${how} after ${exit.uptimeMs} ms${exit.killedAfterTimeout ? ' (killed after stop timeout)' : ''}`
+}

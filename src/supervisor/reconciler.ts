@@ -1,0 +1,170 @@
+import { EventEmitter } from 'node:events'
+import type { InstanceSpec, Plan } from '../config/plan.js'
+import { planInstances } from '../config/plan.js'
+import { Instance, type InstanceDeps, type InstanceEvent, type InstanceStatus } from './instance.js'
+
+export type ReconcilerDeps = Omit<InstanceDeps, 'onEvent' | 'wake'>
+
+/** Why a stopped instance that is wanted does not start yet, for status. */
+const waitingReason = (deps: string[]): string => `waiting for ${deps.join(', ')} to be ready`
+
+/**
+ * The one place that decides what runs. Desired state is the plan, minus what an operator
+ * stopped by hand, minus everything once shutdown began; `reconcile()` compares it with each
+ * instance's state and starts or stops instances to match, components in dependency order.
+ * Operator actions, restarts after backoff and shutdown all go through here: there is no second
+ * path that spawns or stops processes.
+ */
+export class Reconciler extends EventEmitter<{ event: [InstanceEvent] }> {
+  readonly plan: Plan
+  readonly instances = new Map<string, Instance>()
+  readonly stoppedByOperator: Set<string>
+  #shuttingDown = false
+  #scheduled = false
+  #shutdown: Promise<void> | undefined
+
+  constructor(plan: Plan, deps: ReconcilerDeps, stoppedByOperator: Iterable<string> = []) {
+    super()
+    this.plan = plan
+    const known = new Set(planInstances(plan).map((i) => i.id))
+    this.stoppedByOperator = new Set([...stoppedByOperator].filter((id) => known.has(id)))
+    const instanceDeps: InstanceDeps = {
+      ...deps,
+      onEvent: (e) => {
+        this.emit('event', e)
+        this.schedule()
+      },
+      wake: () => this.schedule(),
+    }
+    for (const spec of planInstances(plan)) this.instances.set(spec.id, new Instance(spec, instanceDeps))
+  }
+
+  /** Whether the instance should be running now. */
+  desired(id: string): boolean {
+    return !this.#shuttingDown && !this.stoppedByOperator.has(id) && this.instances.has(id)
+  }
+
+  #of(component: string): Instance[] {
+    return [...this.instances.values()].filter((i) => i.spec.component === component)
+  }
+
+  /**
+   * A dependency is met when each of its wanted instances is ready or has given up (failed), and
+   * at least one is ready: one broken instance must not keep a whole stack down.
+   */
+  #unmetDependencies(spec: InstanceSpec): string[] {
+    const component = this.plan.components.find((c) => c.name === spec.component)
+    return (component?.dependsOn ?? []).filter((d) => {
+      const wanted = this.#of(d).filter((i) => this.desired(i.id))
+      return !(wanted.every((i) => i.state === 'ready' || i.state === 'failed') && wanted.some((i) => i.state === 'ready'))
+    })
+  }
+
+  /** Coalesces many events into one reconcile pass. */
+  schedule(): void {
+    if (this.#scheduled) return
+    this.#scheduled = true
+    queueMicrotask(() => {
+      this.#scheduled = false
+      this.reconcile()
+    })
+  }
+
+  reconcile(): void {
+    for (const inst of this.instances.values()) {
+      const want = this.desired(inst.id)
+      switch (inst.state) {
+        case 'stopped':
+          if (want && this.#unmetDependencies(inst.spec).length === 0) void inst.start()
+          break
+        case 'backoff':
+          if (!want) void inst.stop()
+          else if (inst.due) void inst.start()
+          break
+        case 'failed':
+          if (!want) void inst.stop()
+          else if (inst.due) void inst.start()
+          break
+        case 'starting':
+        case 'ready':
+          if (!want && !this.#shuttingDown) void inst.stop()
+          break
+        default:
+          break
+      }
+    }
+  }
+
+  status(): (InstanceStatus & { stoppedByOperator: boolean })[] {
+    return [...this.instances.values()].map((i) => {
+      const s = i.status()
+      const waiting = i.state === 'stopped' && this.desired(i.id) ? this.#unmetDependencies(i.spec) : []
+      return {
+        ...s,
+        reason: waiting.length ? waitingReason(waiting) : s.reason,
+        stoppedByOperator: this.stoppedByOperator.has(i.id),
+      }
+    })
+  }
+
+  /** Resolves when the instance reaches one of the states (or immediately if it is in one). */
+  waitFor(id: string, states: readonly string[]): Promise<void> {
+    const inst = this.instances.get(id)!
+    if (states.includes(inst.state)) return Promise.resolve()
+    return new Promise((resolve) => {
+      const on = (e: InstanceEvent) => {
+        if (e.id === id && states.includes(e.event)) {
+          this.off('event', on)
+          resolve()
+        }
+      }
+      this.on('event', on)
+    })
+  }
+
+  /** Operator stop: the instances stay stopped (persisted by the caller) until started again. */
+  async stopInstances(ids: readonly string[]): Promise<void> {
+    ids.forEach((id) => this.stoppedByOperator.add(id))
+    await Promise.all(ids.map((id) => this.instances.get(id)!.stop()))
+  }
+
+  /** Operator start: clears "stopped by hand" and starts them (a failed one gets a fresh start). */
+  async startInstances(ids: readonly string[]): Promise<void> {
+    ids.forEach((id) => this.stoppedByOperator.delete(id))
+    for (const id of ids) {
+      const inst = this.instances.get(id)!
+      if (inst.state === 'failed' || inst.state === 'backoff') inst.due = true
+    }
+    this.reconcile()
+    await Promise.all(ids.map((id) => this.waitFor(id, ['ready', 'failed', 'backoff', 'stopped'])))
+  }
+
+  /**
+   * Operator restart, one instance at a time: each is stopped, started again (clearing failed and
+   * "stopped by hand") and waited for until ready or given up, before the next one goes down.
+   */
+  async restartInstances(ids: readonly string[]): Promise<void> {
+    for (const id of ids) {
+      const inst = this.instances.get(id)!
+      await inst.stop()
+      this.stoppedByOperator.delete(id)
+      if (this.#shuttingDown) return
+      this.reconcile()
+      await this.waitFor(id, ['ready', 'failed', 'backoff', 'stopped'])
+    }
+  }
+
+  /**
+   * Stops everything in reverse dependency order: dependents first, then what they depend on.
+   * Idempotent: later calls join the first.
+   */
+  shutdown(): Promise<void> {
+    this.#shutdown ??= (async () => {
+      this.#shuttingDown = true
+      for (const c of [...this.plan.components].reverse()) {
+        await Promise.all(this.#of(c.name).map((i) => i.stop()))
+      }
+    })()
+    return this.#shutdown
+  }
+}

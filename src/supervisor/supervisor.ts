@@ -1,0 +1,179 @@
+import { mkdirSync } from 'node:fs'
+import type { Logger } from 'pino'
+import { loadConfig } from '../config/load-config.js'
+import { planInstances, type Plan } from '../config/plan.js'
+import { startControlServer } from '../control/server.js'
+import { socketPath } from '../control/socket-path.js'
+import { errorMessage } from '../errors.js'
+import { createLogger } from '../logging/logger.js'
+import { PidRecords, terminateLeftovers } from '../process/pid-records.js'
+import { portFree, portHolder } from '../process/port-holder.js'
+import { processStartTime, signalGroup } from '../process/process-start-time.js'
+import { spawnChild } from '../process/spawn-child.js'
+import { startWatchdog } from '../process/watchdog.js'
+import { systemClock } from '../seams/clock.js'
+import type { InstanceEvent } from './instance.js'
+import { Overrides } from './overrides.js'
+import { Reconciler } from './reconciler.js'
+import { acquireStateLock } from './state-lock.js'
+import { resolveTargets } from './targets.js'
+import { describeExit } from './instance.js'
+
+export interface SupervisorOptions {
+  configPath: string
+  /** Force pretty (true) or JSON (false) output; default: pretty on a TTY. */
+  pretty?: boolean
+}
+
+const targetsOf = (body: Record<string, unknown>): string[] => {
+  const t = body.targets
+  if (!Array.isArray(t) || !t.every((x) => typeof x === 'string')) {
+    throw Object.assign(new Error('expected {"targets": ["all" | "<component>" | "<component>#<index>", ...]}'), { code: 'EUSAGE' })
+  }
+  return t
+}
+
+const logEvent = (log: Logger, e: InstanceEvent) => {
+  const { event, id, exit, stderrTail, ...rest } = e
+  const fields = { event, ...rest, ...(exit ? { exit } : {}), ...(stderrTail?.length ? { stderrTail } : {}) }
+  switch (event) {
+    case 'failed':
+      return log.error(fields, `${id} failed: ${e.reason}`)
+    case 'exited':
+      return exit && exit.reason !== 'exited'
+        ? log.warn(fields, `${id} did not start: ${describeExit(exit)}`)
+        : log.warn(fields, `${id} exited: ${exit ? describeExit(exit) : ''}`)
+    case 'backoff':
+      return log.warn(fields, `${id} restarting in ${e.delayMs} ms`)
+    case 'spawned':
+      return log.info(fields, `${id} spawned (pid ${e.childPid})`)
+    default:
+      return log.info(fields, `${id} ${event}`)
+  }
+}
+
+/**
+ * `tandem start`: the composition root. Builds the real clock, spawner, pid records, watchdog,
+ * logger and control server around a Reconciler, runs until SIGTERM/SIGINT or `tandem shutdown`,
+ * and resolves with the exit code. A ConfigError or ELOCKED is thrown before anything starts.
+ */
+export const runSupervisor = async (options: SupervisorOptions): Promise<number> => {
+  const plan: Plan = loadConfig(options.configPath)
+  mkdirSync(plan.stateDir, { recursive: true, mode: 0o700 })
+  const log = createLogger({ level: plan.logLevel, node: plan.node, pretty: options.pretty })
+  const releaseLock = await acquireStateLock(plan.stateDir, (m) => log.error({ event: 'lock' }, m))
+  const pidRecords = new PidRecords(plan.stateDir)
+  const leftovers = await terminateLeftovers(pidRecords.read(), systemClock)
+  for (const r of leftovers) {
+    log.warn({ event: 'leftover', id: r.id, childPid: r.pid, port: r.port }, `terminated leftover ${r.id} (pid ${r.pid}, port ${r.port ?? '-'}) of a previous supervisor`)
+  }
+  const watchdog = startWatchdog((m) => log.error({ event: 'watchdog' }, m))
+  const overrides = new Overrides(plan.stateDir)
+  const reconciler = new Reconciler(
+    plan,
+    {
+      clock: systemClock,
+      spawn: spawnChild,
+      portFree,
+      portHolder,
+      random: Math.random,
+      baseEnv: process.env,
+      onLine: (spec, stream, line, childPid) => {
+        const fields = { component: spec.component, instance: spec.index, port: spec.port, childPid, stream }
+        if (stream === 'err') log.warn(fields, line)
+        else log.info(fields, line)
+      },
+      tracked: (spec, pid) => {
+        watchdog.watch(pid, spec.stop.signal as NodeJS.Signals, spec.stop.timeoutMs)
+        pidRecords.add({ id: spec.id, pid, startTime: processStartTime(pid) ?? '', port: spec.port, stopSignal: spec.stop.signal as NodeJS.Signals, stopTimeoutMs: spec.stop.timeoutMs })
+      },
+      untracked: (spec, pid) => {
+        watchdog.unwatch(pid)
+        pidRecords.remove(spec.id)
+      },
+    },
+    overrides.read((m) => log.warn({ event: 'overrides' }, m)),
+  )
+  let allReady = false
+  reconciler.on('event', (e) => {
+    logEvent(log, e)
+    const wanted = [...reconciler.instances.values()].filter((i) => reconciler.desired(i.id))
+    const nowReady = wanted.length > 0 && wanted.every((i) => i.state === 'ready')
+    if (nowReady && !allReady) log.info({ event: 'all-ready' }, `all ${wanted.length} wanted instances are ready`)
+    allReady = nowReady
+  })
+
+  let resolveDone!: (code: number) => void
+  const done = new Promise<number>((r) => (resolveDone = r))
+  let stopping: Promise<void> | undefined
+  const shutdown = (why: string): Promise<void> =>
+    (stopping ??= (async () => {
+      log.info({ event: 'shutdown' }, `shutting down (${why}): stopping instances in reverse dependency order`)
+      await reconciler.shutdown()
+      await closeControl()
+      await watchdog.close()
+      await releaseLock()
+      log.info({ event: 'shutdown' }, 'all instances stopped; exiting')
+      undoSignals()
+      resolveDone(0)
+    })())
+
+  const act = async (body: Record<string, unknown>, action: (ids: string[]) => Promise<void>) => {
+    const ids = resolveTargets(targetsOf(body), planInstances(plan))
+    const acting = action(ids)
+    // The action changed "stopped by hand" synchronously: persist it before waiting on processes.
+    overrides.write(reconciler.stoppedByOperator)
+    await acting
+    overrides.write(reconciler.stoppedByOperator)
+    return { instances: reconciler.status().filter((s) => ids.includes(s.id)) }
+  }
+  const closeControl = await startControlServer(
+    socketPath(plan.stateDir),
+    {
+      'GET /status': () => ({ node: plan.node, role: 'active', pid: process.pid, config: plan.configFile, instances: reconciler.status() }),
+      'POST /stop': (b) => act(b, (ids) => reconciler.stopInstances(ids)),
+      'POST /start': (b) => act(b, (ids) => reconciler.startInstances(ids)),
+      'POST /restart': (b) => act(b, (ids) => reconciler.restartInstances(ids)),
+      'POST /shutdown': () => {
+        void shutdown('tandem shutdown')
+        return { ok: true, pid: process.pid }
+      },
+    },
+    (m) => log.error({ event: 'control' }, m),
+  )
+
+  let interrupts = 0
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (signal === 'SIGINT' && ++interrupts > 1) {
+      log.warn({ event: 'shutdown' }, 'second SIGINT: killing every instance now')
+      for (const i of reconciler.instances.values()) if (i.pid !== undefined) signalGroup(i.pid, 'SIGKILL')
+      void Promise.race([stopping, systemClock.sleep(2_000)]).then(() => {
+        undoSignals()
+        resolveDone(1)
+      })
+      return
+    }
+    void shutdown(signal)
+  }
+  const handlers: [NodeJS.Signals, () => void][] = [
+    ['SIGTERM', () => onSignal('SIGTERM')],
+    ['SIGINT', () => onSignal('SIGINT')],
+    // Reload and log reopening arrive with later work; until then the signals must not kill us.
+    ['SIGHUP', () => log.warn({ event: 'signal' }, 'SIGHUP received: config reload is not implemented yet; nothing changed')],
+    ['SIGUSR2', () => log.info({ event: 'signal' }, 'SIGUSR2 received: logs go to stdout; nothing to reopen')],
+  ]
+  handlers.forEach(([s, h]) => process.on(s, h))
+  const undoSignals = () => handlers.forEach(([s, h]) => process.off(s, h))
+
+  log.info(
+    { event: 'start', config: plan.configFile, stateDir: plan.stateDir, instances: planInstances(plan).length },
+    `tandem supervisor ${process.pid} starting ${planInstances(plan).length} instances from ${plan.configFile}`,
+  )
+  reconciler.schedule()
+  try {
+    return await done
+  } catch (err) {
+    log.fatal({ event: 'fatal' }, errorMessage(err))
+    return 1
+  }
+}
