@@ -1,0 +1,528 @@
+import { writeFileSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t, { type Test } from 'tap'
+import { loadConfig } from '../../src/config/load-config.js'
+import type { Plan } from '../../src/config/plan.js'
+import { DEFAULTS } from '../../src/config/schema.js'
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
+
+interface Problem {
+  path: string
+  message: string
+}
+
+/** Loads `file`, expecting a config error; returns it (or undefined, after a failed assertion). */
+const loadError = (t: Test, file: string): { code?: unknown; message: string; problems: Problem[] } => {
+  try {
+    loadConfig(file, { TANDEM_NODE: 'n1' })
+  } catch (err) {
+    t.equal((err as { code?: unknown }).code, 'ECONFIG', 'code is ECONFIG')
+    return err as { code?: unknown; message: string; problems: Problem[] }
+  }
+  t.fail('loadConfig accepted a bad config')
+  return { message: '', problems: [] }
+}
+
+/** Writes `text` (a string as is, anything else as JSON) to config.json in a fresh test dir. */
+const writeConfig = (t: Test, content: unknown): string => {
+  const dir = t.testdir({})
+  const file = join(dir, 'config.json')
+  writeFileSync(file, typeof content === 'string' ? content : JSON.stringify(content, null, 2))
+  return file
+}
+
+/** A problem at exactly `path` whose message contains every fragment. */
+const hasProblem = (problems: Problem[], path: string, ...fragments: string[]): boolean =>
+  problems.some((p) => p.path === path && fragments.every((f) => p.message.includes(f)))
+
+const cmd = ['node', 'server.js']
+
+interface BadCase {
+  name: string
+  content: unknown
+  path: string
+  fragments: string[]
+  todo?: string
+}
+
+const bad: BadCase[] = [
+  {
+    name: 'rejects invalid JSON, naming the line and column',
+    content: '{\n  "components": {\n    "a": { "command": ["x"] }\n    "b": { "command": ["y"] }\n  }\n}\n',
+    path: '',
+    fragments: ['invalid JSON', 'line 4 column 5'],
+  },
+  {
+    name: 'rejects invalid JSON with CRLF line ends, naming the line and column',
+    content: '{\r\n  "components": {}\r\n  "node": "x"\r\n}\r\n',
+    path: '',
+    fragments: ['invalid JSON', 'line 3 column 3'],
+  },
+  {
+    name: 'rejects a truncated file',
+    content: '{"components": {"a": {"command": ["x"]}}',
+    path: '',
+    fragments: ['invalid JSON', 'line 1 column 41'],
+  },
+  {
+    name: 'rejects comments (strict JSON)',
+    content: '// tandem\n{"components": {"a": {"command": ["x"]}}}',
+    path: '',
+    fragments: ['invalid JSON', 'line 1 column 1'],
+  },
+  {
+    name: 'rejects an empty file',
+    content: '',
+    path: '',
+    fragments: ['invalid JSON'],
+  },
+  {
+    name: 'rejects a file of only whitespace',
+    content: '  \n\n',
+    path: '',
+    fragments: ['invalid JSON'],
+  },
+  {
+    name: 'rejects a file that is not an object',
+    content: '[]',
+    path: '',
+    fragments: ['expected object'],
+  },
+  {
+    name: 'rejects an unknown top-level key, naming it',
+    content: { components: { a: { command: cmd } }, compnents: {} },
+    path: '',
+    fragments: ['compnents'],
+  },
+  {
+    name: 'rejects an unknown component key, naming it',
+    content: { components: { a: { command: cmd, instance: 2 } } },
+    path: 'components.a',
+    fragments: ['"instance"'],
+  },
+  {
+    name: 'rejects a port given as a string: expected number, showing the value',
+    content: { components: { a: { command: cmd, port: '8080' } } },
+    path: 'components.a.port',
+    fragments: ['expected number', '"8080"'],
+  },
+  {
+    name: 'rejects a component without command',
+    content: { components: { a: { port: 8080 } } },
+    path: 'components.a.command',
+    fragments: ['expected array'],
+  },
+  {
+    name: 'rejects an empty command',
+    content: { components: { a: { command: [] } } },
+    path: 'components.a.command',
+    fragments: ['>=1'],
+  },
+  {
+    name: 'rejects an empty program name',
+    content: { components: { a: { command: [''] } } },
+    path: 'components.a.command[0]',
+    fragments: ['>=1'],
+  },
+  {
+    name: 'rejects port 0',
+    content: { components: { a: { command: cmd, port: 0 } } },
+    path: 'components.a.port',
+    fragments: ['>=1', 'got 0'],
+  },
+  {
+    name: 'rejects port 70000',
+    content: { components: { a: { command: cmd, port: 70000 } } },
+    path: 'components.a.port',
+    fragments: ['<=65535', 'got 70000'],
+  },
+  {
+    name: 'rejects an out-of-range port inside a ports list, at its index',
+    content: { components: { a: { command: cmd, instances: 2, ports: [8000, 70000] } } },
+    path: 'components.a.ports[1]',
+    fragments: ['<=65535'],
+  },
+  {
+    name: 'rejects ports that collide across components',
+    content: {
+      components: {
+        a: { command: cmd, port: 8000, instances: 2 },
+        b: { command: cmd, port: 8001 },
+      },
+    },
+    path: 'components.b.port',
+    fragments: ['port 8001 of b#0 is already used by a#1'],
+  },
+  {
+    name: 'rejects an explicit ports list that collides with another component',
+    content: {
+      components: {
+        a: { command: cmd, port: 8000 },
+        b: { command: cmd, instances: 2, ports: [9000, 8000] },
+      },
+    },
+    path: 'components.b.ports[1]',
+    fragments: ['port 8000 of b#1 is already used by a#0'],
+  },
+  {
+    name: 'rejects the same port twice in one ports list',
+    content: { components: { a: { command: cmd, instances: 2, ports: [8000, 8000] } } },
+    path: 'components.a.ports[1]',
+    fragments: ['port 8000 of a#1 is already used by a#0'],
+  },
+  {
+    name: 'rejects a ports list whose length does not match instances',
+    content: { components: { a: { command: cmd, instances: 3, ports: [8000, 8001] } } },
+    path: 'components.a.ports',
+    fragments: ['expected 3 ports', 'got 2'],
+  },
+  {
+    name: 'rejects port + instances running past 65535',
+    content: { components: { a: { command: cmd, port: 65534, instances: 3 } } },
+    path: 'components.a.port',
+    fragments: ['past 65535'],
+  },
+  {
+    name: 'rejects both port and ports',
+    content: { components: { a: { command: cmd, port: 8000, ports: [9000] } } },
+    path: 'components.a.ports',
+    fragments: ['either port or ports'],
+  },
+  {
+    name: 'rejects dependsOn naming an unknown component, listing the known ones',
+    content: { components: { a: { command: cmd, dependsOn: ['nope'] }, b: { command: cmd } } },
+    path: 'components.a.dependsOn[0]',
+    fragments: ['unknown component "nope"', 'a, b'],
+  },
+  {
+    name: 'rejects a component that depends on itself',
+    content: { components: { a: { command: cmd, dependsOn: ['a'] } } },
+    path: 'components.a.dependsOn[0]',
+    fragments: ['itself'],
+  },
+  {
+    name: 'rejects a dependency cycle a -> b -> a',
+    content: {
+      components: { a: { command: cmd, dependsOn: ['b'] }, b: { command: cmd, dependsOn: ['a'] } },
+    },
+    path: 'components.a.dependsOn',
+    fragments: ['dependency cycle', 'a -> b -> a'],
+  },
+  {
+    name: 'rejects a longer dependency cycle, naming every member',
+    content: {
+      components: {
+        root: { command: cmd },
+        a: { command: cmd, dependsOn: ['root', 'b'] },
+        b: { command: cmd, dependsOn: ['c'] },
+        c: { command: cmd, dependsOn: ['a'] },
+      },
+    },
+    path: 'components.a.dependsOn',
+    fragments: ['dependency cycle', 'a -> b -> c -> a'],
+  },
+  {
+    name: 'rejects an unknown stop signal name',
+    content: { components: { a: { command: cmd, stop: { signal: 'SIGFOO' } } } },
+    path: 'components.a.stop.signal',
+    fragments: ['signal name', '"SIGFOO"'],
+  },
+  {
+    name: 'rejects an unknown template variable in env',
+    content: { components: { a: { command: cmd, env: { X: 'x-{foo}' } } } },
+    path: 'components.a.env.X',
+    fragments: ['unknown template variable {foo}', '{port}'],
+  },
+  {
+    name: 'rejects an unknown template variable in the command',
+    content: { components: { a: { command: ['node', '--x={foo}'] } } },
+    path: 'components.a.command[1]',
+    fragments: ['unknown template variable {foo}'],
+  },
+  {
+    name: 'rejects {port} in a component without a port',
+    content: { components: { a: { command: cmd, env: { PORT: '{port}' } } } },
+    path: 'components.a.env.PORT',
+    fragments: ['{port}', 'no port'],
+  },
+  {
+    name: 'rejects tcp readiness without a port',
+    content: { components: { a: { command: cmd, readiness: { type: 'tcp' } } } },
+    path: 'components.a.readiness.type',
+    fragments: ['"tcp" needs a port'],
+  },
+  {
+    name: 'rejects http readiness without a port',
+    content: { components: { a: { command: cmd, readiness: { type: 'http' } } } },
+    path: 'components.a.readiness.type',
+    fragments: ['"http" needs a port'],
+  },
+  {
+    name: 'rejects a config with zero components',
+    content: { components: {} },
+    path: 'components',
+    fragments: ['at least one component'],
+  },
+  {
+    name: 'rejects a config without components',
+    content: {},
+    path: 'components',
+    fragments: ['expected'],
+  },
+  {
+    name: 'rejects a component name that is not a name',
+    content: { components: { '9lives': { command: cmd } } },
+    path: 'components.9lives',
+    fragments: [],
+  },
+  {
+    name: 'says why a component name is not a name',
+    content: { components: { '9lives': { command: cmd } } },
+    path: 'components.9lives',
+    fragments: ['starting with a letter'],
+    todo: 'bug: zod reports a bad record key as "Invalid key in record" and load-config.ts shows only that, dropping the nested issue that carries the schema\'s own message ("expected a name of letters, ...")',
+  },
+]
+
+t.test('bad configs', async (t) => {
+  for (const c of bad) {
+    t.test(c.name, { ...(c.todo ? { todo: c.todo } : {}) }, async (t) => {
+      const err = loadError(t, writeConfig(t, c.content))
+      t.ok(
+        hasProblem(err.problems, c.path, ...c.fragments),
+        `a problem at "${c.path}" mentions ${c.fragments.map((f) => JSON.stringify(f)).join(' and ')}`,
+        { problems: err.problems },
+      )
+      t.match(err.message, c.path === '' ? '(root)' : c.path, 'the error message names the path')
+    })
+  }
+})
+
+t.test('says "the file is empty" for an empty file', { todo: 'bug: parse-json.ts only says "the file is empty" when jsonc-parser reports no error, but it reports ValueExpected (line 1 column 1) for empty text, so the branch is dead' }, async (t) => {
+  const err = loadError(t, writeConfig(t, ''))
+  t.ok(hasProblem(err.problems, '', 'empty'), 'says the file is empty', { problems: err.problems })
+})
+
+t.test('rejects a missing file with "cannot read", naming the file', async (t) => {
+  const file = join(t.testdir({}), 'nope.json')
+  const err = loadError(t, file)
+  t.ok(hasProblem(err.problems, '', 'cannot read'), 'problem says cannot read', { problems: err.problems })
+  t.match(err.message, file)
+})
+
+t.test('reports every problem in a file at once', async (t) => {
+  const file = writeConfig(t, {
+    components: {
+      a: { command: cmd, port: '8000', stop: { signal: 'SIGFOO' }, bogus: true },
+      b: { command: [], port: 70000 },
+    },
+  })
+  const err = loadError(t, file)
+  t.ok(hasProblem(err.problems, 'components.a.port', 'expected number'), 'a.port')
+  t.ok(hasProblem(err.problems, 'components.a.stop.signal', 'SIGFOO'), 'a.stop.signal')
+  t.ok(hasProblem(err.problems, 'components.a', 'bogus'), 'a.bogus')
+  t.ok(hasProblem(err.problems, 'components.b.command', '>=1'), 'b.command')
+  t.ok(hasProblem(err.problems, 'components.b.port', '<=65535'), 'b.port')
+  t.equal(err.problems.length, 5, 'exactly five problems', { problems: err.problems })
+  for (const p of ['components.a.port', 'components.a.stop.signal', 'components.b.command', 'components.b.port']) {
+    t.match(err.message, p, `message lists ${p}`)
+  }
+})
+
+t.test('reports every cross-field problem at once', async (t) => {
+  const file = writeConfig(t, {
+    components: {
+      a: { command: ['x', '{foo}'], port: 8000, ports: [8000], dependsOn: ['a'] },
+      b: { command: cmd, port: 8000, env: { Y: '{bar}' }, dependsOn: ['nope'] },
+      c: { command: cmd, readiness: { type: 'tcp' }, env: { P: '{port}' } },
+    },
+  })
+  const err = loadError(t, file)
+  const expected: [string, string][] = [
+    ['components.a.ports', 'either port or ports'],
+    ['components.a.command[1]', '{foo}'],
+    ['components.a.dependsOn[0]', 'itself'],
+    ['components.b.port', 'already used by a#0'],
+    ['components.b.env.Y', '{bar}'],
+    ['components.b.dependsOn[0]', '"nope"'],
+    ['components.c.readiness.type', 'needs a port'],
+    ['components.c.env.P', '{port}'],
+  ]
+  for (const [path, fragment] of expected) {
+    t.ok(hasProblem(err.problems, path, fragment), `${path}: ${fragment}`, { problems: err.problems })
+  }
+  t.equal(err.problems.length, expected.length, 'nothing else', { problems: err.problems })
+})
+
+/** Loads a good config written to a test dir. */
+const loadGood = (t: Test, content: unknown, env: NodeJS.ProcessEnv = { TANDEM_NODE: 'n1' }): { plan: Plan; dir: string } => {
+  const file = writeConfig(t, content)
+  return { plan: loadConfig(file, env), dir: dirname(file) }
+}
+
+t.test('loads config.example.json', async (t) => {
+  const file = join(repo, 'config.example.json')
+  const plan = loadConfig(file, { TANDEM_NODE: 'n1' })
+  t.equal(plan.configFile, file)
+  t.equal(plan.stateDir, join(repo, '.tandem'))
+  t.same(plan.components.map((c) => c.name), ['discovery', 'gateway'])
+  const gateway = plan.components.find((c) => c.name === 'gateway')!
+  t.same(gateway.instances.map((i) => i.id), ['gateway#0', 'gateway#1', 'gateway#2'])
+  t.same(gateway.instances.map((i) => i.port), [7554, 7555, 7556])
+  t.same(gateway.instances.map((i) => i.env.PORT), ['7554', '7555', '7556'])
+  t.same(gateway.dependsOn, ['discovery'])
+  t.match(gateway.instances[0]!.readiness, { type: 'http', path: '/health' })
+  t.same(gateway.instances[0]!.stop, { signal: 'SIGTERM', timeoutMs: 5000 })
+})
+
+t.test('gives instance i the port port + i', async (t) => {
+  const { plan } = loadGood(t, { components: { a: { command: cmd, port: 9000, instances: 4 } } })
+  t.same(plan.components[0]!.instances.map((i) => i.port), [9000, 9001, 9002, 9003])
+  t.same(plan.components[0]!.instances.map((i) => i.index), [0, 1, 2, 3])
+})
+
+t.test('accepts port + instances ending exactly at 65535', async (t) => {
+  const { plan } = loadGood(t, { components: { a: { command: cmd, port: 65533, instances: 3 } } })
+  t.same(plan.components[0]!.instances.map((i) => i.port), [65533, 65534, 65535])
+})
+
+t.test('uses an explicit ports list as given', async (t) => {
+  const { plan } = loadGood(t, { components: { a: { command: cmd, instances: 3, ports: [9100, 9050, 9300] } } })
+  t.same(plan.components[0]!.instances.map((i) => i.port), [9100, 9050, 9300])
+  t.same(plan.components[0]!.instances.map((i) => i.env.TANDEM_PORT), ['9100', '9050', '9300'])
+})
+
+t.test('gives instances without a port no port', async (t) => {
+  const { plan } = loadGood(t, { components: { a: { command: cmd, instances: 2 } } })
+  for (const i of plan.components[0]!.instances) {
+    t.equal(i.port, undefined)
+    t.notOk('TANDEM_PORT' in i.env, 'no TANDEM_PORT')
+  }
+})
+
+t.test('fills {port}, {instance}, {node} and {component} in env', async (t) => {
+  const { plan } = loadGood(t, {
+    node: 'alpha',
+    components: {
+      api: {
+        command: cmd,
+        port: 8000,
+        instances: 2,
+        env: { ALL: '{component}#{instance}@{node}:{port}', PLAIN: 'no vars', TWICE: '{port}/{port}' },
+      },
+    },
+  })
+  const [i0, i1] = plan.components[0]!.instances
+  t.equal(i0!.env.ALL, 'api#0@alpha:8000')
+  t.equal(i1!.env.ALL, 'api#1@alpha:8001')
+  t.equal(i0!.env.PLAIN, 'no vars')
+  t.equal(i1!.env.TWICE, '8001/8001')
+})
+
+t.test('fills templates in argv', async (t) => {
+  const { plan } = loadGood(t, {
+    components: { api: { command: ['node', 'srv.js', '--port={port}', '--name={component}-{instance}', '{node}'], port: 8000, instances: 2 } },
+  })
+  t.same(plan.components[0]!.instances[1]!.argv, ['node', 'srv.js', '--port=8001', '--name=api-1', 'n1'])
+})
+
+t.test('leaves text that only looks like a template alone', async (t) => {
+  const { plan } = loadGood(t, { components: { a: { command: ['echo', '{}', '{ port }', '{1x}'], port: 8000 } } })
+  t.same(plan.components[0]!.instances[0]!.argv, ['echo', '{}', '{ port }', '{1x}'])
+})
+
+t.test('sets TANDEM_NODE, TANDEM_COMPONENT, TANDEM_INSTANCE and TANDEM_PORT', async (t) => {
+  const { plan } = loadGood(t, { components: { api: { command: cmd, port: 8000, instances: 2, env: { X: '1' } } } })
+  t.same(plan.components[0]!.instances[1]!.env, {
+    TANDEM_NODE: 'n1',
+    TANDEM_COMPONENT: 'api',
+    TANDEM_INSTANCE: '1',
+    TANDEM_PORT: '8001',
+    X: '1',
+  })
+})
+
+t.test('takes the node name from the config, then TANDEM_NODE, then the host name', async (t) => {
+  t.equal(loadGood(t, { node: 'alpha', components: { a: { command: cmd } } }, { TANDEM_NODE: 'beta' }).plan.node, 'alpha')
+  t.equal(loadGood(t, { components: { a: { command: cmd } } }, { TANDEM_NODE: 'beta' }).plan.node, 'beta')
+  const { hostname } = await import('node:os')
+  t.equal(loadGood(t, { components: { a: { command: cmd } } }, {}).plan.node, hostname())
+})
+
+t.test('resolves cwd and stateDir relative to the config file', async (t) => {
+  const { plan, dir } = loadGood(t, {
+    stateDir: 'run/state',
+    components: { a: { command: cmd, cwd: 'srv/a' }, b: { command: cmd }, c: { command: cmd, cwd: '/abs/c' } },
+  })
+  t.equal(plan.stateDir, join(dir, 'run/state'))
+  const byName = Object.fromEntries(plan.components.map((c) => [c.name, c.instances[0]!]))
+  t.equal(byName.a!.cwd, join(dir, 'srv/a'))
+  t.equal(byName.b!.cwd, dir, 'default cwd is the config file directory')
+  t.equal(byName.c!.cwd, '/abs/c', 'absolute cwd kept')
+})
+
+t.test('resolves paths relative to the config file even when loaded by a relative path', async (t) => {
+  const dir = t.testdir({ 'config.json': JSON.stringify({ components: { a: { command: cmd, cwd: 'x' } } }) })
+  const cwd = process.cwd()
+  process.chdir(dirname(dir))
+  t.teardown(() => process.chdir(cwd))
+  const plan = loadConfig(join(basenameOf(dir), 'config.json'), { TANDEM_NODE: 'n1' })
+  t.equal(plan.configFile, join(dir, 'config.json'))
+  t.equal(plan.stateDir, join(dir, '.tandem'))
+  t.equal(plan.components[0]!.instances[0]!.cwd, join(dir, 'x'))
+})
+
+const basenameOf = (p: string): string => p.slice(dirname(p).length + 1)
+
+t.test('orders components so that dependencies come first', async (t) => {
+  const { plan } = loadGood(t, {
+    components: {
+      web: { command: cmd, dependsOn: ['api', 'cache'] },
+      api: { command: cmd, dependsOn: ['db'] },
+      cache: { command: cmd },
+      db: { command: cmd },
+      lone: { command: cmd },
+    },
+  })
+  const order = plan.components.map((c) => c.name)
+  t.same([...order].sort(), ['api', 'cache', 'db', 'lone', 'web'], 'each component once')
+  const before = (a: string, b: string) => t.ok(order.indexOf(a) < order.indexOf(b), `${a} before ${b} in ${order.join(', ')}`)
+  before('db', 'api')
+  before('api', 'web')
+  before('cache', 'web')
+})
+
+t.test('defaults readiness to tcp with a port and none without', async (t) => {
+  const { plan } = loadGood(t, { components: { withPort: { command: cmd, port: 8000 }, withPorts: { command: cmd, ports: [8100] }, noPort: { command: cmd } } })
+  const by = Object.fromEntries(plan.components.map((c) => [c.name, c.instances[0]!]))
+  t.same(by.withPort!.readiness, { type: 'tcp', timeoutMs: DEFAULTS.readinessTimeoutMs, intervalMs: DEFAULTS.readinessIntervalMs })
+  t.same(by.withPorts!.readiness, { type: 'tcp', timeoutMs: DEFAULTS.readinessTimeoutMs, intervalMs: DEFAULTS.readinessIntervalMs })
+  t.same(by.noPort!.readiness, { type: 'none' })
+})
+
+t.test('fills the documented defaults', async (t) => {
+  const { plan } = loadGood(t, { components: { a: { command: cmd } } })
+  t.equal(plan.logLevel, 'info')
+  const i = plan.components[0]!.instances[0]!
+  t.equal(i.host, '127.0.0.1')
+  t.equal(i.restart, 'on-failure')
+  t.same(i.backoff, {
+    initialMs: DEFAULTS.backoffInitialMs,
+    factor: DEFAULTS.backoffFactor,
+    maxMs: DEFAULTS.backoffMaxMs,
+    jitter: DEFAULTS.backoffJitter,
+    resetAfterMs: DEFAULTS.backoffResetAfterMs,
+  })
+  t.same(i.crashLoop, { maxExits: DEFAULTS.crashLoopMaxExits, windowMs: DEFAULTS.crashLoopWindowMs, retry: false })
+  t.same(i.stop, { signal: 'SIGTERM', timeoutMs: DEFAULTS.stopTimeoutMs })
+  t.same(plan.components[0]!.dependsOn, [])
+})
+
+t.test('fills defaults inside a partly given block', async (t) => {
+  const { plan } = loadGood(t, { components: { a: { command: cmd, port: 8000, backoff: { maxMs: 5000 }, readiness: { type: 'http' } } } })
+  const i = plan.components[0]!.instances[0]!
+  t.same(i.backoff, { ...{ initialMs: DEFAULTS.backoffInitialMs, factor: DEFAULTS.backoffFactor, jitter: DEFAULTS.backoffJitter, resetAfterMs: DEFAULTS.backoffResetAfterMs }, maxMs: 5000 })
+  t.same(i.readiness, { type: 'http', path: '/', timeoutMs: DEFAULTS.readinessTimeoutMs, intervalMs: DEFAULTS.readinessIntervalMs })
+})
