@@ -3,6 +3,7 @@ import { hostname } from 'node:os'
 import { dirname, resolve } from 'node:path'
 import type { z } from 'zod'
 import { ConfigError, errorMessage, type ConfigProblem } from '../errors.js'
+import { socketPath } from '../control/socket-path.js'
 import { checkConfig, componentPorts } from './check-config.js'
 import { parseJson } from './parse-json.js'
 import type { ComponentSpec, Plan } from './plan.js'
@@ -27,11 +28,18 @@ const pathText = (path: PropertyKey[]): string =>
   )
 
 const schemaProblems = (input: unknown, issues: z.core.$ZodIssue[]): ConfigProblem[] =>
-  issues.map((i) => {
+  issues.flatMap((i): ConfigProblem[] => {
+    // A bad record key (a component name) carries the reason in nested issues: show those.
+    if (i.code === 'invalid_key') {
+      return i.issues.map((inner) => ({
+        path: pathText(i.path),
+        message: `component name ${describeValue(i.path.at(-1))}: ${inner.message}`,
+      }))
+    }
     const value = valueAt(input, i.path)
     const got = i.code === 'invalid_type' && value !== undefined ? ` (got ${describeValue(value)})` : ''
     const tooBig = (i.code === 'too_big' || i.code === 'too_small') ? ` (got ${describeValue(value)})` : ''
-    return { path: pathText(i.path), message: `${i.message}${got || tooBig}` }
+    return [{ path: pathText(i.path), message: `${i.message}${got || tooBig}` }]
   })
 
 /** Validates a parsed config object; throws ConfigError listing every problem. */
@@ -115,5 +123,18 @@ export const loadConfig = (path: string, env: NodeJS.ProcessEnv = process.env): 
   }
   const { value, problems } = parseJson(text)
   if (problems.length) throw new ConfigError(file, problems)
-  return buildPlan(validateConfig(value, file), file, env)
+  const plan = buildPlan(validateConfig(value, file), file, env)
+  const socket = socketPath(plan.stateDir)
+  if (Buffer.byteLength(socket) > MAX_SOCKET_PATH_BYTES) {
+    throw new ConfigError(file, [
+      {
+        path: 'stateDir',
+        message: `the control socket ${socket} would be ${Buffer.byteLength(socket)} bytes long; Unix sockets allow at most ${MAX_SOCKET_PATH_BYTES}: choose a shorter stateDir`,
+      },
+    ])
+  }
+  return plan
 }
+
+/** sun_path is 108 bytes on Linux (104 on BSD and z/OS), including the terminating NUL. */
+export const MAX_SOCKET_PATH_BYTES = 103

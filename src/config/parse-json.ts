@@ -15,14 +15,14 @@ export const lineColumn = (text: string, offset: number): { line: number; column
 export const parseJson = (
   text: string,
 ): { value: unknown; problems: ConfigProblem[] } => {
+  if (text.trim() === '') {
+    return { value: undefined, problems: [{ path: '', message: 'invalid JSON: the file is empty' }] }
+  }
   const errors: ParseError[] = []
   const value: unknown = parse(text, errors, { disallowComments: true, allowTrailingComma: false })
   const problems = errors.map((e) => {
     const { line, column } = lineColumn(text, e.offset)
     return { path: '', message: `invalid JSON at line ${line} column ${column}: ${printParseErrorCode(e.error)}` }
   })
-  if (problems.length === 0 && text.trim() === '') {
-    problems.push({ path: '', message: 'invalid JSON: the file is empty' })
-  }
   return { value, problems }
 }

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { writeFileAtomic } from '../seams/atomic-write.js'
 import type { Clock } from '../seams/clock.js'
-import { groupAlive, processStartTime, signalGroup } from './process-start-time.js'
+import { groupAlive, signalGroup } from './process-group.js'
+import { processStartTime } from './process-start-time.js'
 
 /** What the supervisor remembers of a live child, so that a successor can find leftovers. */
 export interface PidRecord {

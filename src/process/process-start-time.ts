@@ -22,23 +22,3 @@ export const processStartTime = (pid: number): string | undefined => {
     return undefined
   }
 }
-
-/** True while any process of the group exists. */
-export const groupAlive = (pgid: number): boolean => {
-  try {
-    process.kill(-pgid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
-/** Sends a signal to a whole process group; false when the group is gone. */
-export const signalGroup = (pgid: number, signal: NodeJS.Signals): boolean => {
-  try {
-    process.kill(-pgid, signal)
-    return true
-  } catch {
-    return false
-  }
-}

@@ -1,7 +1,7 @@
 import { createInterface } from 'node:readline'
 import type { InstanceSpec } from '../config/plan.js'
 import { errorMessage, hasCode } from '../errors.js'
-import { groupAlive, signalGroup } from '../process/process-start-time.js'
+import { groupAlive, signalGroup } from '../process/process-group.js'
 import type { ChildHandle, ProcessExit, Spawn } from '../process/spawn-child.js'
 import type { Cancel, Clock } from '../seams/clock.js'
 import { checkTransition, type InstanceState } from './instance-state.js'
@@ -85,6 +85,11 @@ export class Instance {
   state: InstanceState = 'stopped'
   /** The backoff delay has elapsed: the reconciler should start it again. */
   due = false
+  /**
+   * It ended cleanly and its restart policy does not restart it: it stays stopped until an
+   * operator starts it (the reconciler must not start it again just because it is wanted).
+   */
+  completed = false
   /** Why it is failed or backing off, for status. */
   reason: string | undefined
   restarts = 0
@@ -152,6 +157,7 @@ export class Instance {
     this.#cancelTimer?.()
     this.#cancelTimer = undefined
     this.due = false
+    this.completed = false
     if (this.#starts++ > 0) this.restarts++
     if (this.state === 'failed') {
       // An operator restart (or a configured retry) clears the crash-loop history.
@@ -325,8 +331,9 @@ export class Instance {
     const what = describeExit(exit)
     if (!shouldRestart(spec.restart, exit)) {
       if (!failure) {
-        this.reason = what
-        return this.#transition('stopped', { reason: what })
+        this.reason = `${what}; restart policy is "${spec.restart}"`
+        this.completed = true
+        return this.#transition('stopped', { reason: this.reason })
       }
       this.reason = exit.reason === 'spawn-error' ? exit.detail : `${what}; restart policy is "${spec.restart}"`
       return this.#transition('failed', { reason: this.reason, exit, stderrTail: [...this.#stderrTail] })

@@ -75,7 +75,7 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent] }> {
       const want = this.desired(inst.id)
       switch (inst.state) {
         case 'stopped':
-          if (want && this.#unmetDependencies(inst.spec).length === 0) void inst.start()
+          if (want && !inst.completed && this.#unmetDependencies(inst.spec).length === 0) void inst.start()
           break
         case 'backoff':
           if (!want) void inst.stop()
@@ -134,6 +134,7 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent] }> {
     for (const id of ids) {
       const inst = this.instances.get(id)!
       if (inst.state === 'failed' || inst.state === 'backoff') inst.due = true
+      inst.completed = false
     }
     this.reconcile()
     await Promise.all(ids.map((id) => this.waitFor(id, ['ready', 'failed', 'backoff', 'stopped'])))
@@ -148,6 +149,7 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent] }> {
       const inst = this.instances.get(id)!
       await inst.stop()
       this.stoppedByOperator.delete(id)
+      inst.completed = false
       if (this.#shuttingDown) return
       this.reconcile()
       await this.waitFor(id, ['ready', 'failed', 'backoff', 'stopped'])
