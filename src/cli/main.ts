@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander'
 import { loadConfig } from '../config/load-config.js'
 import { planInstances } from '../config/plan.js'
 import { controlRequest } from '../control/client.js'
+import { checkSocketPath } from '../control/socket-path.js'
 import { errorMessage, hasCode } from '../errors.js'
 import { runSupervisor } from '../supervisor/supervisor.js'
 import { formatStatus, type StatusReply } from './format-status.js'
@@ -83,6 +84,7 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
     .option('--json', 'print the plan as JSON')
     .action((o: { json?: boolean }) => {
       const plan = loadConfig(configPath())
+      checkSocketPath(plan)
       const instances = planInstances(plan)
       if (o.json) return io.out(JSON.stringify(plan))
       io.out(`${plan.configFile} is valid: node ${plan.node}, ${instances.length} instances, state dir ${plan.stateDir}`)

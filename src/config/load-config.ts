@@ -3,7 +3,6 @@ import { hostname } from 'node:os'
 import { dirname, resolve } from 'node:path'
 import type { z } from 'zod'
 import { ConfigError, errorMessage, type ConfigProblem } from '../errors.js'
-import { socketPath } from '../control/socket-path.js'
 import { checkConfig, componentPorts } from './check-config.js'
 import { parseJson } from './parse-json.js'
 import type { ComponentSpec, Plan } from './plan.js'
@@ -123,18 +122,5 @@ export const loadConfig = (path: string, env: NodeJS.ProcessEnv = process.env): 
   }
   const { value, problems } = parseJson(text)
   if (problems.length) throw new ConfigError(file, problems)
-  const plan = buildPlan(validateConfig(value, file), file, env)
-  const socket = socketPath(plan.stateDir)
-  if (Buffer.byteLength(socket) > MAX_SOCKET_PATH_BYTES) {
-    throw new ConfigError(file, [
-      {
-        path: 'stateDir',
-        message: `the control socket ${socket} would be ${Buffer.byteLength(socket)} bytes long; Unix sockets allow at most ${MAX_SOCKET_PATH_BYTES}: choose a shorter stateDir`,
-      },
-    ])
-  }
-  return plan
+  return buildPlan(validateConfig(value, file), file, env)
 }
-
-/** sun_path is 108 bytes on Linux (104 on BSD and z/OS), including the terminating NUL. */
-export const MAX_SOCKET_PATH_BYTES = 103

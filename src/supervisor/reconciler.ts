@@ -107,18 +107,40 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent] }> {
     })
   }
 
-  /** Resolves when the instance reaches one of the states (or immediately if it is in one). */
-  waitFor(id: string, states: readonly string[]): Promise<void> {
+  /**
+   * Whether the instance has reached a state it will not leave by itself soon: ready, failed,
+   * backing off, stopped for good, or stopped waiting on a dependency that cannot come up
+   * (its instances are failed or stopped themselves). Operator commands wait for this.
+   */
+  settled(id: string): boolean {
     const inst = this.instances.get(id)!
-    if (states.includes(inst.state)) return Promise.resolve()
+    if (inst.state === 'ready' || inst.state === 'failed' || inst.state === 'backoff') return true
+    if (inst.state !== 'stopped') return false
+    return !this.desired(id) || inst.completed || !this.#mayStart(inst)
+  }
+
+  /** A stopped, wanted instance may still start: each unmet dependency may still come up. */
+  #mayStart(inst: Instance): boolean {
+    return this.#unmetDependencies(inst.spec).every((d) =>
+      this.#of(d).some(
+        (i) =>
+          this.desired(i.id) &&
+          (i.state === 'starting' || i.state === 'stopping' || i.state === 'backoff' || (i.state === 'stopped' && !i.completed && this.#mayStart(i))),
+      ),
+    )
+  }
+
+  /** Resolves when every one of the instances is settled (see `settled`). */
+  waitSettled(ids: readonly string[]): Promise<void> {
     return new Promise((resolve) => {
-      const on = (e: InstanceEvent) => {
-        if (e.id === id && states.includes(e.event)) {
-          this.off('event', on)
-          resolve()
-        }
+      const check = () => {
+        if (!ids.every((id) => this.settled(id))) return
+        this.off('event', check)
+        resolve()
       }
-      this.on('event', on)
+      this.on('event', check)
+      // Let the reconcile pass that this action scheduled run first.
+      queueMicrotask(() => queueMicrotask(check))
     })
   }
 
@@ -137,7 +159,7 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent] }> {
       inst.completed = false
     }
     this.reconcile()
-    await Promise.all(ids.map((id) => this.waitFor(id, ['ready', 'failed', 'backoff', 'stopped'])))
+    await this.waitSettled(ids)
   }
 
   /**
@@ -152,7 +174,7 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent] }> {
       inst.completed = false
       if (this.#shuttingDown) return
       this.reconcile()
-      await this.waitFor(id, ['ready', 'failed', 'backoff', 'stopped'])
+      await this.waitSettled([id])
     }
   }
 

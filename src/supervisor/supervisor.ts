@@ -3,7 +3,7 @@ import type { Logger } from 'pino'
 import { loadConfig } from '../config/load-config.js'
 import { planInstances, type Plan } from '../config/plan.js'
 import { startControlServer } from '../control/server.js'
-import { socketPath } from '../control/socket-path.js'
+import { checkSocketPath, socketPath } from '../control/socket-path.js'
 import { errorMessage } from '../errors.js'
 import { createLogger } from '../logging/logger.js'
 import { PidRecords, terminateLeftovers } from '../process/pid-records.js'
@@ -11,7 +11,7 @@ import { portFree, portHolder } from '../process/port-holder.js'
 import { signalGroup } from '../process/process-group.js'
 import { processStartTime } from '../process/process-start-time.js'
 import { spawnChild } from '../process/spawn-child.js'
-import { startWatchdog } from '../process/watchdog.js'
+import { startWatchdog, type Watchdog } from '../process/watchdog.js'
 import { systemClock } from '../seams/clock.js'
 import type { InstanceEvent } from './instance.js'
 import { Overrides } from './overrides.js'
@@ -60,15 +60,13 @@ const logEvent = (log: Logger, e: InstanceEvent) => {
  */
 export const runSupervisor = async (options: SupervisorOptions): Promise<number> => {
   const plan: Plan = loadConfig(options.configPath)
+  checkSocketPath(plan)
   mkdirSync(plan.stateDir, { recursive: true, mode: 0o700 })
   const log = createLogger({ level: plan.logLevel, node: plan.node, pretty: options.pretty })
   const releaseLock = await acquireStateLock(plan.stateDir, (m) => log.error({ event: 'lock' }, m))
   const pidRecords = new PidRecords(plan.stateDir)
-  const leftovers = await terminateLeftovers(pidRecords.read(), systemClock)
-  for (const r of leftovers) {
-    log.warn({ event: 'leftover', id: r.id, childPid: r.pid, port: r.port }, `terminated leftover ${r.id} (pid ${r.pid}, port ${r.port ?? '-'}) of a previous supervisor`)
-  }
-  const watchdog = startWatchdog((m) => log.error({ event: 'watchdog' }, m))
+  // Started after the control socket listens (a failure there must leave nothing running).
+  let watchdog!: Watchdog
   const overrides = new Overrides(plan.stateDir)
   const reconciler = new Reconciler(
     plan,
@@ -116,7 +114,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       await releaseLock()
       log.info({ event: 'shutdown' }, 'all instances stopped; exiting')
       undoSignals()
-      resolveDone(0)
+      resolveDone(forced ? 1 : 0)
     })())
 
   const act = async (body: Record<string, unknown>, action: (ids: string[]) => Promise<void>) => {
@@ -141,18 +139,20 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       },
     },
     (m) => log.error({ event: 'control' }, m),
-  )
+  ).catch(async (err: unknown) => {
+    await releaseLock()
+    throw err
+  })
+  watchdog = startWatchdog((m) => log.error({ event: 'watchdog' }, m))
 
   let interrupts = 0
+  let forced = false
   const onSignal = (signal: NodeJS.Signals) => {
     if (signal === 'SIGINT' && ++interrupts > 1) {
+      // The stop sequence goes on and finishes at once, since every group is now dead.
+      forced = true
       log.warn({ event: 'shutdown' }, 'second SIGINT: killing every instance now')
       for (const i of reconciler.instances.values()) if (i.pid !== undefined) signalGroup(i.pid, 'SIGKILL')
-      void Promise.race([stopping, systemClock.sleep(2_000)]).then(() => {
-        undoSignals()
-        resolveDone(1)
-      })
-      return
     }
     void shutdown(signal)
   }
@@ -170,6 +170,10 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     { event: 'start', config: plan.configFile, stateDir: plan.stateDir, instances: planInstances(plan).length },
     `tandem supervisor ${process.pid} starting ${planInstances(plan).length} instances from ${plan.configFile}`,
   )
+  const leftovers = await terminateLeftovers(pidRecords.read(), systemClock)
+  for (const r of leftovers) {
+    log.warn({ event: 'leftover', id: r.id, childPid: r.pid, port: r.port }, `terminated leftover ${r.id} (pid ${r.pid}, port ${r.port ?? '-'}) of a previous supervisor`)
+  }
   reconciler.schedule()
   try {
     return await done

@@ -87,7 +87,11 @@ export class Supervisor {
 
   /** Waits for a log record matching `pred` (searching those already seen too). */
   waitLog(what: string, pred: (r: LogRecord) => boolean, ms = WAIT_MS): Promise<LogRecord> {
-    return waitUntil(what, () => this.records.find(pred), ms).catch((err: Error) => {
+    return waitUntil(what, () => {
+      const found = this.records.find(pred)
+      if (!found && this.proc.exitCode !== null) throw new Error(`supervisor exited (code ${this.proc.exitCode}) before: ${what}`)
+      return found
+    }, ms).catch((err: Error) => {
       const tail = this.records.slice(-15).map((r) => `  ${r.msg}`)
       throw new Error(`${err.message}\nlast log lines:\n${tail.join('\n')}\nstderr:\n${this.stderr.join('\n')}`)
     })

@@ -1,0 +1,123 @@
+// Ports 42300-42399 belong to this file (test files run in parallel).
+import { existsSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import { cli, fixture, FIXTURE, ROOT, status, Supervisor, tempDir, writeConfig } from '../helpers/supervisor.js'
+
+t.test('commands that need a supervisor say none runs and exit 1', async (t) => {
+  const config = writeConfig(tempDir(t), { web: fixture({ port: 42300 }) })
+  for (const args of [['status'], ['stop', 'web'], ['restart', 'all'], ['start', 'web'], ['shutdown']]) {
+    const r = await cli([...args, '-c', config])
+    t.equal(r.code, 1, `${args[0]}: exit 1`)
+    t.match(r.err, /no supervisor is running for state dir .*state/, `${args[0]}: says why`)
+  }
+})
+
+t.test('a bad config exits 78 listing every problem, and starts nothing', async (t) => {
+  const dir = tempDir(t)
+  const config = join(dir, 'tandem.json')
+  writeFileSync(config, JSON.stringify({ stateDir: 'state', components: { a: { command: [], port: 80000, bogus: 1 }, b: { command: ['x'], dependsOn: ['nope'] } } }))
+  const r = await cli(['start', '-c', config])
+  t.equal(r.code, 78)
+  t.match(r.err, /invalid config .*tandem\.json/)
+  t.match(r.err, /components\.a\.command: Too small/)
+  t.match(r.err, /components\.a\.port: Too big.*\(got 80000\)/)
+  t.match(r.err, /components\.a: Unrecognized key: "bogus"/)
+  t.equal(r.out, '', 'no log line: nothing started')
+  t.notOk(existsSync(join(dir, 'state')), 'no state dir created')
+  const v = await cli(['validate', '-c', config])
+  t.equal(v.code, 78)
+})
+
+t.test('invalid JSON names line and column', async (t) => {
+  const config = join(tempDir(t), 'tandem.json')
+  writeFileSync(config, '{\n  "components": {\n    "a": { "command": ["x"], }\n  }\n}\n')
+  const r = await cli(['validate', '-c', config])
+  t.equal(r.code, 78)
+  t.match(r.err, /invalid JSON at line 3 column \d+/)
+})
+
+t.test('the config path comes from -c, then TANDEM_CONFIG, then tandem.json', async (t) => {
+  const dir = tempDir(t)
+  const config = writeConfig(dir, { web: fixture({ port: 42310, instances: 2 }) })
+  const fromEnv = await cli(['validate'], { TANDEM_CONFIG: config })
+  t.equal(fromEnv.code, 0, fromEnv.err)
+  t.match(fromEnv.out, /web#1 +port 42311/)
+  const missing = await cli(['validate', '-c', join(dir, 'nope.json')])
+  t.equal(missing.code, 78)
+  t.match(missing.err, /nope\.json:\n\s+\(root\): cannot read the file/)
+})
+
+t.test('validate prints every instance with its port', async (t) => {
+  const r = await cli(['validate', '-c', join(ROOT, 'config.example.json')])
+  t.equal(r.code, 0, r.err)
+  t.match(r.out, /is valid: node \S+, 4 instances/)
+  for (const [id, port] of [['discovery#0', 7553], ['gateway#0', 7554], ['gateway#1', 7555], ['gateway#2', 7556]] as const) {
+    t.match(r.out, new RegExp(`${id} +port ${port}`))
+  }
+})
+
+t.test('status, stop, start, restart and shutdown through the control socket', async (t) => {
+  const dir = tempDir(t)
+  const config = writeConfig(dir, { api: fixture({ port: 42320, instances: 2 }), worker: { command: [process.execPath, FIXTURE], env: { NO_LISTEN: '1' }, dependsOn: ['api'] } })
+  const sup = new Supervisor(config)
+  t.teardown(() => sup.kill())
+  await sup.waitLog('all ready', (r) => r.event === 'all-ready')
+
+  const s = await status(config)
+  t.match(s, { role: 'active', instances: [{ id: 'api#0', port: 42320, state: 'ready', restarts: 0 }, { id: 'api#1', port: 42321 }, { id: 'worker#0', state: 'ready' }] })
+  for (const i of s.instances) t.ok(i.pid! > 0 && i.uptimeMs! >= 0, `${i.id} has pid and uptime`)
+  const table = await cli(['status', '-c', config])
+  t.match(table.out, /INSTANCE +PORT +PID +STATE +RESTARTS +UPTIME/)
+  t.match(table.out, /api#1 +42321 +\d+ +ready/)
+
+  const bad = await cli(['stop', 'api#7', 'nope', '-c', config])
+  t.equal(bad.code, 2, 'a bad target is a usage error')
+  t.match(bad.err, /unknown target "api#7": api has instances #0 to #1/)
+  t.match(bad.err, /unknown target "nope"/)
+  t.equal((await status(config)).instances[0]!.state, 'ready', 'nothing was stopped on a bad target')
+
+  const before = (await status(config)).instances.map((i) => i.pid)
+  const restarted = await cli(['restart', 'api', '--json', '-c', config])
+  t.equal(restarted.code, 0, restarted.err)
+  const after = JSON.parse(restarted.out) as { instances: { id: string; state: string; pid: number; restarts: number }[] }
+  t.match(after.instances, [{ id: 'api#0', state: 'ready', restarts: 1 }, { id: 'api#1', state: 'ready', restarts: 1 }])
+  t.not(after.instances[0]!.pid, before[0])
+  // One at a time: api#1 went down only after the new api#0 was ready.
+  const newPid0 = after.instances[0]!.pid
+  const ready0 = sup.records.findIndex((r) => r.event === 'ready' && r.childPid === newPid0)
+  const stopping1 = sup.records.findIndex((r) => r.event === 'stopping' && r.component === 'api' && r.instance === 1)
+  t.ok(ready0 >= 0 && ready0 < stopping1, 'rolled one instance at a time')
+  t.equal((await status(config)).instances[2]!.pid, before[2], 'worker untouched')
+
+  const stopAll = await cli(['stop', 'all', '-c', config])
+  t.equal(stopAll.code, 0, stopAll.err)
+  t.same((await status(config)).instances.map((i) => i.state), ['stopped', 'stopped', 'stopped'])
+  const startAll = await cli(['start', 'all', '-c', config])
+  t.equal(startAll.code, 0, startAll.err)
+  t.same((await status(config)).instances.map((i) => i.state), ['ready', 'ready', 'ready'])
+
+  const down = await cli(['shutdown', '-c', config])
+  t.equal(down.code, 0, down.err)
+  t.match(down.out, new RegExp(`supervisor ${sup.pid} is shutting down`))
+  t.equal((await sup.exited).code, 0)
+})
+
+t.test('usage errors exit 2; --help exits 0', async (t) => {
+  t.equal((await cli(['frobnicate'])).code, 2)
+  t.equal((await cli(['stop'])).code, 2, 'stop needs a target')
+  const help = await cli(['--help'])
+  t.equal(help.code, 0)
+  t.match(help.out, /start.*status.*stop.*restart.*shutdown.*validate/s)
+})
+
+t.test('a state dir too long for a Unix socket is a config error, before anything starts', async (t) => {
+  const dir = tempDir(t)
+  const config = writeConfig(dir, { web: fixture({ port: 42330 }) }, { stateDir: 'x'.repeat(100) })
+  for (const cmd of ['start', 'validate']) {
+    const r = await cli([cmd, '-c', config])
+    t.equal(r.code, 78, cmd)
+    t.match(r.err, /stateDir: the control socket .* would be \d+ bytes long; Unix sockets allow at most 103/)
+  }
+  t.notOk(existsSync(join(dir, 'x'.repeat(100))), 'nothing created')
+})
