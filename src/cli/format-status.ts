@@ -33,6 +33,11 @@ export const formatStatus = (s: StatusReply): string => {
     i.reason ?? (i.lastExit ? describeExit(i.lastExit) : '-'),
   ])
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)))
-  const line = (r: string[]) => r.map((v, c) => (c === r.length - 1 ? v : v.padEnd(widths[c]!))).join('  ')
-  return [`node ${s.node}  role ${s.role}  supervisor pid ${s.pid}  config ${s.config}`, line(head), ...rows.map(line)].join('\n')
+  const line = (r: string[]) =>
+    r.map((v, c) => (c === r.length - 1 ? v : v.padEnd(widths[c]!))).join('  ')
+  return [
+    `node ${s.node}  role ${s.role}  supervisor pid ${s.pid}  config ${s.config}`,
+    line(head),
+    ...rows.map(line),
+  ].join('\n')
 }

@@ -11,7 +11,11 @@ import { formatStatus, type StatusReply } from './format-status.js'
 export const EXIT = { ok: 0, failure: 1, usage: 2, config: 78 } as const
 
 const exitCodeOf = (err: unknown): number =>
-  hasCode(err, 'ECONFIG') ? EXIT.config : hasCode(err, 'ETARGET') || hasCode(err, 'EUSAGE') ? EXIT.usage : EXIT.failure
+  hasCode(err, 'ECONFIG')
+    ? EXIT.config
+    : hasCode(err, 'ETARGET') || hasCode(err, 'EUSAGE')
+      ? EXIT.usage
+      : EXIT.failure
 
 interface Io {
   out: (text: string) => void
@@ -33,19 +37,30 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
     .description('Process supervisor with cold and hot standby')
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
-    .option('-c, --config <file>', 'config file (env TANDEM_CONFIG)', process.env.TANDEM_CONFIG ?? 'tandem.json')
+    .option(
+      '-c, --config <file>',
+      'config file (env TANDEM_CONFIG)',
+      process.env.TANDEM_CONFIG ?? 'tandem.json',
+    )
 
   const configPath = () => program.opts<{ config: string }>().config
   const stateDir = () => loadConfig(configPath()).stateDir
   const action = async (path: string, targets: string[], json: boolean) => {
-    const reply = (await controlRequest(stateDir(), 'POST', path, { targets })) as Pick<StatusReply, 'instances'>
+    const reply = (await controlRequest(stateDir(), 'POST', path, { targets })) as Pick<
+      StatusReply,
+      'instances'
+    >
     if (json) io.out(JSON.stringify(reply))
-    else for (const i of reply.instances) io.out(`${i.id}: ${i.state}${i.reason ? ` (${i.reason})` : ''}`)
+    else
+      for (const i of reply.instances)
+        io.out(`${i.id}: ${i.state}${i.reason ? ` (${i.reason})` : ''}`)
   }
 
   program
     .command('start')
-    .description('run the supervisor in the foreground; with targets, start those instances in the running one')
+    .description(
+      'run the supervisor in the foreground; with targets, start those instances in the running one',
+    )
     .argument('[targets...]', 'all, <component> or <component>#<index>')
     .option('--json', 'print the result as JSON (with targets)')
     .action(async (targets: string[], o: { json?: boolean }) => {
@@ -69,7 +84,9 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
       .description(what)
       .argument('<targets...>', 'all, <component> or <component>#<index>')
       .option('--json', 'print the result as JSON')
-      .action((targets: string[], o: { json?: boolean }) => action(`/${name}`, targets, o.json === true))
+      .action((targets: string[], o: { json?: boolean }) =>
+        action(`/${name}`, targets, o.json === true),
+      )
   }
   program
     .command('shutdown')
@@ -87,15 +104,22 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
       checkSocketPath(plan)
       const instances = planInstances(plan)
       if (o.json) return io.out(JSON.stringify(plan))
-      io.out(`${plan.configFile} is valid: node ${plan.node}, ${instances.length} instances, state dir ${plan.stateDir}`)
-      for (const i of instances) io.out(`  ${i.id.padEnd(24)} port ${i.port ?? '-'}  ${i.argv.join(' ')}`)
+      io.out(
+        `${plan.configFile} is valid: node ${plan.node}, ${instances.length} instances, state dir ${plan.stateDir}`,
+      )
+      for (const i of instances)
+        io.out(`  ${i.id.padEnd(24)} port ${i.port ?? '-'}  ${i.argv.join(' ')}`)
     })
 
   try {
     await program.parseAsync(argv)
   } catch (err) {
     if (err instanceof CommanderError) {
-      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0 ? EXIT.ok : EXIT.usage
+      return err.code === 'commander.helpDisplayed' ||
+        err.code === 'commander.version' ||
+        err.exitCode === 0
+        ? EXIT.ok
+        : EXIT.usage
     }
     io.err(`tandem: ${errorMessage(err)}`)
     return exitCodeOf(err)

@@ -4,7 +4,8 @@ import { TEMPLATE_VARIABLES, templateVariablesIn } from './template.js'
 
 /** The ports of a component's instances: `ports` as given, or `port + index`. */
 export const componentPorts = (c: ComponentConfig): number[] | undefined =>
-  c.ports ?? (c.port === undefined ? undefined : Array.from({ length: c.instances }, (_, i) => c.port! + i))
+  c.ports ??
+  (c.port === undefined ? undefined : Array.from({ length: c.instances }, (_, i) => c.port! + i))
 
 /**
  * Rules that span fields or components, which the schema cannot express. Returns every problem,

@@ -16,7 +16,8 @@ const describeValue = (v: unknown): string => {
 
 const valueAt = (root: unknown, path: PropertyKey[]): unknown =>
   path.reduce<unknown>(
-    (v, k) => (v !== null && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[k] : undefined),
+    (v, k) =>
+      v !== null && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[k] : undefined,
     root,
   )
 
@@ -36,8 +37,10 @@ const schemaProblems = (input: unknown, issues: z.core.$ZodIssue[]): ConfigProbl
       }))
     }
     const value = valueAt(input, i.path)
-    const got = i.code === 'invalid_type' && value !== undefined ? ` (got ${describeValue(value)})` : ''
-    const tooBig = (i.code === 'too_big' || i.code === 'too_small') ? ` (got ${describeValue(value)})` : ''
+    const got =
+      i.code === 'invalid_type' && value !== undefined ? ` (got ${describeValue(value)})` : ''
+    const tooBig =
+      i.code === 'too_big' || i.code === 'too_small' ? ` (got ${describeValue(value)})` : ''
     return [{ path: pathText(i.path), message: `${i.message}${got || tooBig}` }]
   })
 
@@ -63,19 +66,36 @@ const dependencyOrder = (config: Config): string[] => {
 }
 
 /** Turns a valid config into the plan of instances, with ports, templates and paths resolved. */
-export const buildPlan = (config: Config, file: string, env: NodeJS.ProcessEnv = process.env): Plan => {
+export const buildPlan = (
+  config: Config,
+  file: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Plan => {
   const base = dirname(file)
   const node = config.node ?? env.TANDEM_NODE ?? hostname()
   const components: ComponentSpec[] = dependencyOrder(config).map((name) => {
     const c = config.components[name]!
     const ports = componentPorts(c)
-    const readiness = c.readiness ?? (ports ? { type: 'tcp' as const, timeoutMs: DEFAULTS.readinessTimeoutMs, intervalMs: DEFAULTS.readinessIntervalMs } : { type: 'none' as const })
+    const readiness =
+      c.readiness ??
+      (ports
+        ? {
+            type: 'tcp' as const,
+            timeoutMs: DEFAULTS.readinessTimeoutMs,
+            intervalMs: DEFAULTS.readinessIntervalMs,
+          }
+        : { type: 'none' as const })
     return {
       name,
       dependsOn: c.dependsOn,
       instances: Array.from({ length: c.instances }, (_, index) => {
         const port = ports?.[index]
-        const vars = { node, component: name, instance: String(index), ...(port ? { port: String(port) } : {}) }
+        const vars = {
+          node,
+          component: name,
+          instance: String(index),
+          ...(port ? { port: String(port) } : {}),
+        }
         return {
           component: name,
           index,
@@ -87,7 +107,9 @@ export const buildPlan = (config: Config, file: string, env: NodeJS.ProcessEnv =
             TANDEM_COMPONENT: name,
             TANDEM_INSTANCE: String(index),
             ...(port ? { TANDEM_PORT: String(port) } : {}),
-            ...Object.fromEntries(Object.entries(c.env).map(([k, v]) => [k, fillTemplate(v, vars)])),
+            ...Object.fromEntries(
+              Object.entries(c.env).map(([k, v]) => [k, fillTemplate(v, vars)]),
+            ),
           },
           cwd: resolve(base, c.cwd ?? '.'),
           host: c.host,
@@ -116,9 +138,13 @@ export const loadConfig = (path: string, env: NodeJS.ProcessEnv = process.env): 
   try {
     text = readFileSync(file, 'utf8')
   } catch (err) {
-    throw new ConfigError(file, [{ path: '', message: `cannot read the file: ${errorMessage(err)}` }], {
-      cause: err,
-    })
+    throw new ConfigError(
+      file,
+      [{ path: '', message: `cannot read the file: ${errorMessage(err)}` }],
+      {
+        cause: err,
+      },
+    )
   }
   const { value, problems } = parseJson(text)
   if (problems.length) throw new ConfigError(file, problems)

@@ -34,4 +34,5 @@ export interface Plan {
   components: ComponentSpec[]
 }
 
-export const planInstances = (plan: Plan): InstanceSpec[] => plan.components.flatMap((c) => c.instances)
+export const planInstances = (plan: Plan): InstanceSpec[] =>
+  plan.components.flatMap((c) => c.instances)

@@ -30,25 +30,23 @@ export const DEFAULTS = {
 } as const
 
 const signalNames = Object.keys(constants.signals)
-const signal = z
-  .string()
-  .refine((s) => signalNames.includes(s), {
-    error: (iss) =>
-      `expected a signal name such as SIGTERM, SIGINT, SIGQUIT, SIGHUP; got ${JSON.stringify(iss.input)}`,
-  })
+const signal = z.string().refine((s) => signalNames.includes(s), {
+  error: (iss) =>
+    `expected a signal name such as SIGTERM, SIGINT, SIGQUIT, SIGHUP; got ${JSON.stringify(iss.input)}`,
+})
 
 const port = z.number().int().min(1).max(65535)
 const ms = z.number().int().min(0)
-const name = z
-  .string()
-  .regex(/^[A-Za-z][A-Za-z0-9_.-]*$/, {
-    error: 'expected a name of letters, digits, "_", "." and "-", starting with a letter',
-  })
+const name = z.string().regex(/^[A-Za-z][A-Za-z0-9_.-]*$/, {
+  error: 'expected a name of letters, digits, "_", "." and "-", starting with a letter',
+})
 
 const readiness = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('tcp').describe('Ready when a TCP connection to the instance port succeeds.'),
-    timeoutMs: ms.default(DEFAULTS.readinessTimeoutMs).describe('Start counts as failed after this.'),
+    timeoutMs: ms
+      .default(DEFAULTS.readinessTimeoutMs)
+      .describe('Start counts as failed after this.'),
     intervalMs: ms.default(DEFAULTS.readinessIntervalMs).describe('Probe interval.'),
   }),
   z.strictObject({
@@ -130,7 +128,7 @@ export const componentSchema = z.strictObject({
 
 export const configSchema = z.strictObject({
   $schema: z.string().optional(),
-  node: name.optional().describe('This node\'s name; default the host name.'),
+  node: name.optional().describe("This node's name; default the host name."),
   stateDir: z
     .string()
     .default('.tandem')

@@ -16,7 +16,12 @@ export const controlRequest = (
     const socket = socketPath(stateDir)
     const data = body === undefined ? undefined : JSON.stringify(body)
     const req = request(
-      { socketPath: socket, method, path, headers: data ? { 'content-type': 'application/json' } : {} },
+      {
+        socketPath: socket,
+        method,
+        path,
+        headers: data ? { 'content-type': 'application/json' } : {},
+      },
       (res) => {
         const chunks: Buffer[] = []
         res.on('data', (c: Buffer) => chunks.push(c))
@@ -25,7 +30,9 @@ export const controlRequest = (
           try {
             value = JSON.parse(Buffer.concat(chunks).toString('utf8'))
           } catch {
-            return reject(new TandemError('ECONTROL', `supervisor at ${socket} sent a reply that is not JSON`))
+            return reject(
+              new TandemError('ECONTROL', `supervisor at ${socket} sent a reply that is not JSON`),
+            )
           }
           const error = (value as { error?: { code: string; message: string } }).error
           if ((res.statusCode ?? 500) >= 400 && error) {
@@ -37,8 +44,19 @@ export const controlRequest = (
     )
     req.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
-        reject(new TandemError('ENOSUPERVISOR', `no supervisor is running for state dir ${stateDir} (nothing answers on ${socket})`, { cause: err }))
-      } else reject(new TandemError('ECONTROL', `cannot reach the supervisor on ${socket}: ${err.message}`, { cause: err }))
+        reject(
+          new TandemError(
+            'ENOSUPERVISOR',
+            `no supervisor is running for state dir ${stateDir} (nothing answers on ${socket})`,
+            { cause: err },
+          ),
+        )
+      } else
+        reject(
+          new TandemError('ECONTROL', `cannot reach the supervisor on ${socket}: ${err.message}`, {
+            cause: err,
+          }),
+        )
     })
     req.end(data)
   })

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { TandemError, errorMessage, hasCode } from '../errors.js'
 
 /** A route answers with a JSON body, or throws a TandemError (ETARGET/EUSAGE become 400). */
-export type Route = (body: Record<string, unknown>) => Promise<unknown> | unknown
+export type Route = (body: Record<string, unknown>) => unknown
 
 /** Largest request body we read: control requests are a few targets, never more. */
 export const MAX_BODY_BYTES = 64 * 1024
@@ -13,7 +13,8 @@ const readBody = async (req: IncomingMessage): Promise<Record<string, unknown>> 
   const chunks: Buffer[] = []
   for await (const chunk of req) {
     size += (chunk as Buffer).length
-    if (size > MAX_BODY_BYTES) throw new TandemError('EUSAGE', `request body over ${MAX_BODY_BYTES} bytes`)
+    if (size > MAX_BODY_BYTES)
+      throw new TandemError('EUSAGE', `request body over ${MAX_BODY_BYTES} bytes`)
     chunks.push(chunk as Buffer)
   }
   const text = Buffer.concat(chunks).toString('utf8')
@@ -32,7 +33,10 @@ const readBody = async (req: IncomingMessage): Promise<Record<string, unknown>> 
 
 const send = (res: ServerResponse, status: number, body: unknown) => {
   const text = JSON.stringify(body)
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+  })
   res.end(text)
 }
 
@@ -49,14 +53,18 @@ export const startControlServer = async (
   rmSync(path, { force: true })
   const server = createServer((req, res) => {
     const route = routes[`${req.method} ${(req.url ?? '/').split('?')[0]}`]
-    if (!route) return send(res, 404, { error: { code: 'EUSAGE', message: `no such endpoint: ${req.method} ${req.url}` } })
+    if (!route)
+      return send(res, 404, {
+        error: { code: 'EUSAGE', message: `no such endpoint: ${req.method} ${req.url}` },
+      })
     readBody(req)
       .then((body) => route(body))
       .then(
         (result) => send(res, 200, result ?? { ok: true }),
         (err: unknown) => {
           const usage = hasCode(err, 'ETARGET') || hasCode(err, 'EUSAGE')
-          if (!usage) onError(`control request ${req.method} ${req.url} failed: ${errorMessage(err)}`)
+          if (!usage)
+            onError(`control request ${req.method} ${req.url} failed: ${errorMessage(err)}`)
           const code = (err as { code?: string }).code ?? 'ECONTROL'
           send(res, usage ? 400 : 500, { error: { code, message: errorMessage(err) } })
         },

@@ -6,7 +6,11 @@ import pretty from 'pino-pretty'
  * human-readable when stdout is a terminal. pino's `pid` is the supervisor's; a child's pid is
  * `childPid`.
  */
-export const createLogger = (options: { level: string; node: string; pretty?: boolean }): Logger => {
+export const createLogger = (options: {
+  level: string
+  node: string
+  pretty?: boolean
+}): Logger => {
   const base = { level: options.level, base: { pid: process.pid, node: options.node } }
   const usePretty = options.pretty ?? process.stdout.isTTY === true
   return usePretty

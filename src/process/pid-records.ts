@@ -28,7 +28,9 @@ export class PidRecords {
   read(): PidRecord[] {
     try {
       const value: unknown = JSON.parse(readFileSync(this.file, 'utf8'))
-      return Array.isArray(value) ? (value as PidRecord[]).filter((r) => Number.isInteger(r?.pid) && r.pid > 0) : []
+      return Array.isArray(value)
+        ? (value as PidRecord[]).filter((r) => Number.isInteger(r?.pid) && r.pid > 0)
+        : []
     } catch {
       return []
     }
@@ -54,7 +56,10 @@ export class PidRecords {
  * process group, then SIGKILL after its stop timeout. A pid now used by another process is left
  * alone. Resolves when every leftover group is gone, before any port is bound.
  */
-export const terminateLeftovers = async (records: PidRecord[], clock: Clock): Promise<PidRecord[]> => {
+export const terminateLeftovers = async (
+  records: PidRecord[],
+  clock: Clock,
+): Promise<PidRecord[]> => {
   const ours = records.filter((r) => processStartTime(r.pid) === r.startTime)
   await Promise.all(
     ours.map(async (r) => {

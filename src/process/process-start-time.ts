@@ -13,10 +13,13 @@ export const processStartTime = (pid: number): string | undefined => {
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
     return fields[19] // field 22 of the whole line
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && process.platform === 'linux') return undefined
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && process.platform === 'linux')
+      return undefined
   }
   try {
-    const out = execFileSync('ps', ['-o', 'lstart=', '-p', String(pid)], { encoding: 'utf8' }).trim()
+    const out = execFileSync('ps', ['-o', 'lstart=', '-p', String(pid)], {
+      encoding: 'utf8',
+    }).trim()
     return out || undefined
   } catch {
     return undefined

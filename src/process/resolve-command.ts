@@ -7,10 +7,17 @@ import { TandemError } from '../errors.js'
  * cwd), so that a missing or non-executable program is reported by name with ENOENT or EACCES
  * before anything is spawned.
  */
-export const resolveCommand = (program: string, cwd: string, path = process.env.PATH ?? ''): string => {
+export const resolveCommand = (
+  program: string,
+  cwd: string,
+  path = process.env.PATH ?? '',
+): string => {
   const candidates = program.includes('/')
     ? [isAbsolute(program) ? program : resolve(cwd, program)]
-    : path.split(delimiter).filter(Boolean).map((d) => join(resolve(cwd, d), program))
+    : path
+        .split(delimiter)
+        .filter(Boolean)
+        .map((d) => join(resolve(cwd, d), program))
   let denied: string | undefined
   for (const c of candidates) {
     try {

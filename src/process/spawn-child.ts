@@ -42,7 +42,8 @@ const SETPRIV = '/usr/bin/setpriv'
  * Whether util-linux setpriv can give children a parent-death signal: then a SIGKILLed
  * supervisor takes its direct children with it at once, with no helper process involved.
  */
-export const hasParentDeathSignal = (): boolean => process.platform === 'linux' && existsSync(SETPRIV)
+export const hasParentDeathSignal = (): boolean =>
+  process.platform === 'linux' && existsSync(SETPRIV)
 
 /**
  * Spawns one instance in its own process group, without a shell. Throws ESPAWN (naming the
@@ -51,7 +52,10 @@ export const hasParentDeathSignal = (): boolean => process.platform === 'linux' 
 export const spawnChild: Spawn = (req) => {
   const [program, ...args] = req.argv
   if (!existsSync(req.cwd)) {
-    throw new TandemError('ESPAWN', `cannot start ${program}: working directory ${req.cwd} does not exist (ENOENT)`)
+    throw new TandemError(
+      'ESPAWN',
+      `cannot start ${program}: working directory ${req.cwd} does not exist (ENOENT)`,
+    )
   }
   const file = resolveCommand(program!, req.cwd, req.env.PATH)
   const [cmd, cmdArgs] = hasParentDeathSignal()
@@ -66,7 +70,9 @@ export const spawnChild: Spawn = (req) => {
       stdio: req.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
     })
   } catch (err) {
-    throw new TandemError('ESPAWN', `cannot spawn ${file}: ${(err as Error).message}`, { cause: err })
+    throw new TandemError('ESPAWN', `cannot spawn ${file}: ${(err as Error).message}`, {
+      cause: err,
+    })
   }
   const exited = new Promise<ProcessExit>((resolve) => {
     child.once('exit', (code, signal) => resolve({ code, signal }))

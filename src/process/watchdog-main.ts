@@ -47,7 +47,9 @@ rl.on('line', (line) => {
 })
 rl.on('close', () => {
   if (clean || groups.size === 0) process.exit(0)
-  process.stderr.write(`tandem watchdog: supervisor gone; stopping ${groups.size} process group(s)\n`)
+  process.stderr.write(
+    `tandem watchdog: supervisor gone; stopping ${groups.size} process group(s)\n`,
+  )
   for (const [pgid, w] of groups) kill(pgid, w.signal)
   const deadline = Date.now() + Math.max(...[...groups.values()].map((w) => w.timeoutMs))
   const tick = setInterval(() => {

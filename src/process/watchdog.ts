@@ -21,7 +21,10 @@ export const startWatchdog = (onError: (message: string) => void): Watchdog => {
   let child: ChildProcess
   let closing: Promise<void> | undefined
   const launch = () => {
-    child = spawn(process.execPath, [MAIN], { stdio: ['pipe', 'ignore', 'inherit'], detached: true })
+    child = spawn(process.execPath, [MAIN], {
+      stdio: ['pipe', 'ignore', 'inherit'],
+      detached: true,
+    })
     child.stdin!.on('error', () => {}) // reported through 'exit' below
     child.once('exit', (code, signal) => {
       if (closing) return

@@ -18,6 +18,10 @@ export interface Clock {
   sleep(ms: number, signal?: AbortSignal): Promise<void>
 }
 
+/** The reason an AbortSignal carries, as an Error. */
+export const abortReason = (signal: AbortSignal): Error =>
+  signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason ?? 'aborted'))
+
 export const systemClock: Clock = {
   now: () => Date.now(),
   monotonic: () => performance.now(),
@@ -27,14 +31,17 @@ export const systemClock: Clock = {
   },
   sleep(ms, signal) {
     return new Promise((resolve, reject) => {
-      if (signal?.aborted) return reject(signal.reason)
-      const t = setTimeout(() => {
-        signal?.removeEventListener('abort', onAbort)
-        resolve()
-      }, Math.max(0, ms))
+      if (signal?.aborted) return reject(abortReason(signal))
+      const t = setTimeout(
+        () => {
+          signal?.removeEventListener('abort', onAbort)
+          resolve()
+        },
+        Math.max(0, ms),
+      )
       const onAbort = () => {
         clearTimeout(t)
-        reject(signal?.reason)
+        reject(abortReason(signal!))
       }
       signal?.addEventListener('abort', onAbort, { once: true })
     })

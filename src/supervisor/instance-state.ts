@@ -11,13 +11,7 @@ import { TandemError } from '../errors.js'
  * - failed:   given up (crash loop, spawn error, restart "never"); an operator restart clears it.
  */
 export type InstanceState =
-  | 'stopped'
-  | 'starting'
-  | 'ready'
-  | 'stopping'
-  | 'exited'
-  | 'backoff'
-  | 'failed'
+  'stopped' | 'starting' | 'ready' | 'stopping' | 'exited' | 'backoff' | 'failed'
 
 /** Every legal move. Anything else is a bug, rejected loudly. */
 export const TRANSITIONS: Readonly<Record<InstanceState, readonly InstanceState[]>> = {

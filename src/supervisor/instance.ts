@@ -127,7 +127,10 @@ export class Instance {
       pid: this.pid,
       state: this.state,
       restarts: this.restarts,
-      uptimeMs: this.pid === undefined ? undefined : Math.round(this.#deps.clock.monotonic() - this.#startedAt),
+      uptimeMs:
+        this.pid === undefined
+          ? undefined
+          : Math.round(this.#deps.clock.monotonic() - this.#startedAt),
       lastExit: this.lastExit,
       reason: this.reason,
     }
@@ -166,7 +169,11 @@ export class Instance {
     }
     this.reason = undefined
     this.#transition('starting')
-    const run: Run = { abort: new AbortController(), killedAfterTimeout: false, done: Promise.resolve() }
+    const run: Run = {
+      abort: new AbortController(),
+      killedAfterTimeout: false,
+      done: Promise.resolve(),
+    }
     this.#run = run
     run.done = this.#execute(run).catch((err: unknown) => {
       // A bug, not a child's doing: report it and leave the instance failed rather than crash.
@@ -247,7 +254,13 @@ export class Instance {
     await Promise.race([Promise.all(lines), this.#deps.clock.sleep(100)])
     const uptimeMs = Math.round(this.#deps.clock.monotonic() - this.#startedAt)
     if (this.state === 'stopping') {
-      return this.#stopped(run, { reason: 'stopped', code: exit.code, signal: exit.signal, killedAfterTimeout: run.killedAfterTimeout, uptimeMs })
+      return this.#stopped(run, {
+        reason: 'stopped',
+        code: exit.code,
+        signal: exit.signal,
+        killedAfterTimeout: run.killedAfterTimeout,
+        uptimeMs,
+      })
     }
     return this.#ended(run, {
       reason: notReady ? 'not-ready' : exit.error ? 'spawn-error' : 'exited',
@@ -312,7 +325,11 @@ export class Instance {
   /** A run ended without a stop being asked for: apply the restart policy. */
   #ended(run: Run, exit: ExitRecord): void {
     this.lastExit = exit
-    this.#transition('exited', { exit, stderrTail: exit.reason === 'exited' || exit.reason === 'not-ready' ? [...this.#stderrTail] : undefined })
+    this.#transition('exited', {
+      exit,
+      stderrTail:
+        exit.reason === 'exited' || exit.reason === 'not-ready' ? [...this.#stderrTail] : undefined,
+    })
     if (this.#run === run) this.#run = undefined
     const { spec } = this
     const failure = isFailure(exit)
@@ -335,8 +352,13 @@ export class Instance {
         this.completed = true
         return this.#transition('stopped', { reason: this.reason })
       }
-      this.reason = exit.reason === 'spawn-error' ? exit.detail : `${what}; restart policy is "${spec.restart}"`
-      return this.#transition('failed', { reason: this.reason, exit, stderrTail: [...this.#stderrTail] })
+      this.reason =
+        exit.reason === 'spawn-error' ? exit.detail : `${what}; restart policy is "${spec.restart}"`
+      return this.#transition('failed', {
+        reason: this.reason,
+        exit,
+        stderrTail: [...this.#stderrTail],
+      })
     }
     if (looping) {
       this.reason = `crash loop: ${this.#failureTimes.length} failures within ${spec.crashLoop.windowMs} ms, last: ${what}`
@@ -394,13 +416,19 @@ export class Instance {
 
   /** Milliseconds since it became ready, if it is ready. */
   readyForMs(): number | undefined {
-    return this.state === 'ready' && this.#readyAt !== undefined ? this.#deps.clock.monotonic() - this.#readyAt : undefined
+    return this.state === 'ready' && this.#readyAt !== undefined
+      ? this.#deps.clock.monotonic() - this.#readyAt
+      : undefined
   }
 }
 
 /** `exit code 1`, `signal SIGKILL`, or the detail of a start that failed. */
 export const describeExit = (exit: ExitRecord): string => {
-  if (exit.reason === 'port-in-use' || exit.reason === 'spawn-error' || exit.reason === 'not-ready') {
+  if (
+    exit.reason === 'port-in-use' ||
+    exit.reason === 'spawn-error' ||
+    exit.reason === 'not-ready'
+  ) {
     return exit.detail ?? exit.reason
   }
   const how = exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`

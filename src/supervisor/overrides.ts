@@ -18,12 +18,14 @@ export class Overrides {
     try {
       text = readFileSync(this.file, 'utf8')
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') onError(`cannot read ${this.file}: ${(err as Error).message}`)
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+        onError(`cannot read ${this.file}: ${(err as Error).message}`)
       return []
     }
     try {
       const value = JSON.parse(text) as { stopped?: unknown }
-      if (Array.isArray(value.stopped) && value.stopped.every((s) => typeof s === 'string')) return value.stopped
+      if (Array.isArray(value.stopped) && value.stopped.every((s) => typeof s === 'string'))
+        return value.stopped
     } catch {
       // reported below
     }

@@ -3,7 +3,7 @@ import { connect } from 'node:net'
 import type { InstanceSpec } from '../config/plan.js'
 import { TandemError } from '../errors.js'
 import type { ChildHandle } from '../process/spawn-child.js'
-import type { Clock } from '../seams/clock.js'
+import { abortReason, type Clock } from '../seams/clock.js'
 
 /** One probe attempt answers no longer than this, so a black-holed connect cannot stall a start. */
 export const PROBE_ATTEMPT_MS = 1_000
@@ -24,19 +24,23 @@ const tcpOnce = (host: string, port: number): Promise<void> =>
 
 const httpOnce = (host: string, port: number, path: string): Promise<void> =>
   new Promise((resolve, reject) => {
-    const req = request({ host, port, path, method: 'GET', timeout: PROBE_ATTEMPT_MS, agent: false }, (res) => {
-      res.resume()
-      const status = res.statusCode ?? 0
-      if (status >= 200 && status < 300) resolve()
-      else reject(new Error(`GET ${path} answered ${status}`))
-    })
+    const req = request(
+      { host, port, path, method: 'GET', timeout: PROBE_ATTEMPT_MS, agent: false },
+      (res) => {
+        res.resume()
+        const status = res.statusCode ?? 0
+        if (status >= 200 && status < 300) resolve()
+        else reject(new Error(`GET ${path} answered ${status}`))
+      },
+    )
     req.once('timeout', () => req.destroy(new Error(`GET ${path} timed out`)))
     req.once('error', reject)
     req.end()
   })
 
 const isReadyMessage = (m: unknown): boolean =>
-  m === 'ready' || (typeof m === 'object' && m !== null && (m as { type?: unknown }).type === 'ready')
+  m === 'ready' ||
+  (typeof m === 'object' && m !== null && (m as { type?: unknown }).type === 'ready')
 
 /**
  * Resolves when the instance is serving, as its readiness config defines it. Rejects with
@@ -53,7 +57,10 @@ export const waitReady = async (
   if (r.type === 'none') return
   const deadline = clock.monotonic() + r.timeoutMs
   const notReady = (last: string) =>
-    new TandemError('ENOTREADY', `${spec.id} was not ready within ${r.timeoutMs} ms (${r.type} readiness: ${last})`)
+    new TandemError(
+      'ENOTREADY',
+      `${spec.id} was not ready within ${r.timeoutMs} ms (${r.type} readiness: ${last})`,
+    )
   if (r.type === 'ipc') {
     let undo = () => {}
     let cancelTimer = () => {}
@@ -61,7 +68,7 @@ export const waitReady = async (
       await new Promise<void>((resolve, reject) => {
         undo = child.onMessage((m) => isReadyMessage(m) && resolve())
         cancelTimer = clock.after(r.timeoutMs, () => reject(notReady('no "ready" message')))
-        signal.addEventListener('abort', () => reject(signal.reason), { once: true })
+        signal.addEventListener('abort', () => reject(abortReason(signal)), { once: true })
       })
     } finally {
       undo()

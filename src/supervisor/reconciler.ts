@@ -36,7 +36,8 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent] }> {
       },
       wake: () => this.schedule(),
     }
-    for (const spec of planInstances(plan)) this.instances.set(spec.id, new Instance(spec, instanceDeps))
+    for (const spec of planInstances(plan))
+      this.instances.set(spec.id, new Instance(spec, instanceDeps))
   }
 
   /** Whether the instance should be running now. */
@@ -56,7 +57,10 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent] }> {
     const component = this.plan.components.find((c) => c.name === spec.component)
     return (component?.dependsOn ?? []).filter((d) => {
       const wanted = this.#of(d).filter((i) => this.desired(i.id))
-      return !(wanted.every((i) => i.state === 'ready' || i.state === 'failed') && wanted.some((i) => i.state === 'ready'))
+      return !(
+        wanted.every((i) => i.state === 'ready' || i.state === 'failed') &&
+        wanted.some((i) => i.state === 'ready')
+      )
     })
   }
 
@@ -75,7 +79,8 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent] }> {
       const want = this.desired(inst.id)
       switch (inst.state) {
         case 'stopped':
-          if (want && !inst.completed && this.#unmetDependencies(inst.spec).length === 0) void inst.start()
+          if (want && !inst.completed && this.#unmetDependencies(inst.spec).length === 0)
+            void inst.start()
           break
         case 'backoff':
           if (!want) void inst.stop()
@@ -98,7 +103,8 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent] }> {
   status(): (InstanceStatus & { stoppedByOperator: boolean })[] {
     return [...this.instances.values()].map((i) => {
       const s = i.status()
-      const waiting = i.state === 'stopped' && this.desired(i.id) ? this.#unmetDependencies(i.spec) : []
+      const waiting =
+        i.state === 'stopped' && this.desired(i.id) ? this.#unmetDependencies(i.spec) : []
       return {
         ...s,
         reason: waiting.length ? waitingReason(waiting) : s.reason,
@@ -125,7 +131,10 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent] }> {
       this.#of(d).some(
         (i) =>
           this.desired(i.id) &&
-          (i.state === 'starting' || i.state === 'stopping' || i.state === 'backoff' || (i.state === 'stopped' && !i.completed && this.#mayStart(i))),
+          (i.state === 'starting' ||
+            i.state === 'stopping' ||
+            i.state === 'backoff' ||
+            (i.state === 'stopped' && !i.completed && this.#mayStart(i))),
       ),
     )
   }

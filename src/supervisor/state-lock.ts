@@ -23,7 +23,8 @@ export const acquireStateLock = async (
       realpath: false,
       stale: 10_000,
       update: 2_000,
-      onCompromised: (err) => onCompromised(`state dir lock ${target}.lock compromised: ${err.message}`),
+      onCompromised: (err) =>
+        onCompromised(`state dir lock ${target}.lock compromised: ${err.message}`),
     })
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ELOCKED') {
@@ -33,9 +34,15 @@ export const acquireStateLock = async (
       } catch {
         // the holder is between taking the lock and writing its pid
       }
-      throw new TandemError('ELOCKED', `another supervisor (${holder}) is already running for state dir ${stateDir}`, { cause: err })
+      throw new TandemError(
+        'ELOCKED',
+        `another supervisor (${holder}) is already running for state dir ${stateDir}`,
+        { cause: err },
+      )
     }
-    throw new TandemError('ELOCKED', `cannot lock state dir ${stateDir}: ${errorMessage(err)}`, { cause: err })
+    throw new TandemError('ELOCKED', `cannot lock state dir ${stateDir}: ${errorMessage(err)}`, {
+      cause: err,
+    })
   }
   writeFileAtomic(pidFile, `${process.pid}\n`)
   let released: Promise<void> | undefined

@@ -11,7 +11,7 @@ import { portFree, portHolder } from '../process/port-holder.js'
 import { signalGroup } from '../process/process-group.js'
 import { processStartTime } from '../process/process-start-time.js'
 import { spawnChild } from '../process/spawn-child.js'
-import { startWatchdog, type Watchdog } from '../process/watchdog.js'
+import { startWatchdog } from '../process/watchdog.js'
 import { systemClock } from '../seams/clock.js'
 import type { InstanceEvent } from './instance.js'
 import { Overrides } from './overrides.js'
@@ -29,14 +29,22 @@ export interface SupervisorOptions {
 const targetsOf = (body: Record<string, unknown>): string[] => {
   const t = body.targets
   if (!Array.isArray(t) || !t.every((x) => typeof x === 'string')) {
-    throw Object.assign(new Error('expected {"targets": ["all" | "<component>" | "<component>#<index>", ...]}'), { code: 'EUSAGE' })
+    throw Object.assign(
+      new Error('expected {"targets": ["all" | "<component>" | "<component>#<index>", ...]}'),
+      { code: 'EUSAGE' },
+    )
   }
   return t
 }
 
 const logEvent = (log: Logger, e: InstanceEvent) => {
   const { event, id, exit, stderrTail, ...rest } = e
-  const fields = { event, ...rest, ...(exit ? { exit } : {}), ...(stderrTail?.length ? { stderrTail } : {}) }
+  const fields = {
+    event,
+    ...rest,
+    ...(exit ? { exit } : {}),
+    ...(stderrTail?.length ? { stderrTail } : {}),
+  }
   switch (event) {
     case 'failed':
       return log.error(fields, `${id} failed: ${e.reason}`)
@@ -65,8 +73,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   const log = createLogger({ level: plan.logLevel, node: plan.node, pretty: options.pretty })
   const releaseLock = await acquireStateLock(plan.stateDir, (m) => log.error({ event: 'lock' }, m))
   const pidRecords = new PidRecords(plan.stateDir)
-  // Started after the control socket listens (a failure there must leave nothing running).
-  let watchdog!: Watchdog
+  const watchdog = startWatchdog((m) => log.error({ event: 'watchdog' }, m))
   const overrides = new Overrides(plan.stateDir)
   const reconciler = new Reconciler(
     plan,
@@ -78,13 +85,26 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       random: Math.random,
       baseEnv: process.env,
       onLine: (spec, stream, line, childPid) => {
-        const fields = { component: spec.component, instance: spec.index, port: spec.port, childPid, stream }
+        const fields = {
+          component: spec.component,
+          instance: spec.index,
+          port: spec.port,
+          childPid,
+          stream,
+        }
         if (stream === 'err') log.warn(fields, line)
         else log.info(fields, line)
       },
       tracked: (spec, pid) => {
         watchdog.watch(pid, spec.stop.signal as NodeJS.Signals, spec.stop.timeoutMs)
-        pidRecords.add({ id: spec.id, pid, startTime: processStartTime(pid) ?? '', port: spec.port, stopSignal: spec.stop.signal as NodeJS.Signals, stopTimeoutMs: spec.stop.timeoutMs })
+        pidRecords.add({
+          id: spec.id,
+          pid,
+          startTime: processStartTime(pid) ?? '',
+          port: spec.port,
+          stopSignal: spec.stop.signal as NodeJS.Signals,
+          stopTimeoutMs: spec.stop.timeoutMs,
+        })
       },
       untracked: (spec, pid) => {
         watchdog.unwatch(pid)
@@ -98,7 +118,8 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     logEvent(log, e)
     const wanted = [...reconciler.instances.values()].filter((i) => reconciler.desired(i.id))
     const nowReady = wanted.length > 0 && wanted.every((i) => i.state === 'ready')
-    if (nowReady && !allReady) log.info({ event: 'all-ready' }, `all ${wanted.length} wanted instances are ready`)
+    if (nowReady && !allReady)
+      log.info({ event: 'all-ready' }, `all ${wanted.length} wanted instances are ready`)
     allReady = nowReady
   })
 
@@ -107,7 +128,10 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   let stopping: Promise<void> | undefined
   const shutdown = (why: string): Promise<void> =>
     (stopping ??= (async () => {
-      log.info({ event: 'shutdown' }, `shutting down (${why}): stopping instances in reverse dependency order`)
+      log.info(
+        { event: 'shutdown' },
+        `shutting down (${why}): stopping instances in reverse dependency order`,
+      )
       await reconciler.shutdown()
       await closeControl()
       await watchdog.close()
@@ -129,7 +153,13 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   const closeControl = await startControlServer(
     socketPath(plan.stateDir),
     {
-      'GET /status': () => ({ node: plan.node, role: 'active', pid: process.pid, config: plan.configFile, instances: reconciler.status() }),
+      'GET /status': () => ({
+        node: plan.node,
+        role: 'active',
+        pid: process.pid,
+        config: plan.configFile,
+        instances: reconciler.status(),
+      }),
       'POST /stop': (b) => act(b, (ids) => reconciler.stopInstances(ids)),
       'POST /start': (b) => act(b, (ids) => reconciler.startInstances(ids)),
       'POST /restart': (b) => act(b, (ids) => reconciler.restartInstances(ids)),
@@ -140,10 +170,11 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     },
     (m) => log.error({ event: 'control' }, m),
   ).catch(async (err: unknown) => {
+    // Nothing runs yet: leave nothing behind either.
+    await watchdog.close()
     await releaseLock()
     throw err
   })
-  watchdog = startWatchdog((m) => log.error({ event: 'watchdog' }, m))
 
   let interrupts = 0
   let forced = false
@@ -152,7 +183,8 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       // The stop sequence goes on and finishes at once, since every group is now dead.
       forced = true
       log.warn({ event: 'shutdown' }, 'second SIGINT: killing every instance now')
-      for (const i of reconciler.instances.values()) if (i.pid !== undefined) signalGroup(i.pid, 'SIGKILL')
+      for (const i of reconciler.instances.values())
+        if (i.pid !== undefined) signalGroup(i.pid, 'SIGKILL')
     }
     void shutdown(signal)
   }
@@ -160,19 +192,37 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     ['SIGTERM', () => onSignal('SIGTERM')],
     ['SIGINT', () => onSignal('SIGINT')],
     // Reload and log reopening arrive with later work; until then the signals must not kill us.
-    ['SIGHUP', () => log.warn({ event: 'signal' }, 'SIGHUP received: config reload is not implemented yet; nothing changed')],
-    ['SIGUSR2', () => log.info({ event: 'signal' }, 'SIGUSR2 received: logs go to stdout; nothing to reopen')],
+    [
+      'SIGHUP',
+      () =>
+        log.warn(
+          { event: 'signal' },
+          'SIGHUP received: config reload is not implemented yet; nothing changed',
+        ),
+    ],
+    [
+      'SIGUSR2',
+      () => log.info({ event: 'signal' }, 'SIGUSR2 received: logs go to stdout; nothing to reopen'),
+    ],
   ]
   handlers.forEach(([s, h]) => process.on(s, h))
   const undoSignals = () => handlers.forEach(([s, h]) => process.off(s, h))
 
   log.info(
-    { event: 'start', config: plan.configFile, stateDir: plan.stateDir, instances: planInstances(plan).length },
+    {
+      event: 'start',
+      config: plan.configFile,
+      stateDir: plan.stateDir,
+      instances: planInstances(plan).length,
+    },
     `tandem supervisor ${process.pid} starting ${planInstances(plan).length} instances from ${plan.configFile}`,
   )
   const leftovers = await terminateLeftovers(pidRecords.read(), systemClock)
   for (const r of leftovers) {
-    log.warn({ event: 'leftover', id: r.id, childPid: r.pid, port: r.port }, `terminated leftover ${r.id} (pid ${r.pid}, port ${r.port ?? '-'}) of a previous supervisor`)
+    log.warn(
+      { event: 'leftover', id: r.id, childPid: r.pid, port: r.port },
+      `terminated leftover ${r.id} (pid ${r.pid}, port ${r.port ?? '-'}) of a previous supervisor`,
+    )
   }
   reconciler.schedule()
   try {

@@ -30,7 +30,7 @@ export const waitUntil = async <T>(what: string, check: () => T | Promise<T>, ms
   const deadline = Date.now() + ms
   for (;;) {
     const v = await check()
-    if (v) return v as NonNullable<T>
+    if (v) return v
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
     await sleep(25)
   }

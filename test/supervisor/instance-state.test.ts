@@ -70,7 +70,14 @@ t.test('can reach every state from stopped, and stopped from every state', async
   const reach = (start: InstanceState, edges: (s: InstanceState) => readonly InstanceState[]) => {
     const seen = new Set<InstanceState>([start])
     const todo = [start]
-    while (todo.length) for (const n of edges(todo.pop()!)) if (!seen.has(n)) (seen.add(n), todo.push(n))
+    while (todo.length) {
+      for (const n of edges(todo.pop()!)) {
+        if (!seen.has(n)) {
+          seen.add(n)
+          todo.push(n)
+        }
+      }
+    }
     return seen
   }
   t.same([...reach('stopped', (s) => TRANSITIONS[s])].sort(), [...STATES].sort(), 'every state reachable')
