@@ -70,6 +70,8 @@ export const startControlServer = async (
         },
       )
   })
+  // A rolling restart answers when it is done, which may take longer than Node's default 300 s.
+  server.requestTimeout = 0
   const prevUmask = process.umask(0o177)
   try {
     await new Promise<void>((resolve, reject) => {

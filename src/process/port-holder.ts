@@ -6,13 +6,34 @@ import { createServer } from 'node:net'
  * conflicts with a listener on any local address, so that a child binding 0.0.0.0, :: or
  * 127.0.0.1 will not fail with EADDRINUSE because of a process we already know about.
  */
-export const portFree = (port: number): Promise<boolean> =>
+export const portFree = async (port: number): Promise<boolean> => {
+  const dualStack = await tryListen(port, '::')
+  // A host without IPv6 cannot bind '::' at all: probe IPv4's wildcard instead.
+  return dualStack === 'unsupported'
+    ? (await tryListen(port, '0.0.0.0')) !== 'in-use'
+    : dualStack !== 'in-use'
+}
+
+/**
+ * 'free' when the port could be bound; 'in-use' on EADDRINUSE; 'unsupported' when the address
+ * family is missing. Anything else (EACCES on a privileged port) cannot be probed from here and
+ * counts as free: the child may have the rights we lack, and its own error will tell.
+ */
+const tryListen = (port: number, host: string): Promise<'free' | 'in-use' | 'unsupported'> =>
   new Promise((resolve) => {
     const server = createServer()
-    server.once('error', () => resolve(false))
-    server.listen({ port, host: '::', ipv6Only: false, exclusive: true }, () => {
-      server.close(() => resolve(true))
-    })
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      resolve(
+        err.code === 'EADDRINUSE'
+          ? 'in-use'
+          : err.code === 'EAFNOSUPPORT' || err.code === 'EADDRNOTAVAIL'
+            ? 'unsupported'
+            : 'free',
+      ),
+    )
+    server.listen({ port, host, ipv6Only: false, exclusive: true }, () =>
+      server.close(() => resolve('free')),
+    )
   })
 
 /** Socket inodes listening on `port` (Linux /proc/net/tcp and tcp6). */

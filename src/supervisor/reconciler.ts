@@ -188,15 +188,26 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent] }> {
   }
 
   /**
-   * Stops everything in reverse dependency order: dependents first, then what they depend on.
-   * Idempotent: later calls join the first.
+   * Stops everything in reverse dependency order: a component stops once every component that
+   * depends on it has stopped; unrelated components stop in parallel. Idempotent: later calls
+   * join the first.
    */
   shutdown(): Promise<void> {
     this.#shutdown ??= (async () => {
       this.#shuttingDown = true
-      for (const c of [...this.plan.components].reverse()) {
-        await Promise.all(this.#of(c.name).map((i) => i.stop()))
+      const stopped = new Map<string, Promise<void>>()
+      const stop = (name: string): Promise<void> => {
+        let p = stopped.get(name)
+        if (!p) {
+          const dependents = this.plan.components.filter((c) => c.dependsOn.includes(name))
+          p = Promise.all(dependents.map((d) => stop(d.name))).then(() =>
+            Promise.all(this.#of(name).map((i) => i.stop())).then(() => undefined),
+          )
+          stopped.set(name, p)
+        }
+        return p
       }
+      await Promise.all(this.plan.components.map((c) => stop(c.name)))
     })()
     return this.#shutdown
   }
