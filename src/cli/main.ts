@@ -1,9 +1,10 @@
 import { Command, CommanderError } from 'commander'
 import { loadConfig } from '../config/load-config.js'
-import { planInstances } from '../config/plan.js'
+import { planInstances, planPorts } from '../config/plan.js'
 import { controlRequest } from '../control/client.js'
 import { checkSocketPath } from '../control/socket-path.js'
 import { errorMessage, hasCode } from '../errors.js'
+import { ephemeralPortWarning } from '../process/port-holder.js'
 import { runSupervisor } from '../supervisor/supervisor.js'
 import { formatStatus, type StatusReply } from './format-status.js'
 
@@ -103,12 +104,17 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
       const plan = loadConfig(configPath())
       checkSocketPath(plan)
       const instances = planInstances(plan)
-      if (o.json) return io.out(JSON.stringify(plan))
-      io.out(
-        `${plan.configFile} is valid: node ${plan.node}, ${instances.length} instances, state dir ${plan.stateDir}`,
-      )
-      for (const i of instances)
-        io.out(`  ${i.id.padEnd(24)} port ${i.port ?? '-'}  ${i.argv.join(' ')}`)
+      const portWarning = ephemeralPortWarning(planPorts(plan))
+      if (o.json) {
+        io.out(JSON.stringify(plan))
+      } else {
+        io.out(
+          `${plan.configFile} is valid: node ${plan.node}, ${instances.length} instances, state dir ${plan.stateDir}`,
+        )
+        for (const i of instances)
+          io.out(`  ${i.id.padEnd(24)} port ${i.port ?? '-'}  ${i.argv.join(' ')}`)
+      }
+      if (portWarning) io.err(`warning: ${portWarning}`)
     })
 
   try {

@@ -36,3 +36,7 @@ export interface Plan {
 
 export const planInstances = (plan: Plan): InstanceSpec[] =>
   plan.components.flatMap((c) => c.instances)
+
+/** Every fixed port of the plan. */
+export const planPorts = (plan: Plan): number[] =>
+  planInstances(plan).flatMap((i) => (i.port === undefined ? [] : [i.port]))

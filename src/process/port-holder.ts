@@ -36,6 +36,51 @@ const tryListen = (port: number, host: string): Promise<'free' | 'in-use' | 'uns
     )
   })
 
+/**
+ * The kernel's ephemeral port range (Linux `ip_local_port_range`), from which outgoing
+ * connections draw their local ports. A fixed server port inside it can be taken for a while by
+ * any outgoing connection (and its TIME_WAIT after it closes). Undefined where it cannot be read.
+ */
+export const ephemeralPortRange = (): [number, number] | undefined => {
+  try {
+    const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number)
+    return lo !== undefined && hi !== undefined && lo > 0 && hi >= lo ? [lo, hi] : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * A warning for fixed ports inside the ephemeral range, or undefined: such a port is taken, now
+ * and then, by an outgoing connection of any process on the host, and the instance cannot bind it
+ * until that connection (and its TIME_WAIT, a minute) is gone.
+ */
+export const ephemeralPortWarning = (ports: readonly number[]): string | undefined => {
+  const range = ephemeralPortRange()
+  if (!range) return undefined
+  const inside = ports.filter((p) => p >= range[0] && p <= range[1])
+  if (inside.length === 0) return undefined
+  return `port${inside.length > 1 ? 's' : ''} ${inside.join(', ')} lie${inside.length > 1 ? '' : 's'} in the ephemeral port range ${range[0]}-${range[1]} (net.ipv4.ip_local_port_range): outgoing connections can hold ${inside.length > 1 ? 'them' : 'it'} and make a start fail with the port in use; choose ports outside it, or reserve them with net.ipv4.ip_local_reserved_ports`
+}
+
+/**
+ * Why `port` cannot be bound, for the log and status: the listener's pid where it can be found;
+ * else a connection holding it as its local port, which happens to ports in the ephemeral range.
+ */
+export const describePortHolder = (port: number): string => {
+  const holder = portHolder(port)
+  if (holder !== undefined) return `port ${port} is in use by pid ${holder}`
+  if (listeningInodes(port).size > 0) return `port ${port} is in use by another process`
+  const range = ephemeralPortRange()
+  const inRange = range !== undefined && port >= range[0] && port <= range[1]
+  return inRange
+    ? `port ${port} is in use by a connection, not a listener: it lies in the ephemeral port range ${range[0]}-${range[1]} that outgoing connections take their local ports from`
+    : `port ${port} is in use by a connection, not a listener`
+}
+
 /** Socket inodes listening on `port` (Linux /proc/net/tcp and tcp6). */
 const listeningInodes = (port: number): Set<string> => {
   const inodes = new Set<string>()

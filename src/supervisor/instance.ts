@@ -9,6 +9,7 @@ import { waitReady } from './readiness.js'
 import {
   isFailure,
   nextFailureCount,
+  portRetryDelay,
   recordFailure,
   restartDelay,
   shouldRestart,
@@ -40,7 +41,8 @@ export interface InstanceDeps {
   clock: Clock
   spawn: Spawn
   portFree(port: number): Promise<boolean>
-  portHolder(port: number): number | undefined
+  /** Why the port is not free: `port N is in use by pid P`, or what else holds it. */
+  describePortHolder(port: number): string
   random(): number
   /** Environment every child starts from (the supervisor's own, plus TANDEM_* variables). */
   baseEnv: NodeJS.ProcessEnv
@@ -95,7 +97,7 @@ export class Instance {
   restarts = 0
   lastExit: ExitRecord | undefined
   readonly #deps: InstanceDeps
-  #starts = 0
+  #spawns = 0
   #failures = 0
   #failureTimes: number[] = []
   #portConflicts = 0
@@ -161,7 +163,6 @@ export class Instance {
     this.#cancelTimer = undefined
     this.due = false
     this.completed = false
-    if (this.#starts++ > 0) this.restarts++
     if (this.state === 'failed') {
       // An operator restart (or a configured retry) clears the crash-loop history.
       this.#failureTimes = []
@@ -188,14 +189,13 @@ export class Instance {
     const { spec } = this
     if (spec.port !== undefined && !(await this.#deps.portFree(spec.port))) {
       if (run.abort.signal.aborted) return this.#stopped(run)
-      const holder = this.#deps.portHolder(spec.port)
       return this.#ended(run, {
         reason: 'port-in-use',
         code: null,
         signal: null,
         killedAfterTimeout: false,
         uptimeMs: 0,
-        detail: `port ${spec.port} is in use by ${holder ? `pid ${holder}` : 'another process'}`,
+        detail: this.#deps.describePortHolder(spec.port),
       })
     }
     if (run.abort.signal.aborted) return this.#stopped(run)
@@ -219,6 +219,9 @@ export class Instance {
       })
     }
     run.child = child
+    // A restart is a process spawned after an earlier one: attempts that found the port held
+    // spawned nothing and do not count.
+    if (this.#spawns++ > 0) this.restarts++
     this.#startedAt = this.#deps.clock.monotonic()
     this.#readyAt = undefined
     this.#stderrTail = []
@@ -366,17 +369,21 @@ export class Instance {
       if (spec.crashLoop.retry) this.#schedule(spec.backoff.maxMs)
       return
     }
-    const delayMs = restartDelay(
-      spec.backoff,
-      exit.reason === 'port-in-use' ? this.#portConflicts + 1 : this.#failures,
-      this.#deps.random(),
-    )
+    const delayMs =
+      exit.reason === 'port-in-use'
+        ? portRetryDelay(spec.backoff, this.#portConflicts, this.#deps.random())
+        : restartDelay(spec.backoff, this.#failures, this.#deps.random())
     this.reason = what
     this.#transition('backoff', { delayMs, reason: what })
     this.#schedule(delayMs)
   }
 
   #schedule(delayMs: number): void {
+    if (delayMs <= 0) {
+      // An immediate restart does not wait for a timer turn (a millisecond or more in Node).
+      this.due = true
+      return this.#deps.wake()
+    }
     this.#cancelTimer = this.#deps.clock.after(delayMs, () => {
       this.#cancelTimer = undefined
       this.due = true

@@ -56,6 +56,25 @@ export const restartDelay = (
   return Math.max(0, Math.round(Math.min(backoff.maxMs, raw + spread)))
 }
 
+/** The least wait before trying a held port again, doubling per conflict up to backoff.maxMs. */
+export const PORT_RETRY_MIN_MS = 100
+
+/**
+ * Delay before trying again after the `conflicts`-th consecutive port conflict (1-based). Unlike
+ * a crash, a held port is not freed by trying at once: the retries follow the backoff but never
+ * faster than PORT_RETRY_MIN_MS doubling, also when backoff.initialMs is 0, so that a port held
+ * for minutes costs a log line every backoff.maxMs rather than a busy loop.
+ */
+export const portRetryDelay = (
+  backoff: InstanceSpec['backoff'],
+  conflicts: number,
+  random: number,
+): number =>
+  Math.max(
+    restartDelay(backoff, conflicts + 1, random),
+    Math.min(backoff.maxMs, PORT_RETRY_MIN_MS * 2 ** (Math.max(1, conflicts) - 1)),
+  )
+
 /**
  * Counts consecutive failures: a run that lasted resetAfterMs or more was healthy and starts a
  * new series.

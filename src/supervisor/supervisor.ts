@@ -1,13 +1,13 @@
 import { mkdirSync } from 'node:fs'
 import type { Logger } from 'pino'
 import { loadConfig } from '../config/load-config.js'
-import { planInstances, type Plan } from '../config/plan.js'
+import { planInstances, planPorts, type Plan } from '../config/plan.js'
 import { startControlServer } from '../control/server.js'
 import { checkSocketPath, socketPath } from '../control/socket-path.js'
 import { errorMessage } from '../errors.js'
 import { createLogger } from '../logging/logger.js'
 import { PidRecords, terminateLeftovers } from '../process/pid-records.js'
-import { portFree, portHolder } from '../process/port-holder.js'
+import { describePortHolder, ephemeralPortWarning, portFree } from '../process/port-holder.js'
 import { signalGroup } from '../process/process-group.js'
 import { processStartTime } from '../process/process-start-time.js'
 import { spawnChild } from '../process/spawn-child.js'
@@ -81,7 +81,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       clock: systemClock,
       spawn: spawnChild,
       portFree,
-      portHolder,
+      describePortHolder,
       random: Math.random,
       baseEnv: process.env,
       onLine: (spec, stream, line, childPid) => {
@@ -217,6 +217,8 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     },
     `tandem supervisor ${process.pid} starting ${planInstances(plan).length} instances from ${plan.configFile}`,
   )
+  const portWarning = ephemeralPortWarning(planPorts(plan))
+  if (portWarning) log.warn({ event: 'config-warning' }, portWarning)
   const leftovers = await terminateLeftovers(pidRecords.read(), systemClock)
   for (const r of leftovers) {
     log.warn(

@@ -14,7 +14,10 @@ interface Problem {
 }
 
 /** Loads `file`, expecting a config error; returns it (or undefined, after a failed assertion). */
-const loadError = (t: Test, file: string): { code?: unknown; message: string; problems: Problem[] } => {
+const loadError = (
+  t: Test,
+  file: string,
+): { code?: unknown; message: string; problems: Problem[] } => {
   try {
     loadConfig(file, { TANDEM_NODE: 'n1' })
   } catch (err) {
@@ -50,7 +53,8 @@ interface BadCase {
 const bad: BadCase[] = [
   {
     name: 'rejects invalid JSON, naming the line and column',
-    content: '{\n  "components": {\n    "a": { "command": ["x"] }\n    "b": { "command": ["y"] }\n  }\n}\n',
+    content:
+      '{\n  "components": {\n    "a": { "command": ["x"] }\n    "b": { "command": ["y"] }\n  }\n}\n',
     path: '',
     fragments: ['invalid JSON', 'line 4 column 5'],
   },
@@ -307,7 +311,9 @@ t.test('says "the file is empty" for an empty file', async (t) => {
 t.test('rejects a missing file with "cannot read", naming the file', async (t) => {
   const file = join(t.testdir({}), 'nope.json')
   const err = loadError(t, file)
-  t.ok(hasProblem(err.problems, '', 'cannot read'), 'problem says cannot read', { problems: err.problems })
+  t.ok(hasProblem(err.problems, '', 'cannot read'), 'problem says cannot read', {
+    problems: err.problems,
+  })
   t.match(err.message, file)
 })
 
@@ -325,7 +331,12 @@ t.test('reports every problem in a file at once', async (t) => {
   t.ok(hasProblem(err.problems, 'components.b.command', '>=1'), 'b.command')
   t.ok(hasProblem(err.problems, 'components.b.port', '<=65535'), 'b.port')
   t.equal(err.problems.length, 5, 'exactly five problems', { problems: err.problems })
-  for (const p of ['components.a.port', 'components.a.stop.signal', 'components.b.command', 'components.b.port']) {
+  for (const p of [
+    'components.a.port',
+    'components.a.stop.signal',
+    'components.b.command',
+    'components.b.port',
+  ]) {
     t.match(err.message, p, `message lists ${p}`)
   }
 })
@@ -350,13 +361,19 @@ t.test('reports every cross-field problem at once', async (t) => {
     ['components.c.env.P', '{port}'],
   ]
   for (const [path, fragment] of expected) {
-    t.ok(hasProblem(err.problems, path, fragment), `${path}: ${fragment}`, { problems: err.problems })
+    t.ok(hasProblem(err.problems, path, fragment), `${path}: ${fragment}`, {
+      problems: err.problems,
+    })
   }
   t.equal(err.problems.length, expected.length, 'nothing else', { problems: err.problems })
 })
 
 /** Loads a good config written to a test dir. */
-const loadGood = (t: Test, content: unknown, env: NodeJS.ProcessEnv = { TANDEM_NODE: 'n1' }): { plan: Plan; dir: string } => {
+const loadGood = (
+  t: Test,
+  content: unknown,
+  env: NodeJS.ProcessEnv = { TANDEM_NODE: 'n1' },
+): { plan: Plan; dir: string } => {
   const file = writeConfig(t, content)
   return { plan: loadConfig(file, env), dir: dirname(file) }
 }
@@ -366,11 +383,23 @@ t.test('loads config.example.json', async (t) => {
   const plan = loadConfig(file, { TANDEM_NODE: 'n1' })
   t.equal(plan.configFile, file)
   t.equal(plan.stateDir, join(repo, '.tandem'))
-  t.same(plan.components.map((c) => c.name), ['discovery', 'gateway'])
+  t.same(
+    plan.components.map((c) => c.name),
+    ['discovery', 'gateway'],
+  )
   const gateway = plan.components.find((c) => c.name === 'gateway')!
-  t.same(gateway.instances.map((i) => i.id), ['gateway#0', 'gateway#1', 'gateway#2'])
-  t.same(gateway.instances.map((i) => i.port), [7554, 7555, 7556])
-  t.same(gateway.instances.map((i) => i.env.PORT), ['7554', '7555', '7556'])
+  t.same(
+    gateway.instances.map((i) => i.id),
+    ['gateway#0', 'gateway#1', 'gateway#2'],
+  )
+  t.same(
+    gateway.instances.map((i) => i.port),
+    [7554, 7555, 7556],
+  )
+  t.same(
+    gateway.instances.map((i) => i.env.PORT),
+    ['7554', '7555', '7556'],
+  )
   t.same(gateway.dependsOn, ['discovery'])
   t.match(gateway.instances[0]!.readiness, { type: 'http', path: '/health' })
   t.same(gateway.instances[0]!.stop, { signal: 'SIGTERM', timeoutMs: 5000 })
@@ -378,19 +407,36 @@ t.test('loads config.example.json', async (t) => {
 
 t.test('gives instance i the port port + i', async (t) => {
   const { plan } = loadGood(t, { components: { a: { command: cmd, port: 9000, instances: 4 } } })
-  t.same(plan.components[0]!.instances.map((i) => i.port), [9000, 9001, 9002, 9003])
-  t.same(plan.components[0]!.instances.map((i) => i.index), [0, 1, 2, 3])
+  t.same(
+    plan.components[0]!.instances.map((i) => i.port),
+    [9000, 9001, 9002, 9003],
+  )
+  t.same(
+    plan.components[0]!.instances.map((i) => i.index),
+    [0, 1, 2, 3],
+  )
 })
 
 t.test('accepts port + instances ending exactly at 65535', async (t) => {
   const { plan } = loadGood(t, { components: { a: { command: cmd, port: 65533, instances: 3 } } })
-  t.same(plan.components[0]!.instances.map((i) => i.port), [65533, 65534, 65535])
+  t.same(
+    plan.components[0]!.instances.map((i) => i.port),
+    [65533, 65534, 65535],
+  )
 })
 
 t.test('uses an explicit ports list as given', async (t) => {
-  const { plan } = loadGood(t, { components: { a: { command: cmd, instances: 3, ports: [9100, 9050, 9300] } } })
-  t.same(plan.components[0]!.instances.map((i) => i.port), [9100, 9050, 9300])
-  t.same(plan.components[0]!.instances.map((i) => i.env.TANDEM_PORT), ['9100', '9050', '9300'])
+  const { plan } = loadGood(t, {
+    components: { a: { command: cmd, instances: 3, ports: [9100, 9050, 9300] } },
+  })
+  t.same(
+    plan.components[0]!.instances.map((i) => i.port),
+    [9100, 9050, 9300],
+  )
+  t.same(
+    plan.components[0]!.instances.map((i) => i.env.TANDEM_PORT),
+    ['9100', '9050', '9300'],
+  )
 })
 
 t.test('gives instances without a port no port', async (t) => {
@@ -409,7 +455,11 @@ t.test('fills {port}, {instance}, {node} and {component} in env', async (t) => {
         command: cmd,
         port: 8000,
         instances: 2,
-        env: { ALL: '{component}#{instance}@{node}:{port}', PLAIN: 'no vars', TWICE: '{port}/{port}' },
+        env: {
+          ALL: '{component}#{instance}@{node}:{port}',
+          PLAIN: 'no vars',
+          TWICE: '{port}/{port}',
+        },
       },
     },
   })
@@ -422,18 +472,34 @@ t.test('fills {port}, {instance}, {node} and {component} in env', async (t) => {
 
 t.test('fills templates in argv', async (t) => {
   const { plan } = loadGood(t, {
-    components: { api: { command: ['node', 'srv.js', '--port={port}', '--name={component}-{instance}', '{node}'], port: 8000, instances: 2 } },
+    components: {
+      api: {
+        command: ['node', 'srv.js', '--port={port}', '--name={component}-{instance}', '{node}'],
+        port: 8000,
+        instances: 2,
+      },
+    },
   })
-  t.same(plan.components[0]!.instances[1]!.argv, ['node', 'srv.js', '--port=8001', '--name=api-1', 'n1'])
+  t.same(plan.components[0]!.instances[1]!.argv, [
+    'node',
+    'srv.js',
+    '--port=8001',
+    '--name=api-1',
+    'n1',
+  ])
 })
 
 t.test('leaves text that only looks like a template alone', async (t) => {
-  const { plan } = loadGood(t, { components: { a: { command: ['echo', '{}', '{ port }', '{1x}'], port: 8000 } } })
+  const { plan } = loadGood(t, {
+    components: { a: { command: ['echo', '{}', '{ port }', '{1x}'], port: 8000 } },
+  })
   t.same(plan.components[0]!.instances[0]!.argv, ['echo', '{}', '{ port }', '{1x}'])
 })
 
 t.test('sets TANDEM_NODE, TANDEM_COMPONENT, TANDEM_INSTANCE and TANDEM_PORT', async (t) => {
-  const { plan } = loadGood(t, { components: { api: { command: cmd, port: 8000, instances: 2, env: { X: '1' } } } })
+  const { plan } = loadGood(t, {
+    components: { api: { command: cmd, port: 8000, instances: 2, env: { X: '1' } } },
+  })
   t.same(plan.components[0]!.instances[1]!.env, {
     TANDEM_NODE: 'n1',
     TANDEM_COMPONENT: 'api',
@@ -444,8 +510,15 @@ t.test('sets TANDEM_NODE, TANDEM_COMPONENT, TANDEM_INSTANCE and TANDEM_PORT', as
 })
 
 t.test('takes the node name from the config, then TANDEM_NODE, then the host name', async (t) => {
-  t.equal(loadGood(t, { node: 'alpha', components: { a: { command: cmd } } }, { TANDEM_NODE: 'beta' }).plan.node, 'alpha')
-  t.equal(loadGood(t, { components: { a: { command: cmd } } }, { TANDEM_NODE: 'beta' }).plan.node, 'beta')
+  t.equal(
+    loadGood(t, { node: 'alpha', components: { a: { command: cmd } } }, { TANDEM_NODE: 'beta' })
+      .plan.node,
+    'alpha',
+  )
+  t.equal(
+    loadGood(t, { components: { a: { command: cmd } } }, { TANDEM_NODE: 'beta' }).plan.node,
+    'beta',
+  )
   const { hostname } = await import('node:os')
   t.equal(loadGood(t, { components: { a: { command: cmd } } }, {}).plan.node, hostname())
 })
@@ -453,7 +526,11 @@ t.test('takes the node name from the config, then TANDEM_NODE, then the host nam
 t.test('resolves cwd and stateDir relative to the config file', async (t) => {
   const { plan, dir } = loadGood(t, {
     stateDir: 'run/state',
-    components: { a: { command: cmd, cwd: 'srv/a' }, b: { command: cmd }, c: { command: cmd, cwd: '/abs/c' } },
+    components: {
+      a: { command: cmd, cwd: 'srv/a' },
+      b: { command: cmd },
+      c: { command: cmd, cwd: '/abs/c' },
+    },
   })
   t.equal(plan.stateDir, join(dir, 'run/state'))
   const byName = Object.fromEntries(plan.components.map((c) => [c.name, c.instances[0]!]))
@@ -462,16 +539,21 @@ t.test('resolves cwd and stateDir relative to the config file', async (t) => {
   t.equal(byName.c!.cwd, '/abs/c', 'absolute cwd kept')
 })
 
-t.test('resolves paths relative to the config file even when loaded by a relative path', async (t) => {
-  const dir = t.testdir({ 'config.json': JSON.stringify({ components: { a: { command: cmd, cwd: 'x' } } }) })
-  const cwd = process.cwd()
-  process.chdir(dirname(dir))
-  t.teardown(() => process.chdir(cwd))
-  const plan = loadConfig(join(basenameOf(dir), 'config.json'), { TANDEM_NODE: 'n1' })
-  t.equal(plan.configFile, join(dir, 'config.json'))
-  t.equal(plan.stateDir, join(dir, '.tandem'))
-  t.equal(plan.components[0]!.instances[0]!.cwd, join(dir, 'x'))
-})
+t.test(
+  'resolves paths relative to the config file even when loaded by a relative path',
+  async (t) => {
+    const dir = t.testdir({
+      'config.json': JSON.stringify({ components: { a: { command: cmd, cwd: 'x' } } }),
+    })
+    const cwd = process.cwd()
+    process.chdir(dirname(dir))
+    t.teardown(() => process.chdir(cwd))
+    const plan = loadConfig(join(basenameOf(dir), 'config.json'), { TANDEM_NODE: 'n1' })
+    t.equal(plan.configFile, join(dir, 'config.json'))
+    t.equal(plan.stateDir, join(dir, '.tandem'))
+    t.equal(plan.components[0]!.instances[0]!.cwd, join(dir, 'x'))
+  },
+)
 
 const basenameOf = (p: string): string => p.slice(dirname(p).length + 1)
 
@@ -487,17 +569,32 @@ t.test('orders components so that dependencies come first', async (t) => {
   })
   const order = plan.components.map((c) => c.name)
   t.same([...order].sort(), ['api', 'cache', 'db', 'lone', 'web'], 'each component once')
-  const before = (a: string, b: string) => t.ok(order.indexOf(a) < order.indexOf(b), `${a} before ${b} in ${order.join(', ')}`)
+  const before = (a: string, b: string) =>
+    t.ok(order.indexOf(a) < order.indexOf(b), `${a} before ${b} in ${order.join(', ')}`)
   before('db', 'api')
   before('api', 'web')
   before('cache', 'web')
 })
 
 t.test('defaults readiness to tcp with a port and none without', async (t) => {
-  const { plan } = loadGood(t, { components: { withPort: { command: cmd, port: 8000 }, withPorts: { command: cmd, ports: [8100] }, noPort: { command: cmd } } })
+  const { plan } = loadGood(t, {
+    components: {
+      withPort: { command: cmd, port: 8000 },
+      withPorts: { command: cmd, ports: [8100] },
+      noPort: { command: cmd },
+    },
+  })
   const by = Object.fromEntries(plan.components.map((c) => [c.name, c.instances[0]!]))
-  t.same(by.withPort!.readiness, { type: 'tcp', timeoutMs: DEFAULTS.readinessTimeoutMs, intervalMs: DEFAULTS.readinessIntervalMs })
-  t.same(by.withPorts!.readiness, { type: 'tcp', timeoutMs: DEFAULTS.readinessTimeoutMs, intervalMs: DEFAULTS.readinessIntervalMs })
+  t.same(by.withPort!.readiness, {
+    type: 'tcp',
+    timeoutMs: DEFAULTS.readinessTimeoutMs,
+    intervalMs: DEFAULTS.readinessIntervalMs,
+  })
+  t.same(by.withPorts!.readiness, {
+    type: 'tcp',
+    timeoutMs: DEFAULTS.readinessTimeoutMs,
+    intervalMs: DEFAULTS.readinessIntervalMs,
+  })
   t.same(by.noPort!.readiness, { type: 'none' })
 })
 
@@ -514,14 +611,35 @@ t.test('fills the documented defaults', async (t) => {
     jitter: DEFAULTS.backoffJitter,
     resetAfterMs: DEFAULTS.backoffResetAfterMs,
   })
-  t.same(i.crashLoop, { maxExits: DEFAULTS.crashLoopMaxExits, windowMs: DEFAULTS.crashLoopWindowMs, retry: false })
+  t.same(i.crashLoop, {
+    maxExits: DEFAULTS.crashLoopMaxExits,
+    windowMs: DEFAULTS.crashLoopWindowMs,
+    retry: false,
+  })
   t.same(i.stop, { signal: 'SIGTERM', timeoutMs: DEFAULTS.stopTimeoutMs })
   t.same(plan.components[0]!.dependsOn, [])
 })
 
 t.test('fills defaults inside a partly given block', async (t) => {
-  const { plan } = loadGood(t, { components: { a: { command: cmd, port: 8000, backoff: { maxMs: 5000 }, readiness: { type: 'http' } } } })
+  const { plan } = loadGood(t, {
+    components: {
+      a: { command: cmd, port: 8000, backoff: { maxMs: 5000 }, readiness: { type: 'http' } },
+    },
+  })
   const i = plan.components[0]!.instances[0]!
-  t.same(i.backoff, { ...{ initialMs: DEFAULTS.backoffInitialMs, factor: DEFAULTS.backoffFactor, jitter: DEFAULTS.backoffJitter, resetAfterMs: DEFAULTS.backoffResetAfterMs }, maxMs: 5000 })
-  t.same(i.readiness, { type: 'http', path: '/', timeoutMs: DEFAULTS.readinessTimeoutMs, intervalMs: DEFAULTS.readinessIntervalMs })
+  t.same(i.backoff, {
+    ...{
+      initialMs: DEFAULTS.backoffInitialMs,
+      factor: DEFAULTS.backoffFactor,
+      jitter: DEFAULTS.backoffJitter,
+      resetAfterMs: DEFAULTS.backoffResetAfterMs,
+    },
+    maxMs: 5000,
+  })
+  t.same(i.readiness, {
+    type: 'http',
+    path: '/',
+    timeoutMs: DEFAULTS.readinessTimeoutMs,
+    intervalMs: DEFAULTS.readinessIntervalMs,
+  })
 })

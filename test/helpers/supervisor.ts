@@ -26,7 +26,11 @@ export interface LogRecord {
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /** Polls `check` until it returns a truthy value; fails with `what` after `ms`. */
-export const waitUntil = async <T>(what: string, check: () => T | Promise<T>, ms = WAIT_MS): Promise<NonNullable<T>> => {
+export const waitUntil = async <T>(
+  what: string,
+  check: () => T | Promise<T>,
+  ms = WAIT_MS,
+): Promise<NonNullable<T>> => {
   const deadline = Date.now() + ms
   for (;;) {
     const v = await check()
@@ -87,13 +91,20 @@ export class Supervisor {
 
   /** Waits for a log record matching `pred` (searching those already seen too). */
   waitLog(what: string, pred: (r: LogRecord) => boolean, ms = WAIT_MS): Promise<LogRecord> {
-    return waitUntil(what, () => {
-      const found = this.records.find(pred)
-      if (!found && this.proc.exitCode !== null) throw new Error(`supervisor exited (code ${this.proc.exitCode}) before: ${what}`)
-      return found
-    }, ms).catch((err: Error) => {
+    return waitUntil(
+      what,
+      () => {
+        const found = this.records.find(pred)
+        if (!found && this.proc.exitCode !== null)
+          throw new Error(`supervisor exited (code ${this.proc.exitCode}) before: ${what}`)
+        return found
+      },
+      ms,
+    ).catch((err: Error) => {
       const tail = this.records.slice(-15).map((r) => `  ${r.msg}`)
-      throw new Error(`${err.message}\nlast log lines:\n${tail.join('\n')}\nstderr:\n${this.stderr.join('\n')}`)
+      throw new Error(
+        `${err.message}\nlast log lines:\n${tail.join('\n')}\nstderr:\n${this.stderr.join('\n')}`,
+      )
     })
   }
 
@@ -128,16 +139,26 @@ export const tempDir = (t: { teardown(fn: () => void): void }): string => {
 }
 
 /** Writes a config into `dir` and returns its path. */
-export const writeConfig = (dir: string, components: Record<string, unknown>, extra: Record<string, unknown> = {}): string => {
+export const writeConfig = (
+  dir: string,
+  components: Record<string, unknown>,
+  extra: Record<string, unknown> = {},
+): string => {
   const file = join(dir, 'tandem.json')
   writeFileSync(file, JSON.stringify({ stateDir: 'state', components, ...extra }, null, 1))
   return file
 }
 
 /** Runs the CLI to completion: exit code and output. */
-export const cli = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; out: string; err: string }> =>
+export const cli = (
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number | null; out: string; err: string }> =>
   new Promise((res) => {
-    const p = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const p = spawn(process.execPath, [BIN, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let out = ''
     let err = ''
     p.stdout.on('data', (d) => (out += d))
@@ -151,6 +172,16 @@ export const status = async (config: string) => {
   return JSON.parse(r.out) as {
     node: string
     role: string
-    instances: { id: string; state: string; pid?: number; port?: number; restarts: number; reason?: string; lastExit?: Record<string, unknown>; uptimeMs?: number; stoppedByOperator: boolean }[]
+    instances: {
+      id: string
+      state: string
+      pid?: number
+      port?: number
+      restarts: number
+      reason?: string
+      lastExit?: Record<string, unknown>
+      uptimeMs?: number
+      stoppedByOperator: boolean
+    }[]
   }
 }

@@ -1,7 +1,20 @@
 import t from 'tap'
-import { checkTransition, RUNNING_STATES, TRANSITIONS, type InstanceState } from '../../src/supervisor/instance-state.js'
+import {
+  checkTransition,
+  RUNNING_STATES,
+  TRANSITIONS,
+  type InstanceState,
+} from '../../src/supervisor/instance-state.js'
 
-const STATES: InstanceState[] = ['stopped', 'starting', 'ready', 'stopping', 'exited', 'backoff', 'failed']
+const STATES: InstanceState[] = [
+  'stopped',
+  'starting',
+  'ready',
+  'stopping',
+  'exited',
+  'backoff',
+  'failed',
+]
 
 t.test('has a row for every state and names only known states', async (t) => {
   t.same(Object.keys(TRANSITIONS).sort(), [...STATES].sort())
@@ -23,8 +36,12 @@ t.test('pins the table of legal moves', async (t) => {
 })
 
 t.test('accepts every legal move', async (t) => {
-  for (const [from, tos] of Object.entries(TRANSITIONS) as [InstanceState, readonly InstanceState[]][]) {
-    for (const to of tos) t.doesNotThrow(() => checkTransition('api#0', from, to), `${from} -> ${to}`)
+  for (const [from, tos] of Object.entries(TRANSITIONS) as [
+    InstanceState,
+    readonly InstanceState[],
+  ][]) {
+    for (const to of tos)
+      t.doesNotThrow(() => checkTransition('api#0', from, to), `${from} -> ${to}`)
   }
 })
 
@@ -55,7 +72,10 @@ t.test('rejects the moves a bug would most likely make', async (t) => {
     ['stopping', 'ready'],
   ]
   for (const [from, to] of illegal) {
-    const err = t.throws(() => checkTransition('gateway#1', from, to), `${from} -> ${to}`) as { code?: string; message?: string }
+    const err = t.throws(() => checkTransition('gateway#1', from, to), `${from} -> ${to}`) as {
+      code?: string
+      message?: string
+    }
     t.equal(err?.code, 'ECONTROL')
     t.match(err?.message, 'gateway#1')
     t.match(err?.message, `${from} -> ${to}`)
@@ -80,7 +100,15 @@ t.test('can reach every state from stopped, and stopped from every state', async
     }
     return seen
   }
-  t.same([...reach('stopped', (s) => TRANSITIONS[s])].sort(), [...STATES].sort(), 'every state reachable')
+  t.same(
+    [...reach('stopped', (s) => TRANSITIONS[s])].sort(),
+    [...STATES].sort(),
+    'every state reachable',
+  )
   const into = (s: InstanceState) => STATES.filter((f) => TRANSITIONS[f].includes(s))
-  t.same([...reach('stopped', into)].sort(), [...STATES].sort(), 'stopped reachable from every state')
+  t.same(
+    [...reach('stopped', into)].sort(),
+    [...STATES].sort(),
+    'stopped reachable from every state',
+  )
 })

@@ -63,17 +63,38 @@ t.test('restartDelay', async (t) => {
 
   t.test('waits initialMs * factor^(n-2) from the second failure on', async (t) => {
     const b = backoff()
-    t.same([2, 3, 4, 5, 6].map((n) => restartDelay(b, n, 0.5)), [100, 200, 400, 800, 1600])
+    t.same(
+      [2, 3, 4, 5, 6].map((n) => restartDelay(b, n, 0.5)),
+      [100, 200, 400, 800, 1600],
+    )
     const b3 = backoff({ initialMs: 10, factor: 3 })
-    t.same([2, 3, 4].map((n) => restartDelay(b3, n, 0.5)), [10, 30, 90])
-    t.same([2, 3, 10].map((n) => restartDelay(backoff({ factor: 1 }), n, 0.5)), [100, 100, 100], 'factor 1 is a constant delay')
+    t.same(
+      [2, 3, 4].map((n) => restartDelay(b3, n, 0.5)),
+      [10, 30, 90],
+    )
+    t.same(
+      [2, 3, 10].map((n) => restartDelay(backoff({ factor: 1 }), n, 0.5)),
+      [100, 100, 100],
+      'factor 1 is a constant delay',
+    )
   })
 
   t.test('caps the delay at maxMs', async (t) => {
     const b = backoff({ maxMs: 1000 })
-    t.same([5, 6, 7, 8, 50].map((n) => restartDelay(b, n, 0.5)), [800, 1000, 1000, 1000, 1000])
-    t.equal(restartDelay(b, 10_000, 0.5), 1000, 'a huge failure count (factor^n = Infinity) is still capped')
-    t.equal(restartDelay(backoff({ initialMs: 5000, maxMs: 1000 }), 2, 0.5), 1000, 'initialMs above maxMs is capped')
+    t.same(
+      [5, 6, 7, 8, 50].map((n) => restartDelay(b, n, 0.5)),
+      [800, 1000, 1000, 1000, 1000],
+    )
+    t.equal(
+      restartDelay(b, 10_000, 0.5),
+      1000,
+      'a huge failure count (factor^n = Infinity) is still capped',
+    )
+    t.equal(
+      restartDelay(backoff({ initialMs: 5000, maxMs: 1000 }), 2, 0.5),
+      1000,
+      'initialMs above maxMs is capped',
+    )
   })
 
   t.test('uses the defaults as documented: 0, 250, 500, ... capped at 30 s', async (t) => {
@@ -83,7 +104,10 @@ t.test('restartDelay', async (t) => {
       maxMs: DEFAULTS.backoffMaxMs,
       jitter: 0,
     })
-    t.same([1, 2, 3, 4, 8, 9, 10].map((n) => restartDelay(b, n, 0.5)), [0, 250, 500, 1000, 16_000, 30_000, 30_000])
+    t.same(
+      [1, 2, 3, 4, 8, 9, 10].map((n) => restartDelay(b, n, 0.5)),
+      [0, 250, 500, 1000, 16_000, 30_000, 30_000],
+    )
   })
 
   t.test('is exact with jitter 0, whatever random is', async (t) => {
@@ -141,8 +165,16 @@ t.test('recordFailure', async (t) => {
     const r = recordFailure(c, [0, 10_000, 50_000], 70_000)
     t.same(r.times, [50_000, 70_000], 'failures 60 s or more old drop out')
     t.equal(r.looping, false)
-    t.same(recordFailure(c, [10_001], 70_000).times, [10_001, 70_000], 'a failure just under windowMs old stays')
-    t.same(recordFailure(c, [10_000], 70_000).times, [70_000], 'a failure exactly windowMs old drops out')
+    t.same(
+      recordFailure(c, [10_001], 70_000).times,
+      [10_001, 70_000],
+      'a failure just under windowMs old stays',
+    )
+    t.same(
+      recordFailure(c, [10_000], 70_000).times,
+      [70_000],
+      'a failure exactly windowMs old drops out',
+    )
   })
 
   t.test('does not change the array it is given', async (t) => {
@@ -164,7 +196,10 @@ t.test('recordFailure', async (t) => {
   })
 
   t.test('loops whatever the uptime: a server that dies every 12 s loops too', async (t) => {
-    const c = crashLoop({ maxExits: DEFAULTS.crashLoopMaxExits, windowMs: DEFAULTS.crashLoopWindowMs })
+    const c = crashLoop({
+      maxExits: DEFAULTS.crashLoopMaxExits,
+      windowMs: DEFAULTS.crashLoopWindowMs,
+    })
     let times: number[] = []
     const looping: boolean[] = []
     for (let now = 1_000_000; looping.length < 5; now += 12_000) {
@@ -197,9 +232,17 @@ t.test('isFailure', async (t) => {
     ['exit 1 is a failure', exit('exited', { code: 1 }), true],
     ['exit 143 is a failure', exit('exited', { code: 143 }), true],
     ['death by a signal is a failure', exit('exited', { code: null, signal: 'SIGKILL' }), true],
-    ['death by SIGTERM we did not send is a failure', exit('exited', { code: null, signal: 'SIGTERM' }), true],
+    [
+      'death by SIGTERM we did not send is a failure',
+      exit('exited', { code: null, signal: 'SIGTERM' }),
+      true,
+    ],
     ['a stop we asked for is not a failure', exit('stopped', { signal: 'SIGTERM' }), false],
-    ['a stop that needed SIGKILL is not a failure', exit('stopped', { signal: 'SIGKILL', killedAfterTimeout: true }), false],
+    [
+      'a stop that needed SIGKILL is not a failure',
+      exit('stopped', { signal: 'SIGKILL', killedAfterTimeout: true }),
+      false,
+    ],
     ['not becoming ready is a failure', exit('not-ready'), true],
     ['a port held by another process is a failure', exit('port-in-use', { uptimeMs: 0 }), true],
     ['a spawn error is a failure', exit('spawn-error', { uptimeMs: 0, detail: 'ENOENT' }), true],
@@ -218,14 +261,42 @@ t.test('shouldRestart', async (t) => {
     ['spawn-error', exit('spawn-error', { uptimeMs: 0 })],
   ]
   const expected: Record<InstanceSpec['restart'], Record<string, boolean>> = {
-    'on-failure': { 'exit 0': false, 'exit 1': true, signal: true, stopped: false, 'not-ready': true, 'port-in-use': true, 'spawn-error': false },
-    always: { 'exit 0': true, 'exit 1': true, signal: true, stopped: false, 'not-ready': true, 'port-in-use': true, 'spawn-error': false },
-    never: { 'exit 0': false, 'exit 1': false, signal: false, stopped: false, 'not-ready': false, 'port-in-use': true, 'spawn-error': false },
+    'on-failure': {
+      'exit 0': false,
+      'exit 1': true,
+      signal: true,
+      stopped: false,
+      'not-ready': true,
+      'port-in-use': true,
+      'spawn-error': false,
+    },
+    always: {
+      'exit 0': true,
+      'exit 1': true,
+      signal: true,
+      stopped: false,
+      'not-ready': true,
+      'port-in-use': true,
+      'spawn-error': false,
+    },
+    never: {
+      'exit 0': false,
+      'exit 1': false,
+      signal: false,
+      stopped: false,
+      'not-ready': false,
+      'port-in-use': true,
+      'spawn-error': false,
+    },
   }
   for (const policy of ['on-failure', 'always', 'never'] as const) {
     t.test(`restart "${policy}"`, async (t) => {
       for (const [name, e] of ends) {
-        t.equal(shouldRestart(policy, e), expected[policy][name], `${name}: ${expected[policy][name] ? 'restarts' : 'does not restart'}`)
+        t.equal(
+          shouldRestart(policy, e),
+          expected[policy][name],
+          `${name}: ${expected[policy][name] ? 'restarts' : 'does not restart'}`,
+        )
       }
     })
   }
@@ -235,9 +306,14 @@ t.test('shouldRestart', async (t) => {
     }
   })
   t.test('never restarts a program that cannot be started', async (t) => {
-    for (const policy of ['on-failure', 'always', 'never'] as const) t.equal(shouldRestart(policy, exit('spawn-error')), false, policy)
+    for (const policy of ['on-failure', 'always', 'never'] as const)
+      t.equal(shouldRestart(policy, exit('spawn-error')), false, policy)
   })
-  t.test('always retries a port held by another process (it never ran), whatever the policy', async (t) => {
-    for (const policy of ['on-failure', 'always', 'never'] as const) t.equal(shouldRestart(policy, exit('port-in-use')), true, policy)
-  })
+  t.test(
+    'always retries a port held by another process (it never ran), whatever the policy',
+    async (t) => {
+      for (const policy of ['on-failure', 'always', 'never'] as const)
+        t.equal(shouldRestart(policy, exit('port-in-use')), true, policy)
+    },
+  )
 })

@@ -45,13 +45,21 @@ t.test('resolves component#index to that one instance', async (t) => {
 })
 
 t.test('returns instances in plan order, whatever the order of the targets', async (t) => {
-  t.same(resolveTargets(['api#1', 'gateway#2', 'discovery'], instances), ['discovery#0', 'gateway#2', 'api#1'])
+  t.same(resolveTargets(['api#1', 'gateway#2', 'discovery'], instances), [
+    'discovery#0',
+    'gateway#2',
+    'api#1',
+  ])
   t.same(resolveTargets(['api', 'gateway#0'], instances), ['gateway#0', 'api#0', 'api#1'])
 })
 
 t.test('collapses duplicate and overlapping targets', async (t) => {
   t.same(resolveTargets(['gateway#1', 'gateway#1'], instances), ['gateway#1'])
-  t.same(resolveTargets(['gateway', 'gateway#1', 'gateway'], instances), ['gateway#0', 'gateway#1', 'gateway#2'])
+  t.same(resolveTargets(['gateway', 'gateway#1', 'gateway'], instances), [
+    'gateway#0',
+    'gateway#1',
+    'gateway#2',
+  ])
   t.same(resolveTargets(['all', 'api', 'gateway#2'], instances), ALL)
 })
 

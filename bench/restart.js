@@ -1,0 +1,495 @@
+#!/usr/bin/env node
+// Restart latency benchmark: `npm run bench:restart` (builds first) or `node bench/restart.js`.
+//
+// Measures how long the supervisor takes to bring a SIGKILLed instance back to accepting TCP
+// connections on its fixed port, and compares it with the child's own cold start (the same
+// server spawned directly, no supervisor). The difference at p50 is the latency tandem adds.
+//
+// Restart backoff is configured to 0 ms (backoff.initialMs 0) and the crash-loop limit is raised,
+// so that 50 kills in a row are not delayed or stopped by policy: this measures the supervisor's
+// mechanical latency (exit detection, port check, spawn), not its restart policy.
+//
+// Environment: BENCH_ROUNDS (default 50).
+import { execFile, spawn } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { connect, createServer } from 'node:net'
+import { cpus, loadavg, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const CLI = join(ROOT, 'bin', 'tandem.js')
+const SERVER = join(ROOT, 'examples', 'server.js')
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 50)
+const GOAL_MS = 10
+const HOST = '127.0.0.1'
+const POLL_MS = 1
+const STEP_TIMEOUT_MS = 15_000
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+const run = promisify(execFile)
+
+// ---------------------------------------------------------------------------------------------
+// Ports and probes
+
+/** Whether the port can be bound on the wildcard address (as the child will bind it). */
+const canBind = (port) =>
+  new Promise((resolve) => {
+    const s = createServer()
+    s.once('error', () => resolve(false))
+    s.listen({ port, host: '::', ipv6Only: false, exclusive: true }, () =>
+      s.close(() => resolve(true)),
+    )
+  })
+
+/**
+ * Free ports in 27000-27999, starting at a random offset. Below the ephemeral range (Linux
+ * default 32768-60999) on purpose: the thousands of connects this benchmark makes take their
+ * local ports from that range, and a port in it would now and then be held by one of them (or
+ * its TIME_WAIT), so the server could not bind it.
+ */
+const freePorts = async (count) => {
+  const found = []
+  const start = Math.floor(Math.random() * 1000)
+  for (let i = 0; i < 1000 && found.length < count; i++) {
+    const port = 27000 + ((start + i) % 1000)
+    if (await canBind(port)) found.push(port)
+  }
+  if (found.length < count) throw new Error(`found only ${found.length} free ports in 27000-27999`)
+  return found
+}
+
+/** A localhost connect answers in well under a millisecond; one that does not (a SYN lost to a
+ * listener closing under it) would otherwise wait for the 1 s SYN retransmit. */
+const CONNECT_TIMEOUT_MS = 20
+const probeStats = { timeouts: 0 }
+
+/** One connect attempt with a fresh socket: 'open', 'refused', 'timeout' or another error code. */
+const tryConnect = (port) =>
+  new Promise((resolve) => {
+    const s = connect({ host: HOST, port })
+    const t = setTimeout(() => {
+      probeStats.timeouts++
+      s.destroy()
+      resolve('timeout')
+    }, CONNECT_TIMEOUT_MS)
+    s.once('connect', () => {
+      clearTimeout(t)
+      s.destroy()
+      resolve('open')
+    })
+    s.once('error', (err) => {
+      clearTimeout(t)
+      s.destroy()
+      resolve(err.code === 'ECONNREFUSED' ? 'refused' : (err.code ?? 'error'))
+    })
+  })
+
+const pidAlive = (pid) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return err.code === 'EPERM'
+  }
+}
+
+/** Polls every POLL_MS until cond() is true; returns performance.now() at that moment. */
+const pollUntil = async (what, cond) => {
+  const deadline = performance.now() + STEP_TIMEOUT_MS
+  for (;;) {
+    if (await cond()) return performance.now()
+    if (performance.now() > deadline)
+      throw new Error(`timed out after ${STEP_TIMEOUT_MS} ms waiting for ${what}`)
+    await sleep(POLL_MS)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics
+
+const quantile = (sorted, q) =>
+  sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]
+const summary = (xs) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return {
+    n: s.length,
+    p50: quantile(s, 0.5),
+    p95: quantile(s, 0.95),
+    max: s[s.length - 1],
+    min: s[0],
+  }
+}
+const f1 = (x) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(1))
+const r1 = (x) => Math.round(x * 10) / 10
+
+// ---------------------------------------------------------------------------------------------
+// The supervisor
+
+const startSupervisor = (cfgPath) => {
+  const child = spawn(process.execPath, [CLI, 'start', '-c', cfgPath], {
+    cwd: ROOT,
+    detached: true, // its own process group, killed as a whole at the end
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const events = [] // every JSON log line, with the monotonic time we read it
+  const waiters = new Set()
+  const stderr = []
+  createInterface({ input: child.stdout, crlfDelay: Infinity }).on('line', (line) => {
+    let e
+    try {
+      e = JSON.parse(line)
+    } catch {
+      return
+    }
+    e.seenAt = performance.now()
+    events.push(e)
+    for (const w of [...waiters]) if (w.match(e)) (waiters.delete(w), w.resolve(e))
+  })
+  createInterface({ input: child.stderr, crlfDelay: Infinity }).on('line', (l) => stderr.push(l))
+  const exited = new Promise((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  )
+  /** Resolves with the first log event (already seen or future) matching. */
+  const waitEvent = (what, match, since = 0) => {
+    const seen = events.slice(since).find(match)
+    if (seen) return Promise.resolve(seen)
+    return new Promise((resolve, reject) => {
+      const w = { match, resolve }
+      waiters.add(w)
+      const t = setTimeout(() => {
+        waiters.delete(w)
+        reject(
+          new Error(
+            `timed out waiting for ${what}; supervisor stderr: ${stderr.slice(-5).join(' | ') || '-'}`,
+          ),
+        )
+      }, STEP_TIMEOUT_MS)
+      t.unref()
+      void exited.then(({ code, signal }) => {
+        if (!waiters.has(w)) return
+        waiters.delete(w)
+        clearTimeout(t)
+        reject(
+          new Error(
+            `supervisor exited (code ${code}, signal ${signal}) while waiting for ${what}; stderr: ${stderr.slice(-5).join(' | ') || '-'}`,
+          ),
+        )
+      })
+    })
+  }
+  return { child, events, waitEvent, exited, stderr }
+}
+
+const status = async (cfgPath) => {
+  const { stdout } = await run(process.execPath, [CLI, 'status', '--json', '-c', cfgPath], {
+    cwd: ROOT,
+  })
+  return JSON.parse(stdout).instances[0]
+}
+
+/** Polls `tandem status --json` until the instance is ready with a pid other than `oldPid`. */
+const waitStatusReady = async (cfgPath, oldPid) => {
+  const deadline = performance.now() + STEP_TIMEOUT_MS
+  for (;;) {
+    const s = await status(cfgPath)
+    if (s.state === 'ready' && s.pid !== undefined && s.pid !== oldPid) return s
+    if (s.state === 'failed') throw new Error(`instance failed: ${s.reason}`)
+    if (performance.now() > deadline) {
+      const sockets = await run('ss', [
+        '-tanp',
+        `( sport = :${s.port} or dport = :${s.port} )`,
+      ]).then(
+        (r) => r.stdout,
+        (e) => String(e),
+      )
+      throw new Error(
+        `instance not ready after ${STEP_TIMEOUT_MS} ms: ${JSON.stringify(s)}\nsockets on port ${s.port}:\n${sockets}`,
+      )
+    }
+    await sleep(20)
+  }
+}
+
+const anomalies = { portInUse: 0, errors: [], openBeforeSpawn: 0 }
+
+/** One supervised restart: SIGKILL the instance, time until its port accepts again. */
+const measureRestart = async (sup, cfgPath, port) => {
+  const before = await status(cfgPath)
+  if (before.state !== 'ready' || before.pid === undefined)
+    throw new Error(`instance not ready before kill: ${JSON.stringify(before)}`)
+  const oldPid = before.pid
+  const mark = sup.events.length
+  const t0 = performance.now()
+  process.kill(oldPid, 'SIGKILL')
+  // The old listener must be gone first (a connect that still reached it would end the timing).
+  const tClosed = await pollUntil(
+    `port ${port} of pid ${oldPid} to close`,
+    async () => !pidAlive(oldPid) || (await tryConnect(port)) === 'refused',
+  )
+  // The supervisor checks that the port is free by listening on it for an instant before it
+  // spawns: a connect can land on that probe listener. Only a connect accepted after the
+  // "spawned" line counts (the child needs tens of ms to listen, the line follows its spawn by
+  // a few), and the early ones are counted.
+  const spawnedNow = () =>
+    sup.events.slice(mark).some((e) => e.event === 'spawned' && e.childPid !== oldPid)
+  const t1 = await pollUntil(`port ${port} to accept again`, async () => {
+    if ((await tryConnect(port)) !== 'open') return false
+    if (spawnedNow()) return true
+    anomalies.openBeforeSpawn++
+    return false
+  })
+  const after = await waitStatusReady(cfgPath, oldPid)
+  // Breakdown from the supervisor's log lines, timed when this process read them (same clock as
+  // the kill; includes the pipe hop, well under a millisecond on an idle event loop).
+  const evs = sup.events.slice(mark)
+  const iExited = evs.findIndex((e) => e.event === 'exited' && e.childPid === oldPid)
+  const exited = evs[iExited]
+  const starting = iExited < 0 ? undefined : evs.slice(iExited).find((e) => e.event === 'starting')
+  const spawned = evs.find((e) => e.event === 'spawned' && e.childPid === after.pid)
+  const ready = evs.find((e) => e.event === 'ready' && e.childPid === after.pid)
+  for (const e of evs) {
+    if (e.exit?.reason === 'port-in-use') anomalies.portInUse++
+    if (e.level >= 50) anomalies.errors.push(e.msg)
+  }
+  const gap = (a, b) => (a && b ? b.seenAt - a.seenAt : NaN)
+  return {
+    ms: t1 - t0,
+    oldPid,
+    newPid: after.pid,
+    killToClosed: tClosed - t0,
+    closedToExited: exited ? exited.seenAt - tClosed : NaN,
+    exitedToStarting: gap(exited, starting),
+    startingToOpen: starting ? t1 - starting.seenAt : NaN,
+    startingToSpawned: gap(starting, spawned),
+    openToReady: ready ? ready.seenAt - t1 : NaN,
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Baseline: the same server, spawned directly
+
+let baselineChild
+const measureColdStart = async (port) => {
+  const t0 = performance.now()
+  const child = spawn(process.execPath, [SERVER, 'bench'], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: String(port) },
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'], // piped like the supervisor's children, and drained
+  })
+  baselineChild = child
+  child.stdout.resume()
+  child.stderr.resume()
+  const gone = new Promise((resolve) => child.once('exit', resolve))
+  let early
+  void gone.then(() => (early = true))
+  const t1 = await pollUntil(`baseline server on port ${port} to accept`, async () => {
+    if (early) throw new Error(`baseline server exited before accepting on port ${port}`)
+    return (await tryConnect(port)) === 'open'
+  })
+  process.kill(child.pid, 'SIGKILL')
+  await gone
+  await pollUntil(
+    `port ${port} to be free`,
+    async () => (await tryConnect(port)) === 'refused' && (await canBind(port)),
+  )
+  baselineChild = undefined
+  return t1 - t0
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const killGroup = (pgid, signal) => {
+  try {
+    process.kill(-pgid, signal)
+    return true
+  } catch {
+    return false
+  }
+}
+
+const main = async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tandem-bench-'))
+  let sup
+  let lastPid // the instance's current pid, killed at the end if the supervisor left it
+  // Ctrl-C or a TERM: run the same cleanup as the finally below.
+  const onSignal = (signal) => {
+    if (baselineChild?.pid) killGroup(baselineChild.pid, 'SIGKILL')
+    if (sup) killGroup(sup.child.pid, 'SIGKILL')
+    if (lastPid !== undefined) killGroup(lastPid, 'SIGKILL')
+    rmSync(dir, { recursive: true, force: true })
+    process.exit(signal === 'SIGINT' ? 130 : 143)
+  }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  try {
+    const [port, basePort] = await freePorts(2)
+    const cfgPath = join(dir, 'tandem.json')
+    writeFileSync(
+      cfgPath,
+      JSON.stringify(
+        {
+          stateDir: join(dir, 'state'),
+          log: { level: 'info' },
+          components: {
+            bench: {
+              command: [process.execPath, SERVER, 'bench'],
+              cwd: ROOT,
+              env: { PORT: '{port}' },
+              instances: 1,
+              port,
+              readiness: { type: 'tcp', intervalMs: 5 },
+              backoff: { initialMs: 0 },
+              crashLoop: { maxExits: 1000 },
+            },
+          },
+        },
+        null,
+        2,
+      ),
+    )
+
+    const git = (...args) =>
+      run('git', args, { cwd: ROOT }).then(
+        (r) => r.stdout.trim(),
+        () => undefined,
+      )
+    const commit = await git('rev-parse', '--short', 'HEAD')
+    const srcDirty = (await git('status', '--porcelain', '--', 'src')) ? true : false
+    console.log('tandem restart latency benchmark')
+    console.log(
+      `  commit ${commit ?? 'unknown'}${srcDirty ? ' with uncommitted changes in src/' : ''}`,
+    )
+    const loadBefore = loadavg()[0]
+    console.log(
+      `  node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), ${process.platform} ${process.arch}`,
+    )
+    console.log(
+      `  ${ROUNDS} supervised restarts (SIGKILL -> port ${port} accepts) and ${ROUNDS} direct cold starts (spawn -> port ${basePort} accepts), interleaved`,
+    )
+    console.log(
+      "  backoff.initialMs = 0 and crashLoop.maxExits = 1000: this measures the supervisor's mechanical latency, not its restart policy",
+    )
+    console.log(`  goal: added latency <= ${GOAL_MS} ms at p50`)
+
+    sup = startSupervisor(cfgPath)
+    await sup.waitEvent('all-ready', (e) => e.event === 'all-ready')
+    lastPid = (await status(cfgPath)).pid
+
+    const restarts = []
+    const cold = []
+    for (let i = 0; i < ROUNDS; i++) {
+      const r = await measureRestart(sup, cfgPath, port)
+      lastPid = r.newPid
+      restarts.push(r)
+      cold.push(await measureColdStart(basePort))
+      if (process.stdout.isTTY)
+        process.stdout.write(
+          `\r  round ${i + 1}/${ROUNDS}: restart ${f1(r.ms)} ms, cold start ${f1(cold[i])} ms   `,
+        )
+    }
+    if (process.stdout.isTTY) process.stdout.write('\n')
+
+    const final = await status(cfgPath)
+    const R = summary(restarts.map((r) => r.ms))
+    const B = summary(cold)
+    const added = R.p50 - B.p50
+    const med = (key) => summary(restarts.map((r) => r[key]).filter((x) => !Number.isNaN(x))).p50
+
+    console.log('')
+    console.log('                                       p50      p95      max   (ms)')
+    console.log(
+      `  supervised restart (kill -> accept)  ${f1(R.p50).padStart(6)}   ${f1(R.p95).padStart(6)}   ${f1(R.max).padStart(6)}`,
+    )
+    console.log(
+      `  direct cold start (spawn -> accept)  ${f1(B.p50).padStart(6)}   ${f1(B.p95).padStart(6)}   ${f1(B.max).padStart(6)}`,
+    )
+    console.log(
+      `  added latency at p50: ${f1(added)} ms (goal <= ${GOAL_MS} ms): ${added <= GOAL_MS ? 'MET' : 'NOT MET'}`,
+    )
+    console.log('')
+    console.log(
+      '  median breakdown of a supervised restart (supervisor log lines, timed on arrival here):',
+    )
+    console.log(
+      `    kill -> old port closed         ${f1(med('killToClosed')).padStart(6)} ms (kernel tears the killed process down)`,
+    )
+    console.log(
+      `    port closed -> "exited" logged  ${f1(med('closedToExited')).padStart(6)} ms (exit noticed, group reaped, pid file rewritten)`,
+    )
+    console.log(
+      `    "exited" -> "starting" logged   ${f1(med('exitedToStarting')).padStart(6)} ms (restart decision, backoff timer of 0 ms)`,
+    )
+    console.log(
+      `    "starting" -> port open         ${f1(med('startingToOpen')).padStart(6)} ms (port check, spawn via setpriv, the child's own start; compare: direct cold start p50 ${f1(B.p50)} ms)`,
+    )
+    console.log(
+      `    ("starting" -> "spawned" logged ${f1(med('startingToSpawned')).padStart(6)} ms: logged after spawn returns and the pid file is fsynced; the child already runs)`,
+    )
+    console.log(
+      `    port open -> "ready" logged     ${f1(med('openToReady')).padStart(6)} ms (supervisor's tcp probe every 5 ms)`,
+    )
+    console.log(
+      `  instance restarts counted by the supervisor: ${final.restarts}; port-in-use retries: ${anomalies.portInUse}; error log lines: ${anomalies.errors.length}${anomalies.errors.length ? ` (first: ${anomalies.errors[0]})` : ''}`,
+    )
+    console.log(
+      `  connects accepted before the new child was spawned (the supervisor's port-free probe listening): ${anomalies.openBeforeSpawn}; connect attempts timed out after ${CONNECT_TIMEOUT_MS} ms: ${probeStats.timeouts}`,
+    )
+    console.log(
+      `  1-minute load average: ${loadBefore.toFixed(2)} before, ${loadavg()[0].toFixed(2)} after (this benchmark alone adds about 1; other work on the machine skews p95/max)`,
+    )
+    console.log(
+      JSON.stringify({
+        bench: 'restart',
+        node: process.version,
+        cpus: cpus().length,
+        rounds: ROUNDS,
+        restartMs: { p50: r1(R.p50), p95: r1(R.p95), max: r1(R.max), min: r1(R.min) },
+        coldStartMs: { p50: r1(B.p50), p95: r1(B.p95), max: r1(B.max), min: r1(B.min) },
+        addedP50Ms: r1(added),
+        goalMs: GOAL_MS,
+        goalMet: added <= GOAL_MS,
+        breakdownP50Ms: {
+          killToClosed: r1(med('killToClosed')),
+          closedToExited: r1(med('closedToExited')),
+          exitedToStarting: r1(med('exitedToStarting')),
+          startingToOpen: r1(med('startingToOpen')),
+          startingToSpawned: r1(med('startingToSpawned')),
+          openToReady: r1(med('openToReady')),
+        },
+        portInUse: anomalies.portInUse,
+        openBeforeSpawn: anomalies.openBeforeSpawn,
+        connectTimeouts: probeStats.timeouts,
+        errorLines: anomalies.errors.length,
+        commit,
+        srcDirty,
+        load1: [r1(loadBefore), r1(loadavg()[0])],
+      }),
+    )
+  } finally {
+    if (baselineChild?.pid) killGroup(baselineChild.pid, 'SIGKILL')
+    if (sup) {
+      // Orderly first (the supervisor stops its instance), then the whole group regardless.
+      if (sup.child.exitCode === null && sup.child.signalCode === null) {
+        killGroup(sup.child.pid, 'SIGTERM')
+        await Promise.race([sup.exited, sleep(5_000)])
+      }
+      killGroup(sup.child.pid, 'SIGKILL')
+      // The instance runs in its own process group: make sure it does not outlive the benchmark.
+      if (lastPid !== undefined && pidAlive(lastPid)) killGroup(lastPid, 'SIGKILL')
+    }
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(`bench/restart: ${err?.stack ?? err}`)
+    process.exit(1)
+  },
+)
