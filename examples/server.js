@@ -6,10 +6,17 @@ import { createServer } from 'node:http'
 const name = process.argv[2] ?? 'server'
 const port = Number(process.env.PORT)
 if (!Number.isInteger(port) || port <= 0) {
-  console.error(`${name}: PORT must be set to a port number, got ${JSON.stringify(process.env.PORT)}`)
+  console.error(
+    `${name}: PORT must be set to a port number, got ${JSON.stringify(process.env.PORT)}`,
+  )
   process.exit(2)
 }
-const me = { component: name, instance: Number(process.env.TANDEM_INSTANCE ?? 0), port, pid: process.pid }
+const me = {
+  component: name,
+  instance: Number(process.env.TANDEM_INSTANCE ?? 0),
+  port,
+  pid: process.pid,
+}
 
 const server = createServer((req, res) => {
   res.writeHead(200, { 'content-type': 'application/json' })
