@@ -422,7 +422,7 @@ const main = async () => {
       `    port closed -> "exited" logged  ${f1(med('closedToExited')).padStart(6)} ms (exit noticed, group reaped, pid file rewritten)`,
     )
     console.log(
-      `    "exited" -> "starting" logged   ${f1(med('exitedToStarting')).padStart(6)} ms (restart decision, backoff timer of 0 ms)`,
+      `    "exited" -> "starting" logged   ${f1(med('exitedToStarting')).padStart(6)} ms (restart decision; a 0 ms backoff sets no timer)`,
     )
     console.log(
       `    "starting" -> port open         ${f1(med('startingToOpen')).padStart(6)} ms (port check, spawn via setpriv, the child's own start; compare: direct cold start p50 ${f1(B.p50)} ms)`,
