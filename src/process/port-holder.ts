@@ -53,6 +53,9 @@ export const ephemeralPortRange = (): [number, number] | undefined => {
   }
 }
 
+const inRange = (port: number, range: [number, number] | undefined): range is [number, number] =>
+  range !== undefined && port >= range[0] && port <= range[1]
+
 /**
  * A warning for fixed ports inside the ephemeral range, or undefined: such a port is taken, now
  * and then, by an outgoing connection of any process on the host, and the instance cannot bind it
@@ -60,30 +63,34 @@ export const ephemeralPortRange = (): [number, number] | undefined => {
  */
 export const ephemeralPortWarning = (ports: readonly number[]): string | undefined => {
   const range = ephemeralPortRange()
-  if (!range) return undefined
-  const inside = ports.filter((p) => p >= range[0] && p <= range[1])
-  if (inside.length === 0) return undefined
-  return `port${inside.length > 1 ? 's' : ''} ${inside.join(', ')} lie${inside.length > 1 ? '' : 's'} in the ephemeral port range ${range[0]}-${range[1]} (net.ipv4.ip_local_port_range): outgoing connections can hold ${inside.length > 1 ? 'them' : 'it'} and make a start fail with the port in use; choose ports outside it, or reserve them with net.ipv4.ip_local_reserved_ports`
+  const inside = ports.filter((p) => inRange(p, range))
+  if (!range || inside.length === 0) return undefined
+  const many = inside.length > 1
+  return `port${many ? 's' : ''} ${inside.join(', ')} lie${many ? '' : 's'} in the ephemeral port range ${range[0]}-${range[1]} (net.ipv4.ip_local_port_range): outgoing connections can hold ${many ? 'them' : 'it'} and make a start fail with the port in use; choose ports outside it, or reserve them with net.ipv4.ip_local_reserved_ports`
 }
 
 /**
  * Why `port` cannot be bound, for the log and status: the listener's pid where it can be found;
- * else a connection holding it as its local port, which happens to ports in the ephemeral range.
+ * else, where the socket tables show no listener, a connection holding it as its local port,
+ * which happens to ports in the ephemeral range.
  */
 export const describePortHolder = (port: number): string => {
-  const holder = portHolder(port)
+  const inodes = listeningInodes(port)
+  const holder = inodes && portHolderOf(inodes)
   if (holder !== undefined) return `port ${port} is in use by pid ${holder}`
-  if (listeningInodes(port).size > 0) return `port ${port} is in use by another process`
+  if (!inodes || inodes.size > 0) return `port ${port} is in use by another process`
   const range = ephemeralPortRange()
-  const inRange = range !== undefined && port >= range[0] && port <= range[1]
-  return inRange
+  return inRange(port, range)
     ? `port ${port} is in use by a connection, not a listener: it lies in the ephemeral port range ${range[0]}-${range[1]} that outgoing connections take their local ports from`
     : `port ${port} is in use by a connection, not a listener`
 }
 
-/** Socket inodes listening on `port` (Linux /proc/net/tcp and tcp6). */
-const listeningInodes = (port: number): Set<string> => {
-  const inodes = new Set<string>()
+/**
+ * Socket inodes listening on `port` (Linux /proc/net/tcp and tcp6); undefined where neither
+ * table can be read (not Linux).
+ */
+const listeningInodes = (port: number): Set<string> | undefined => {
+  let inodes: Set<string> | undefined
   const hexPort = port.toString(16).toUpperCase().padStart(4, '0')
   for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
     let text: string
@@ -92,6 +99,7 @@ const listeningInodes = (port: number): Set<string> => {
     } catch {
       continue
     }
+    inodes ??= new Set()
     for (const line of text.split('\n').slice(1)) {
       const f = line.trim().split(/\s+/)
       // f[1] local address:port, f[3] state (0A = LISTEN), f[9] inode
@@ -101,12 +109,8 @@ const listeningInodes = (port: number): Set<string> => {
   return inodes
 }
 
-/**
- * The pid of the process listening on `port`, where the OS lets us find it (Linux /proc, and
- * only processes we may inspect); undefined otherwise.
- */
-export const portHolder = (port: number): number | undefined => {
-  const inodes = listeningInodes(port)
+/** The pid of a process that has one of these socket inodes open, if we may see it. */
+const portHolderOf = (inodes: Set<string>): number | undefined => {
   if (inodes.size === 0) return undefined
   let pids: string[]
   try {

@@ -1,7 +1,7 @@
 // Ports 24200-24299 belong to this file (test files run in parallel).
 import { spawn } from 'node:child_process'
 import { readFileSync, statSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { processStartTime } from '../../src/process/process-start-time.js'
@@ -258,6 +258,40 @@ t.test(
       sup.records.some((r) => r.event === 'failed'),
       'port conflicts do not count as a crash loop',
     )
+  },
+)
+
+t.test(
+  'a port held by a connection rather than a listener: the log says so, the instance waits it out',
+  async (t) => {
+    // An outgoing connection takes a local port from the kernel's ephemeral range; an instance
+    // configured on that very port finds it held. The server side closes first at the end, so
+    // that the TIME_WAIT stays on the server's port, not on the instance's.
+    const server = createServer()
+    const accepted = new Promise<Socket>((r) => server.once('connection', r))
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
+    t.teardown(() => server.close())
+    const { port: serverPort } = server.address() as AddressInfo
+    const client = connect({ host: '127.0.0.1', port: serverPort })
+    t.teardown(() => client.destroy())
+    await new Promise((r) => client.once('connect', r))
+    const port = client.localPort!
+    const serverSide = await accepted
+    const { sup } = start(t, { web: fixture({ port, backoff: { initialMs: 50, maxMs: 200 } }) })
+    const warning = await sup.waitLog('config warning', (r) => r.event === 'config-warning')
+    t.match(warning.msg, new RegExp(`^port ${port} lies in the ephemeral port range`))
+    const blocked = await sup.waitLog('port in use', (r) => r.event === 'exited')
+    t.match(
+      blocked.msg,
+      new RegExp(
+        `port ${port} is in use by a connection, not a listener: it lies in the ephemeral port range`,
+      ),
+    )
+    const clientClosed = new Promise((r) => client.once('close', r))
+    serverSide.destroy()
+    client.end()
+    await clientClosed
+    await sup.waitLog('ready once the connection is gone', (r) => r.event === 'ready', 60_000)
   },
 )
 
