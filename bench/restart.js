@@ -334,7 +334,7 @@ const main = async () => {
       JSON.stringify(
         {
           stateDir: join(dir, 'state'),
-          log: { level: 'info' },
+          logs: { dir: join(dir, 'logs') },
           components: {
             bench: {
               command: [process.execPath, SERVER, 'bench'],

@@ -126,7 +126,7 @@ export const buildPlan = (
     node,
     configFile: file,
     stateDir: resolve(base, config.stateDir),
-    logLevel: config.log.level,
+    logs: { ...config.logs, dir: resolve(base, config.logs.dir) },
     components,
   }
 }

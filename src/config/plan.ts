@@ -25,11 +25,21 @@ export interface ComponentSpec {
 }
 
 /** The normalized config: what this node should run, in dependency order. */
+/** The unified log's settings, with `dir` resolved. */
+export interface LogsSpec {
+  level: string
+  dir: string
+  stdout: boolean
+  perInstance: boolean
+  maxLineBytes: number
+  rotate: { maxBytes: number; keep: number }
+}
+
 export interface Plan {
   node: string
   configFile: string
   stateDir: string
-  logLevel: string
+  logs: LogsSpec
   /** Dependencies before their dependents. */
   components: ComponentSpec[]
 }

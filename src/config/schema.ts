@@ -27,6 +27,11 @@ export const DEFAULTS = {
   /** Five failures in a minute is a loop, whatever the age of the process. */
   crashLoopMaxExits: 5,
   crashLoopWindowMs: 60_000,
+  /** Long enough for a Java stack trace line or a JSON record; a cap so one line cannot eat memory. */
+  logMaxLineBytes: 64 * 1024,
+  /** 50 MiB files, 5 kept: a few hundred MB at most, enough for a day of a busy stack. */
+  logRotateMaxBytes: 50 * 1024 * 1024,
+  logRotateKeep: 5,
 } as const
 
 const signalNames = Object.keys(constants.signals)
@@ -133,11 +138,61 @@ export const configSchema = z.strictObject({
     .string()
     .default('.tandem')
     .describe('Control socket, pid records, operator overrides; relative to the config file.'),
-  log: z
+  logs: z
     .strictObject({
-      level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+      level: z
+        .enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal'])
+        .default('info')
+        .describe(
+          "The supervisor's own events below this level are not logged; child lines always are.",
+        ),
+      dir: z
+        .string()
+        .default('logs')
+        .describe('Directory of tandem.log (the unified log); relative to the config file.'),
+      stdout: z
+        .boolean()
+        .default(true)
+        .describe('Also write the unified log to stdout (pretty on a terminal).'),
+      perInstance: z
+        .boolean()
+        .default(false)
+        .describe("Also write each instance's lines to <dir>/<component>.<index>.log."),
+      maxLineBytes: z
+        .number()
+        .int()
+        .min(256)
+        .default(DEFAULTS.logMaxLineBytes)
+        .describe('A longer child line is cut to this many bytes and marked truncated: true.'),
+      rotate: z
+        .strictObject({
+          maxBytes: z
+            .number()
+            .int()
+            .min(0)
+            .default(DEFAULTS.logRotateMaxBytes)
+            .describe(
+              'Rotate a log file when it reaches this size; 0: never (external logrotate).',
+            ),
+          keep: z
+            .number()
+            .int()
+            .min(0)
+            .max(1000)
+            .default(DEFAULTS.logRotateKeep)
+            .describe('How many rotated files (.1 newest) to keep.'),
+        })
+        .default({ maxBytes: DEFAULTS.logRotateMaxBytes, keep: DEFAULTS.logRotateKeep }),
     })
-    .default({ level: 'info' }),
+    .default({
+      level: 'info',
+      dir: 'logs',
+      stdout: true,
+      perInstance: false,
+      maxLineBytes: DEFAULTS.logMaxLineBytes,
+      rotate: { maxBytes: DEFAULTS.logRotateMaxBytes, keep: DEFAULTS.logRotateKeep },
+    })
+    .describe('The unified log: every child line and supervisor event, one JSON record a line.'),
   components: z
     .record(name, componentSchema)
     .refine((c) => Object.keys(c).length > 0, { error: 'expected at least one component' })

@@ -70,7 +70,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   const plan: Plan = loadConfig(options.configPath)
   checkSocketPath(plan)
   mkdirSync(plan.stateDir, { recursive: true, mode: 0o700 })
-  const log = createLogger({ level: plan.logLevel, node: plan.node, pretty: options.pretty })
+  const log = createLogger({ level: plan.logs.level, node: plan.node, pretty: options.pretty })
   const releaseLock = await acquireStateLock(plan.stateDir, (m) => log.error({ event: 'lock' }, m))
   const pidRecords = new PidRecords(plan.stateDir)
   const watchdog = startWatchdog((m) => log.error({ event: 'watchdog' }, m))

@@ -600,7 +600,18 @@ t.test('defaults readiness to tcp with a port and none without', async (t) => {
 
 t.test('fills the documented defaults', async (t) => {
   const { plan } = loadGood(t, { components: { a: { command: cmd } } })
-  t.equal(plan.logLevel, 'info')
+  t.match(plan.logs, {
+    level: 'info',
+    stdout: true,
+    perInstance: false,
+    maxLineBytes: DEFAULTS.logMaxLineBytes,
+    rotate: { maxBytes: DEFAULTS.logRotateMaxBytes, keep: DEFAULTS.logRotateKeep },
+  })
+  t.equal(
+    plan.logs.dir,
+    join(dirname(plan.configFile), 'logs'),
+    'logs.dir is relative to the config file',
+  )
   const i = plan.components[0]!.instances[0]!
   t.equal(i.host, '127.0.0.1')
   t.equal(i.restart, 'on-failure')
