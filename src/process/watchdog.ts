@@ -47,6 +47,9 @@ export const startWatchdog = (onError: (message: string) => void): Watchdog => {
     close() {
       closing ??= new Promise<void>((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) return resolve()
+        // Unref'd while it runs (it must not keep the supervisor alive), but waiting for its exit
+        // must: otherwise the event loop can run dry first and the process end mid-shutdown.
+        child.ref()
         child.once('exit', () => resolve())
         child.stdin!.end('bye\n')
       })

@@ -173,6 +173,8 @@ t.test('status, stop, start, restart and shutdown through the control socket', a
   t.equal(down.code, 0, down.err)
   t.match(down.out, new RegExp(`supervisor ${sup.pid} is shutting down`))
   t.equal((await sup.exited).code, 0)
+  await sup.ended
+  t.equal(sup.records.at(-1)?.msg, 'all instances stopped; exiting', 'the shutdown ran to its end')
 })
 
 t.test('usage errors exit 2; --help exits 0', async (t) => {

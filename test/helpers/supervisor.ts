@@ -68,6 +68,9 @@ export class Supervisor {
   readonly records: LogRecord[] = []
   readonly stderr: string[] = []
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  /** Resolves once it has exited and every line of its output has been read. */
+  readonly ended: Promise<void>
+  #ended = false
 
   constructor(readonly configFile: string) {
     this.proc = spawn(process.execPath, [BIN, 'start', '-c', configFile], {
@@ -83,6 +86,12 @@ export class Supervisor {
     })
     createInterface({ input: this.proc.stderr! }).on('line', (l) => this.stderr.push(l))
     this.exited = new Promise((r) => this.proc.once('exit', (code, signal) => r({ code, signal })))
+    this.ended = new Promise((r) =>
+      this.proc.once('close', () => {
+        this.#ended = true
+        r()
+      }),
+    )
   }
 
   get pid(): number {
@@ -95,7 +104,8 @@ export class Supervisor {
       what,
       () => {
         const found = this.records.find(pred)
-        if (!found && this.proc.exitCode !== null)
+        // Only once its output is read to the end: lines can still be in the pipe at its exit.
+        if (!found && this.#ended)
           throw new Error(`supervisor exited (code ${this.proc.exitCode}) before: ${what}`)
         return found
       },

@@ -63,6 +63,12 @@ t.test(
     const { code, signal } = await sup.exited
     t.equal(code, 0, 'exit 0')
     t.equal(signal, null)
+    await sup.ended
+    t.equal(
+      sup.records.at(-1)?.msg,
+      'all instances stopped; exiting',
+      'the shutdown ran to its end',
+    )
     const lastGatewayStopped = Math.max(
       ...sup.records.map((r, i) => (r.event === 'stopped' && r.component === 'gateway' ? i : -1)),
     )
