@@ -1,5 +1,6 @@
 import type { InstanceStatus } from '../supervisor/instance.js'
 import { describeExit } from '../supervisor/instance.js'
+import type { WriterStatus } from '../logging/log-writer.js'
 
 export interface StatusReply {
   node: string
@@ -7,6 +8,7 @@ export interface StatusReply {
   pid: number
   config: string
   instances: (InstanceStatus & { stoppedByOperator: boolean })[]
+  logs?: WriterStatus[]
 }
 
 /** 1h2m, 3m4s, 5.1s: uptimes an operator reads at a glance. */
@@ -39,5 +41,12 @@ export const formatStatus = (s: StatusReply): string => {
     `node ${s.node}  role ${s.role}  supervisor pid ${s.pid}  config ${s.config}`,
     line(head),
     ...rows.map(line),
+    ...(s.logs ?? []).flatMap((w) =>
+      w.error || w.droppedLines
+        ? [
+            `LOG ${w.path}: ${w.error ? `cannot write since ${new Date(w.errorSince ?? 0).toISOString()}: ${w.error}` : 'writing'}${w.droppedLines ? `; ${w.droppedLines} lines dropped` : ''}`,
+          ]
+        : [],
+    ),
   ].join('\n')
 }

@@ -1,6 +1,6 @@
-import { createInterface } from 'node:readline'
 import type { InstanceSpec } from '../config/plan.js'
 import { errorMessage, hasCode } from '../errors.js'
+import { LineSplitter, type LineHandler } from '../logging/line-splitter.js'
 import { groupAlive, signalGroup } from '../process/process-group.js'
 import type { ChildHandle, ProcessExit, Spawn } from '../process/spawn-child.js'
 import type { Cancel, Clock } from '../seams/clock.js'
@@ -49,7 +49,12 @@ export interface InstanceDeps {
   onEvent(e: InstanceEvent): void
   /** A restart delay elapsed (`due` is now set): the reconciler should look again. */
   wake(): void
-  onLine(spec: InstanceSpec, stream: 'out' | 'err', line: string, childPid: number): void
+  /** Where a child's pipe goes: called once per pipe; returns what takes each of its lines. */
+  output(spec: InstanceSpec, stream: 'out' | 'err', childPid: number): LineHandler
+  /** The log's back-pressure: while it is congested, children's pipes are not read. */
+  logFlow: { readonly congested: boolean; whenDrained(fn: () => void): void }
+  /** A longer line is cut and marked truncated. */
+  maxLineBytes: number
   /** A child was spawned / has exited: pid records and the orphan watchdog follow these. */
   tracked(spec: InstanceSpec, pid: number): void
   untracked(spec: InstanceSpec, pid: number): void
@@ -277,15 +282,30 @@ export class Instance {
 
   #pipeLines(child: ChildHandle, stream: 'out' | 'err'): Promise<void> {
     const input = stream === 'out' ? child.stdout : child.stderr
-    const rl = createInterface({ input, crlfDelay: Infinity })
-    rl.on('line', (line) => {
+    const output = this.#deps.output(this.spec, stream, child.pid)
+    const splitter = new LineSplitter(this.#deps.maxLineBytes, (line, truncated) => {
       if (stream === 'err') {
         this.#stderrTail.push(line)
         if (this.#stderrTail.length > STDERR_TAIL_LINES) this.#stderrTail.shift()
       }
-      this.#deps.onLine(this.spec, stream, line, child.pid)
+      output(line, truncated)
     })
-    return new Promise((resolve) => rl.once('close', resolve))
+    const flow = this.#deps.logFlow
+    input.on('data', (chunk: Buffer) => {
+      splitter.push(chunk)
+      // A slow log slows the child, as a slow file would; memory stays bounded.
+      if (flow.congested && !input.isPaused()) {
+        input.pause()
+        flow.whenDrained(() => input.resume())
+      }
+    })
+    return new Promise((resolve) => {
+      input.once('end', () => splitter.end())
+      input.once('close', () => {
+        splitter.end()
+        resolve()
+      })
+    })
   }
 
   /** Sends the stop signal to the run's process group and arms the SIGKILL escalation. */

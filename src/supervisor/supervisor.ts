@@ -5,7 +5,7 @@ import { planInstances, planPorts, type Plan } from '../config/plan.js'
 import { startControlServer } from '../control/server.js'
 import { checkSocketPath, socketPath } from '../control/socket-path.js'
 import { errorMessage } from '../errors.js'
-import { createLogger } from '../logging/logger.js'
+import { UnifiedLog } from '../logging/unified-log.js'
 import { PidRecords, terminateLeftovers } from '../process/pid-records.js'
 import { describePortHolder, ephemeralPortWarning, portFree } from '../process/port-holder.js'
 import { signalGroup } from '../process/process-group.js'
@@ -70,8 +70,19 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   const plan: Plan = loadConfig(options.configPath)
   checkSocketPath(plan)
   mkdirSync(plan.stateDir, { recursive: true, mode: 0o700 })
-  const log = createLogger({ level: plan.logs.level, node: plan.node, pretty: options.pretty })
   const releaseLock = await acquireStateLock(plan.stateDir, (m) => log.error({ event: 'lock' }, m))
+  // Log file problems go to stderr at once (the file is what fails) and into the log.
+  let logReady = false
+  const unified = new UnifiedLog(plan.logs, {
+    node: plan.node,
+    pretty: options.pretty,
+    onProblem: (m) => {
+      process.stderr.write(`tandem: ${m}\n`)
+      if (logReady) log.warn({ event: 'log-file' }, m)
+    },
+  })
+  const log = unified.logger
+  logReady = true
   const pidRecords = new PidRecords(plan.stateDir)
   const watchdog = startWatchdog((m) => log.error({ event: 'watchdog' }, m))
   const overrides = new Overrides(plan.stateDir)
@@ -84,17 +95,18 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       describePortHolder,
       random: Math.random,
       baseEnv: process.env,
-      onLine: (spec, stream, line, childPid) => {
-        const fields = {
+      output: (spec, stream, childPid) => {
+        const pipe = unified.pipe({
           component: spec.component,
           instance: spec.index,
           port: spec.port,
           childPid,
           stream,
-        }
-        if (stream === 'err') log.warn(fields, line)
-        else log.info(fields, line)
+        })
+        return (line, truncated) => unified.childLine(pipe, line, truncated)
       },
+      logFlow: unified,
+      maxLineBytes: plan.logs.maxLineBytes,
       tracked: (spec, pid) => {
         watchdog.watch(pid, spec.stop.signal as NodeJS.Signals, spec.stop.timeoutMs)
         pidRecords.add({
@@ -137,6 +149,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       await watchdog.close()
       await releaseLock()
       log.info({ event: 'shutdown' }, 'all instances stopped; exiting')
+      await unified.close()
       undoSignals()
       resolveDone(forced ? 1 : 0)
     })())
@@ -159,7 +172,13 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
         pid: process.pid,
         config: plan.configFile,
         instances: reconciler.status(),
+        logs: unified.status(),
       }),
+      'POST /logs/reopen': () => {
+        unified.reopen()
+        log.info({ event: 'log-reopen' }, 'log files reopened (tandem logs --reopen)')
+        return { ok: true, files: unified.status().map((w) => w.path) }
+      },
       'POST /stop': (b) => act(b, (ids) => reconciler.stopInstances(ids)),
       'POST /start': (b) => act(b, (ids) => reconciler.startInstances(ids)),
       'POST /restart': (b) => act(b, (ids) => reconciler.restartInstances(ids)),
@@ -172,6 +191,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   ).catch(async (err: unknown) => {
     // Nothing runs yet: leave nothing behind either.
     await watchdog.close()
+    await unified.close()
     await releaseLock()
     throw err
   })
@@ -202,7 +222,10 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     ],
     [
       'SIGUSR2',
-      () => log.info({ event: 'signal' }, 'SIGUSR2 received: logs go to stdout; nothing to reopen'),
+      () => {
+        unified.reopen()
+        log.info({ event: 'log-reopen' }, 'SIGUSR2: log files reopened')
+      },
     ],
   ]
   handlers.forEach(([s, h]) => process.on(s, h))
@@ -231,6 +254,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     return await done
   } catch (err) {
     log.fatal({ event: 'fatal' }, errorMessage(err))
+    await unified.close()
     return 1
   }
 }

@@ -51,6 +51,9 @@ t.test('pins the restart and stop defaults', async (t) => {
     backoffResetAfterMs: 30_000,
     crashLoopMaxExits: 5,
     crashLoopWindowMs: 60_000,
+    logMaxLineBytes: 65_536,
+    logRotateMaxBytes: 52_428_800,
+    logRotateKeep: 5,
   })
 })
 

@@ -1,0 +1,152 @@
+import { isatty } from 'node:tty'
+import { join } from 'node:path'
+import { pino, type Logger } from 'pino'
+import { prettyFactory } from 'pino-pretty'
+import type { LogsSpec } from '../config/plan.js'
+import { ChildRecords, type LineSource } from './child-record.js'
+import { LogWriter, type WriterStatus } from './log-writer.js'
+
+/** How a record looks on a terminal: one line, a child's line prefixed with where it came from. */
+export const PRETTY_OPTIONS = {
+  colorize: true,
+  singleLine: true,
+  translateTime: 'SYS:HH:MM:ss.l',
+  // A child's line shows where it came from; an event's message already names its instance.
+  messageFormat: '{if stream}{component}#{instance} {stream} | {end}{msg}',
+  ignore: 'pid,hostname,node,event,from,component,instance,port,childPid,stream,delayMs',
+}
+
+/** A child pipe's source, and the per-instance file its records also go to. */
+export interface PipeLog {
+  records: ChildRecords
+  instanceFile: LogWriter | undefined
+}
+
+/**
+ * The node's one log: every child line and every supervisor event, as pino JSON records, in the
+ * order they happened, to `<logs.dir>/tandem.log` (rotated by size), to stdout (pretty on a
+ * terminal) and, with `logs.perInstance`, to `<logs.dir>/<component>.<index>.log`.
+ * Supervisor events go through `logger` (pino); child lines are serialized here directly, which
+ * is several times cheaper per line than a pino call. When a destination is congested, the
+ * instances stop reading their children's pipes until it drains (`congested`, `whenDrained`).
+ */
+export class UnifiedLog {
+  readonly logger: Logger
+  readonly file: LogWriter
+  readonly #stdout: LogWriter | undefined
+  readonly #pretty: ((record: string) => string) | undefined
+  readonly #logs: LogsSpec
+  readonly #node: string
+  readonly #onProblem: (message: string) => void
+  readonly #instanceFiles = new Map<string, LogWriter>()
+  #drainWaiters: (() => void)[] = []
+
+  constructor(
+    logs: LogsSpec,
+    options: { node: string; pretty?: boolean; onProblem: (message: string) => void },
+  ) {
+    this.#logs = logs
+    this.#node = options.node
+    this.#onProblem = options.onProblem
+    this.file = this.#writer(join(logs.dir, 'tandem.log'))
+    if (logs.stdout) {
+      this.#stdout = this.#track(
+        new LogWriter({ path: '<stdout>', fd: 1, onProblem: this.#onProblem }),
+      )
+      if (options.pretty ?? isatty(1)) this.#pretty = prettyFactory(PRETTY_OPTIONS)
+    }
+    this.logger = pino(
+      { level: logs.level, base: { pid: process.pid, node: options.node } },
+      { write: (record: string) => this.#event(record) },
+    )
+  }
+
+  /** Where one child pipe's lines go: built once per pipe. */
+  pipe(source: Omit<LineSource, 'node'>): PipeLog {
+    return {
+      records: new ChildRecords({ ...source, node: this.#node }),
+      instanceFile: this.#logs.perInstance
+        ? this.#instanceFile(source.component, source.instance)
+        : undefined,
+    }
+  }
+
+  /** One line of a child's output. */
+  childLine(pipe: PipeLog, line: string, truncated: boolean): void {
+    const record = pipe.records.record(line, truncated, Date.now())
+    this.file.write(record)
+    this.#stdout?.write(this.#pretty ? this.#pretty(record) : record)
+    pipe.instanceFile?.write(record)
+  }
+
+  /** Whether readers of children's pipes should pause until `whenDrained`. */
+  get congested(): boolean {
+    if (this.file.congested || this.#stdout?.congested) return true
+    for (const w of this.#instanceFiles.values()) if (w.congested) return true
+    return false
+  }
+
+  /** Calls `fn` once no destination is congested (at once if none is). */
+  whenDrained(fn: () => void): void {
+    if (!this.congested) return fn()
+    this.#drainWaiters.push(fn)
+  }
+
+  /** Reopens every file (SIGUSR2, `tandem logs --reopen`) after an external logrotate. */
+  reopen(): void {
+    this.file.reopen()
+    for (const w of this.#instanceFiles.values()) w.reopen()
+  }
+
+  status(): WriterStatus[] {
+    return [this.file, ...this.#instanceFiles.values()].map((w) => w.status())
+  }
+
+  /** Writes out everything queued and closes the files. */
+  async close(): Promise<void> {
+    await Promise.all([
+      this.file.close(),
+      this.#stdout?.flush(),
+      ...[...this.#instanceFiles.values()].map((w) => w.close()),
+    ])
+  }
+
+  #event(record: string): void {
+    this.file.write(record)
+    this.#stdout?.write(this.#pretty ? this.#pretty(record) : record)
+    if (this.#logs.perInstance && record.includes('"instance":')) {
+      const { component, instance } = JSON.parse(record) as {
+        component?: unknown
+        instance?: unknown
+      }
+      if (typeof component === 'string' && typeof instance === 'number')
+        this.#instanceFile(component, instance).write(record)
+    }
+  }
+
+  #instanceFile(component: string, instance: number): LogWriter {
+    const key = `${component}.${instance}`
+    let w = this.#instanceFiles.get(key)
+    if (!w) {
+      w = this.#writer(join(this.#logs.dir, `${key}.log`))
+      this.#instanceFiles.set(key, w)
+    }
+    return w
+  }
+
+  #writer(path: string): LogWriter {
+    return this.#track(
+      new LogWriter({ path, rotate: this.#logs.rotate, onProblem: this.#onProblem }),
+    )
+  }
+
+  #track(w: LogWriter): LogWriter {
+    w.on('drain', () => {
+      if (this.congested) return
+      const waiting = this.#drainWaiters
+      this.#drainWaiters = []
+      waiting.forEach((fn) => fn())
+    })
+    return w
+  }
+}
