@@ -178,7 +178,7 @@ export class LogWriter extends EventEmitter<{ drain: []; recovered: [dropped: nu
         this.#reopenWanted = false
         this.#reopenNow()
       }
-      const rotate = this.#opts.rotate
+      const { rotate } = this.#opts
       if (rotate && rotate.maxBytes > 0 && this.#size >= rotate.maxBytes) this.#rotate()
       if (this.#fd === undefined) this.#open()
     } catch (err) {
@@ -186,9 +186,15 @@ export class LogWriter extends EventEmitter<{ drain: []; recovered: [dropped: nu
     }
     if (!this.#pending) {
       if (this.#queue.length === 0) return this.#becameIdle()
+      // One large write, but not far past a rotation point: files end near maxBytes.
+      const rotate = this.#opts.rotate
+      const budget =
+        rotate && rotate.maxBytes > 0
+          ? Math.min(MAX_WRITE_BYTES, rotate.maxBytes - this.#size)
+          : MAX_WRITE_BYTES
       let take = 0
       let bytes = 0
-      while (take < this.#queue.length && (take === 0 || bytes < MAX_WRITE_BYTES))
+      while (take < this.#queue.length && (take === 0 || bytes < budget))
         bytes += this.#queue[take++]!.length
       const text =
         take === this.#queue.length ? this.#queue.join('') : this.#queue.slice(0, take).join('')
