@@ -2,13 +2,15 @@
 // healthy-uptime reset, crash-loop window, port-conflict retries, readiness timeout and stop
 // escalation. The children are real processes killed with real signals; only time is faked.
 // Port 24400-24499 belong to this file (test files run in parallel).
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { buildPlan, validateConfig } from '../../src/config/load-config.js'
 import { processAlive, signalGroup } from '../../src/process/process-group.js'
 import { spawnChild } from '../../src/process/spawn-child.js'
 import { Instance, type InstanceDeps, type InstanceEvent } from '../../src/supervisor/instance.js'
 import { FakeClock } from '../helpers/fake-clock.js'
-import { waitUntil } from '../helpers/supervisor.js'
+import { ROOT, sleep, tempDir, waitUntil } from '../helpers/supervisor.js'
 
 /** A child that, once set up, says who it is on stderr, and runs until it is killed. */
 const LIVE = [
@@ -209,5 +211,53 @@ t.test(
     t.equal(inst.state, 'stopped')
     t.match(inst.lastExit, { reason: 'stopped', signal: 'SIGKILL', killedAfterTimeout: true })
     t.notOk(processAlive(pid))
+  },
+)
+
+t.test(
+  'a congested log stops the reading of the pipes: the child waits, nothing is lost',
+  async (t) => {
+    const LINES = 100_000 // about 5 MB: far more than a pipe holds
+    const progressFile = join(tempDir(t), 'progress')
+    let congested = true
+    let drained: (() => void) | undefined
+    const { inst, lines } = make(
+      t,
+      {
+        command: [process.execPath, join(ROOT, 'test/fixtures/printer.js')],
+        env: { LINES: String(LINES), PROGRESS_FILE: progressFile },
+        restart: 'never',
+      },
+      {
+        logFlow: {
+          get congested() {
+            return congested
+          },
+          whenDrained: (fn) => (drained = fn),
+        },
+      },
+    )
+    const run = inst.start()
+    const progress = () => Number(existsSync(progressFile) ? readFileSync(progressFile, 'utf8') : 0)
+    await waitUntil(
+      'the first lines to be read, then reading to pause',
+      () => drained && lines.length > 0,
+    )
+    await waitUntil('the child to fill the pipe', () => progress() > lines.length)
+    // Whatever the machine's speed, the child can be ahead of what was read by no more than the
+    // pipe's and its own buffers (well under 100 KB of 50-byte lines), however long we look.
+    await sleep(500)
+    const read = lines.length
+    t.ok(progress() < LINES, `the child waits: ${progress()} of ${LINES} lines written`)
+    t.ok(progress() - read < 10_000, `${progress() - read} lines in the pipe at most`)
+    congested = false
+    drained!()
+    await run
+    t.equal(inst.lastExit?.code, 0)
+    t.same(
+      lines.map((l) => Number(l.split(' ')[1])),
+      Array.from({ length: LINES }, (_, i) => i),
+      'every line once, in order',
+    )
   },
 )
