@@ -22,9 +22,27 @@ export const formatDuration = (ms: number | undefined): string => {
   return h < 48 ? `${h}h${m % 60}m` : `${Math.floor(h / 24)}d${h % 24}h`
 }
 
+/** 812K, 97.3M, 1.2G. */
+export const formatBytes = (n: number): string =>
+  n < 1024 * 1024
+    ? `${Math.round(n / 1024)}K`
+    : n < 1024 ** 3
+      ? `${(n / 1048576).toFixed(1)}M`
+      : `${(n / 1024 ** 3).toFixed(1)}G`
+
 /** The table `tandem status` prints. */
 export const formatStatus = (s: StatusReply): string => {
-  const head = ['INSTANCE', 'PORT', 'PID', 'STATE', 'RESTARTS', 'UPTIME', 'LAST EXIT / REASON']
+  const head = [
+    'INSTANCE',
+    'PORT',
+    'PID',
+    'STATE',
+    'RESTARTS',
+    'UPTIME',
+    'CPU',
+    'MEM',
+    'LAST EXIT / REASON',
+  ]
   const rows = s.instances.map((i) => [
     i.id,
     i.port === undefined ? '-' : String(i.port),
@@ -32,6 +50,8 @@ export const formatStatus = (s: StatusReply): string => {
     i.stoppedByOperator && i.state === 'stopped' ? 'stopped (by operator)' : i.state,
     String(i.restarts),
     formatDuration(i.uptimeMs),
+    i.cpuPercent === undefined ? '-' : `${i.cpuPercent.toFixed(1)}%`,
+    i.rssBytes === undefined ? '-' : formatBytes(i.rssBytes),
     i.reason ?? (i.lastExit ? describeExit(i.lastExit) : '-'),
   ])
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)))

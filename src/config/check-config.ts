@@ -48,6 +48,12 @@ export const checkConfig = (config: Config): ConfigProblem[] => {
         message: `readiness "${probe}" needs a port; set port or ports, or use "ipc" or "none"`,
       })
     }
+    if (ports === undefined && c.health) {
+      problems.push({
+        path: `${at}.health.type`,
+        message: `health "${c.health.type}" needs a port; set port or ports`,
+      })
+    }
     const templated: [string, string][] = [
       ...c.command.map((a, i): [string, string] => [`${at}.command[${i}]`, a]),
       ...Object.entries(c.env).map(([k, v]): [string, string] => [`${at}.env.${k}`, v]),
@@ -73,6 +79,13 @@ export const checkConfig = (config: Config): ConfigProblem[] => {
           message: `unknown component "${d}"; expected one of ${Object.keys(config.components).join(', ')}`,
         })
       }
+    })
+  }
+  const http = config.control.http
+  if (http && owners.has(http.port)) {
+    problems.push({
+      path: 'control.http.port',
+      message: `port ${http.port} is already used by ${owners.get(http.port)}`,
     })
   }
   const cycle = findCycle(config)

@@ -118,6 +118,8 @@ export const buildPlan = (
           backoff: c.backoff,
           crashLoop: c.crashLoop,
           stop: c.stop,
+          health: c.health,
+          maxMemoryMb: c.maxMemoryMb,
         }
       }),
     }
@@ -127,6 +129,8 @@ export const buildPlan = (
     configFile: file,
     stateDir: resolve(base, config.stateDir),
     logs: { ...config.logs, dir: resolve(base, config.logs.dir) },
+    metrics: config.metrics,
+    control: config.control,
     components,
   }
 }

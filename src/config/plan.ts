@@ -16,6 +16,8 @@ export interface InstanceSpec {
   backoff: ComponentConfig['backoff']
   crashLoop: ComponentConfig['crashLoop']
   stop: ComponentConfig['stop']
+  health: ComponentConfig['health']
+  maxMemoryMb: number | undefined
 }
 
 export interface ComponentSpec {
@@ -24,7 +26,6 @@ export interface ComponentSpec {
   instances: InstanceSpec[]
 }
 
-/** The normalized config: what this node should run, in dependency order. */
 /** The unified log's settings, with `dir` resolved. */
 export interface LogsSpec {
   level: string
@@ -35,11 +36,14 @@ export interface LogsSpec {
   rotate: { maxBytes: number; keep: number }
 }
 
+/** The normalized config: what this node should run, in dependency order. */
 export interface Plan {
   node: string
   configFile: string
   stateDir: string
   logs: LogsSpec
+  metrics: { intervalMs: number }
+  control: { http?: { host: string; port: number } }
   /** Dependencies before their dependents. */
   components: ComponentSpec[]
 }

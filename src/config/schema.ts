@@ -32,6 +32,15 @@ export const DEFAULTS = {
   /** 50 MiB files, 5 kept: a few hundred MB at most, enough for a day of a busy stack. */
   logRotateMaxBytes: 50 * 1024 * 1024,
   logRotateKeep: 5,
+  /** CPU and RSS every 5 s: cheap (a /proc read per process), fresh enough for a status table. */
+  metricsIntervalMs: 5_000,
+  /** A liveness probe every 10 s, 2 s to answer, 3 misses in a row: a hung server is restarted
+   * within about half a minute, and one slow answer under load is not enough. */
+  healthIntervalMs: 10_000,
+  healthTimeoutMs: 2_000,
+  healthFailures: 3,
+  /** Samples in a row above maxMemoryMb before the restart: a short peak is not a leak. */
+  memorySamples: 3,
 } as const
 
 const signalNames = Object.keys(constants.signals)
@@ -68,6 +77,38 @@ const readiness = z.discriminatedUnion('type', [
   }),
   z.strictObject({
     type: z.literal('none').describe('Ready as soon as it is spawned.'),
+  }),
+])
+
+const healthCommon = {
+  intervalMs: z
+    .number()
+    .int()
+    .min(100)
+    .default(DEFAULTS.healthIntervalMs)
+    .describe('Probe interval.'),
+  timeoutMs: z
+    .number()
+    .int()
+    .min(1)
+    .default(DEFAULTS.healthTimeoutMs)
+    .describe('An answer slower than this is a failure.'),
+  failures: z
+    .number()
+    .int()
+    .min(1)
+    .default(DEFAULTS.healthFailures)
+    .describe('Consecutive failures that restart the instance.'),
+}
+const health = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('tcp').describe('Alive while a TCP connection to its port succeeds.'),
+    ...healthCommon,
+  }),
+  z.strictObject({
+    type: z.literal('http').describe('Alive while GET path on its port answers 2xx.'),
+    path: z.string().startsWith('/').default('/'),
+    ...healthCommon,
   }),
 ])
 
@@ -122,6 +163,18 @@ export const componentSchema = z.strictObject({
       retry: false,
     })
     .describe('maxExits failed exits within windowMs put the instance in state failed.'),
+  health: health
+    .optional()
+    .describe(
+      'Liveness check while ready: an instance that fails it is restarted (reason unhealthy).',
+    ),
+  maxMemoryMb: z
+    .number()
+    .positive()
+    .optional()
+    .describe(
+      `Restart an instance whose RSS (process group) stays above this for ${DEFAULTS.memorySamples} samples (reason memory).`,
+    ),
   stop: z
     .strictObject({
       signal: signal.default('SIGTERM'),
@@ -193,6 +246,30 @@ export const configSchema = z.strictObject({
       rotate: { maxBytes: DEFAULTS.logRotateMaxBytes, keep: DEFAULTS.logRotateKeep },
     })
     .describe('The unified log: every child line and supervisor event, one JSON record a line.'),
+  metrics: z
+    .strictObject({
+      intervalMs: z
+        .number()
+        .int()
+        .min(100)
+        .default(DEFAULTS.metricsIntervalMs)
+        .describe('How often CPU and RSS of each instance are sampled.'),
+    })
+    .default({ intervalMs: DEFAULTS.metricsIntervalMs }),
+  control: z
+    .strictObject({
+      http: z
+        .strictObject({
+          host: z
+            .string()
+            .default('127.0.0.1')
+            .describe('Loopback by default: the endpoints have no authentication.'),
+          port: port,
+        })
+        .optional()
+        .describe('Read-only HTTP endpoints: /health, /ready, /metrics (Prometheus), /status.'),
+    })
+    .default({}),
   components: z
     .record(name, componentSchema)
     .refine((c) => Object.keys(c).length > 0, { error: 'expected at least one component' })

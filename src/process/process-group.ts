@@ -35,6 +35,26 @@ export const groupAlive = (pgid: number): boolean => {
   })
 }
 
+/**
+ * The live processes of a group (Linux /proc); elsewhere just the leader, the only one we can
+ * name without /proc.
+ */
+export const groupMembers = (pgid: number): number[] => {
+  if (process.platform !== 'linux') return [pgid]
+  let pids: string[]
+  try {
+    pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d))
+  } catch {
+    return [pgid]
+  }
+  return pids
+    .filter((pid) => {
+      const s = statFields(pid)
+      return s !== undefined && s.pgrp === pgid && s.state !== 'Z' && s.state !== 'X'
+    })
+    .map(Number)
+}
+
 /** True while the process exists and is not a zombie. */
 export const processAlive = (pid: number): boolean => {
   try {

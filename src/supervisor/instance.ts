@@ -23,7 +23,7 @@ export const GROUP_POLL_MS = 20
 
 /** One state change (or `spawned`) of one instance: the log, status and the reconciler read these. */
 export interface InstanceEvent {
-  event: InstanceState | 'spawned'
+  event: InstanceState | 'spawned' | 'restart'
   id: string
   component: string
   instance: number
@@ -72,11 +72,15 @@ export interface InstanceStatus {
   uptimeMs: number | undefined
   lastExit: ExitRecord | undefined
   reason: string | undefined
+  cpuPercent?: number
+  rssBytes?: number
 }
 
 interface Run {
   abort: AbortController
   child?: ChildHandle
+  /** Set when we stop the run for a reason of its own (memory, liveness): a failure, not a stop. */
+  failure?: { reason: 'memory' | 'unhealthy'; detail: string }
   killedAfterTimeout: boolean
   cancelKill?: Cancel
   done: Promise<void>
@@ -101,6 +105,8 @@ export class Instance {
   reason: string | undefined
   restarts = 0
   lastExit: ExitRecord | undefined
+  /** The latest CPU and RSS sample of its process group (set by the Monitor). */
+  usage: { cpuPercent: number; rssBytes: number } | undefined
   readonly #deps: InstanceDeps
   #spawns = 0
   #failures = 0
@@ -140,6 +146,7 @@ export class Instance {
           : Math.round(this.#deps.clock.monotonic() - this.#startedAt),
       lastExit: this.lastExit,
       reason: this.reason,
+      ...(this.pid !== undefined && this.usage ? this.usage : {}),
     }
   }
 
@@ -168,6 +175,7 @@ export class Instance {
     this.#cancelTimer = undefined
     this.due = false
     this.completed = false
+    this.usage = undefined
     if (this.state === 'failed') {
       // An operator restart (or a configured retry) clears the crash-loop history.
       this.#failureTimes = []
@@ -271,12 +279,19 @@ export class Instance {
       })
     }
     return this.#ended(run, {
-      reason: notReady ? 'not-ready' : exit.error ? 'spawn-error' : 'exited',
+      reason:
+        run.failure?.reason ?? (notReady ? 'not-ready' : exit.error ? 'spawn-error' : 'exited'),
       code: exit.code,
       signal: exit.signal,
       killedAfterTimeout: run.killedAfterTimeout,
       uptimeMs,
-      ...(notReady ? { detail: notReady } : exit.error ? { detail: exit.error } : {}),
+      ...(run.failure
+        ? { detail: run.failure.detail }
+        : notReady
+          ? { detail: notReady }
+          : exit.error
+            ? { detail: exit.error }
+            : {}),
     })
   }
 
@@ -441,6 +456,19 @@ export class Instance {
     }
   }
 
+  /**
+   * Stops a running instance for a reason of its own (memory, liveness), through the same stop
+   * signal and escalation as any stop; its end then counts as a failure and the restart policy
+   * applies (backoff, crash loop). Ignored unless it is ready.
+   */
+  fail(reason: 'memory' | 'unhealthy', detail: string): void {
+    const run = this.#run
+    if (this.state !== 'ready' || !run || run.failure) return
+    run.failure = { reason, detail }
+    this.#emit('restart', { reason: `${reason}: ${detail}` })
+    this.#signalStop(run)
+  }
+
   /** Milliseconds since it became ready, if it is ready. */
   readyForMs(): number | undefined {
     return this.state === 'ready' && this.#readyAt !== undefined
@@ -457,6 +485,9 @@ export const describeExit = (exit: ExitRecord): string => {
     exit.reason === 'not-ready'
   ) {
     return exit.detail ?? exit.reason
+  }
+  if (exit.reason === 'memory' || exit.reason === 'unhealthy') {
+    return `${exit.reason}: ${exit.detail ?? ''}${exit.killedAfterTimeout ? ' (killed after stop timeout)' : ''}`
   }
   const how = exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`
   return `${how} after ${exit.uptimeMs} ms${exit.killedAfterTimeout ? ' (killed after stop timeout)' : ''}`

@@ -8,9 +8,9 @@ import { abortReason, type Clock } from '../seams/clock.js'
 /** One probe attempt answers no longer than this, so a black-holed connect cannot stall a start. */
 export const PROBE_ATTEMPT_MS = 1_000
 
-const tcpOnce = (host: string, port: number): Promise<void> =>
+const tcpOnce = (host: string, port: number, timeoutMs = PROBE_ATTEMPT_MS): Promise<void> =>
   new Promise((resolve, reject) => {
-    const socket = connect({ host, port, timeout: PROBE_ATTEMPT_MS })
+    const socket = connect({ host, port, timeout: timeoutMs })
     socket.once('connect', () => {
       socket.destroy()
       resolve()
@@ -22,21 +22,46 @@ const tcpOnce = (host: string, port: number): Promise<void> =>
     socket.once('error', reject)
   })
 
-const httpOnce = (host: string, port: number, path: string): Promise<void> =>
+const httpOnce = (
+  host: string,
+  port: number,
+  path: string,
+  timeoutMs = PROBE_ATTEMPT_MS,
+): Promise<void> =>
   new Promise((resolve, reject) => {
+    // `timeout` is socket inactivity; the timer bounds the whole exchange.
+    const timer = setTimeout(
+      () => req.destroy(new Error(`GET ${path} timed out after ${timeoutMs} ms`)),
+      timeoutMs,
+    )
     const req = request(
-      { host, port, path, method: 'GET', timeout: PROBE_ATTEMPT_MS, agent: false },
+      { host, port, path, method: 'GET', timeout: timeoutMs, agent: false },
       (res) => {
         res.resume()
+        clearTimeout(timer)
         const status = res.statusCode ?? 0
         if (status >= 200 && status < 300) resolve()
         else reject(new Error(`GET ${path} answered ${status}`))
       },
     )
     req.once('timeout', () => req.destroy(new Error(`GET ${path} timed out`)))
-    req.once('error', reject)
+    req.once('error', (err) => {
+      clearTimeout(timer)
+      reject(err)
+    })
     req.end()
   })
+
+/** One liveness probe of a running instance: resolves when it answers in time, else rejects. */
+export const probeOnce = (
+  health: { type: 'tcp' } | { type: 'http'; path: string },
+  host: string,
+  port: number,
+  timeoutMs: number,
+): Promise<void> =>
+  health.type === 'tcp'
+    ? tcpOnce(host, port, timeoutMs)
+    : httpOnce(host, port, health.path, timeoutMs)
 
 const isReadyMessage = (m: unknown): boolean =>
   m === 'ready' ||

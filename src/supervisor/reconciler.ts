@@ -178,6 +178,15 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent] }> {
   async restartInstances(ids: readonly string[]): Promise<void> {
     for (const id of ids) {
       const inst = this.instances.get(id)!
+      this.emit('event', {
+        event: 'restart',
+        id,
+        component: inst.spec.component,
+        instance: inst.spec.index,
+        port: inst.spec.port,
+        childPid: inst.pid,
+        reason: 'operator request',
+      })
       await inst.stop()
       this.stoppedByOperator.delete(id)
       inst.completed = false

@@ -6,9 +6,12 @@ import type { InstanceSpec } from '../config/plan.js'
  * - stopped: we stopped it on purpose (operator, shutdown): never a failure;
  * - not-ready: it did not become ready within its readiness timeout, so we stopped it;
  * - port-in-use: its port was held by another process, so it was not spawned;
- * - spawn-error: the program could not be started (ENOENT, EACCES).
+ * - spawn-error: the program could not be started (ENOENT, EACCES);
+ * - memory: we stopped it because its RSS stayed above maxMemoryMb;
+ * - unhealthy: we stopped it because it failed its liveness check while running.
  */
-export type EndReason = 'exited' | 'stopped' | 'not-ready' | 'port-in-use' | 'spawn-error'
+export type EndReason =
+  'exited' | 'stopped' | 'not-ready' | 'port-in-use' | 'spawn-error' | 'memory' | 'unhealthy'
 
 /** Why a run ended: one record drives the restart decision, the log line and `status`. */
 export interface ExitRecord {

@@ -14,7 +14,9 @@ import { spawnChild } from '../process/spawn-child.js'
 import { startWatchdog } from '../process/watchdog.js'
 import { systemClock } from '../seams/clock.js'
 import type { InstanceEvent } from './instance.js'
+import { Monitor, sampleGroup } from './monitor.js'
 import { Overrides } from './overrides.js'
+import { probeOnce } from './readiness.js'
 import { Reconciler } from './reconciler.js'
 import { acquireStateLock } from './state-lock.js'
 import { resolveTargets } from './targets.js'
@@ -56,6 +58,8 @@ const logEvent = (log: Logger, e: InstanceEvent) => {
       return log.warn(fields, `${id} restarting in ${e.delayMs} ms`)
     case 'spawned':
       return log.info(fields, `${id} spawned (pid ${e.childPid})`)
+    case 'restart':
+      return log.warn(fields, `${id} restarting: ${e.reason}`)
     default:
       return log.info(fields, `${id} ${event}`)
   }
@@ -125,6 +129,13 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     },
     overrides.read((m) => log.warn({ event: 'overrides' }, m)),
   )
+  const monitor = new Monitor(reconciler.instances.values(), {
+    intervalMs: plan.metrics.intervalMs,
+    clock: systemClock,
+    sample: sampleGroup,
+    probe: probeOnce,
+    onError: (m) => log.error({ event: 'monitor' }, m),
+  })
   let allReady = false
   reconciler.on('event', (e) => {
     logEvent(log, e)
@@ -144,6 +155,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
         { event: 'shutdown' },
         `shutting down (${why}): stopping instances in reverse dependency order`,
       )
+      monitor.stop()
       await reconciler.shutdown()
       await closeControl()
       await watchdog.close()
@@ -250,6 +262,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     )
   }
   reconciler.schedule()
+  monitor.start()
   try {
     return await done
   } catch (err) {

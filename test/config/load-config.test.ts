@@ -264,6 +264,47 @@ const bad: BadCase[] = [
     fragments: ['"http" needs a port'],
   },
   {
+    name: 'rejects a health check without a port',
+    content: { components: { a: { command: cmd, health: { type: 'http', path: '/health' } } } },
+    path: 'components.a.health.type',
+    fragments: ['health "http" needs a port'],
+  },
+  {
+    name: 'rejects a health check with a bad path',
+    content: {
+      components: { a: { command: cmd, port: 8000, health: { type: 'http', path: 'health' } } },
+    },
+    path: 'components.a.health.path',
+    fragments: ['/'],
+  },
+  {
+    name: 'rejects a zero or negative maxMemoryMb',
+    content: { components: { a: { command: cmd, maxMemoryMb: 0 } } },
+    path: 'components.a.maxMemoryMb',
+    fragments: ['0'],
+  },
+  {
+    name: 'rejects a metrics interval under 100 ms',
+    content: { metrics: { intervalMs: 10 }, components: { a: { command: cmd } } },
+    path: 'metrics.intervalMs',
+    fragments: ['100'],
+  },
+  {
+    name: 'rejects a control.http port that an instance uses',
+    content: {
+      control: { http: { port: 8001 } },
+      components: { a: { command: cmd, port: 8000, instances: 2 } },
+    },
+    path: 'control.http.port',
+    fragments: ['port 8001 is already used by a#1'],
+  },
+  {
+    name: 'rejects an unknown logs key',
+    content: { logs: { directory: 'x' }, components: { a: { command: cmd } } },
+    path: 'logs',
+    fragments: ['directory'],
+  },
+  {
     name: 'rejects a config with zero components',
     content: { components: {} },
     path: 'components',

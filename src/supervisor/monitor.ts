@@ -1,0 +1,146 @@
+import pidusage from 'pidusage'
+import { DEFAULTS } from '../config/schema.js'
+import { errorMessage } from '../errors.js'
+import { groupMembers } from '../process/process-group.js'
+import type { Cancel, Clock } from '../seams/clock.js'
+import type { Instance } from './instance.js'
+import { probeOnce } from './readiness.js'
+
+/** CPU (percent of one core, summed over the group) and resident memory of an instance. */
+export interface Usage {
+  cpuPercent: number
+  rssBytes: number
+}
+
+/** Usage of a whole process group: a server started by a script is its children. */
+export type SampleGroup = (pgid: number) => Promise<Usage | undefined>
+
+export const sampleGroup: SampleGroup = async (pgid) => {
+  const stats = await Promise.allSettled(groupMembers(pgid).map((pid) => pidusage(pid)))
+  let cpuPercent = 0
+  let rssBytes = 0
+  let seen = false
+  for (const s of stats) {
+    if (s.status !== 'fulfilled') continue // it exited between the listing and the read
+    cpuPercent += s.value.cpu
+    rssBytes += s.value.memory
+    seen = true
+  }
+  return seen ? { cpuPercent: Math.round(cpuPercent * 10) / 10, rssBytes } : undefined
+}
+
+export interface MonitorOptions {
+  intervalMs: number
+  clock: Clock
+  sample: SampleGroup
+  probe: typeof probeOnce
+  onError(message: string): void
+}
+
+/**
+ * Watches running instances: samples CPU and RSS every `intervalMs` (shown by status and
+ * /metrics), restarts an instance whose RSS stays above its `maxMemoryMb` for
+ * DEFAULTS.memorySamples samples in a row (reason `memory`), and probes each instance with a
+ * `health` check while it is ready, restarting it after `failures` misses in a row (reason
+ * `unhealthy`): a server that hangs without exiting is what exit-based supervision misses.
+ * Restarts go through `Instance.fail`: the same stop, then the restart policy.
+ */
+export class Monitor {
+  readonly #instances: Instance[]
+  readonly #opts: MonitorOptions
+  readonly #cancels: Cancel[] = []
+  /** Samples in a row above the memory limit, per `id:pid`. */
+  readonly #over = new Map<string, number>()
+  /** Health misses in a row, per id, with the pid they were counted for. */
+  readonly #misses = new Map<string, { pid: number; count: number }>()
+  #stopped = false
+
+  constructor(instances: Iterable<Instance>, options: MonitorOptions) {
+    this.#instances = [...instances]
+    this.#opts = options
+  }
+
+  start(): void {
+    this.#every(this.#opts.intervalMs, () => this.#sample())
+    for (const inst of this.#instances) {
+      const health = inst.spec.health
+      if (health) this.#every(health.intervalMs, () => this.#check(inst))
+    }
+  }
+
+  stop(): void {
+    this.#stopped = true
+    this.#cancels.forEach((c) => c())
+  }
+
+  /** Runs `fn` every `ms`, the next run scheduled when the previous one has finished. */
+  #every(ms: number, fn: () => Promise<void>): void {
+    const slot = this.#cancels.length
+    const arm = () => {
+      this.#cancels[slot] = this.#opts.clock.after(ms, () => {
+        fn()
+          .catch((err: unknown) => this.#opts.onError(`monitor: ${errorMessage(err)}`))
+          .finally(() => {
+            if (!this.#stopped) arm()
+          })
+      })
+    }
+    this.#cancels.push(() => {})
+    arm()
+  }
+
+  async #sample(): Promise<void> {
+    await Promise.all(
+      this.#instances.map(async (inst) => {
+        const pid = inst.pid
+        if (pid === undefined) {
+          inst.usage = undefined
+          return
+        }
+        const usage = await this.#opts.sample(pid)
+        if (inst.pid !== pid) return // restarted meanwhile
+        inst.usage = usage
+        const limitMb = inst.spec.maxMemoryMb
+        if (!usage || limitMb === undefined) return
+        const key = `${inst.id}:${pid}`
+        const over = usage.rssBytes > limitMb * 1024 * 1024 ? (this.#over.get(key) ?? 0) + 1 : 0
+        this.#over.set(key, over)
+        if (over >= DEFAULTS.memorySamples) {
+          this.#over.delete(key)
+          inst.fail(
+            'memory',
+            `RSS ${Math.round(usage.rssBytes / 1048576)} MB above maxMemoryMb ${limitMb} in ${over} samples ${this.#opts.intervalMs} ms apart`,
+          )
+        }
+      }),
+    )
+    // Forget counters of processes that are gone.
+    const live = new Set(this.#instances.map((i) => `${i.id}:${i.pid}`))
+    for (const key of this.#over.keys()) if (!live.has(key)) this.#over.delete(key)
+  }
+
+  async #check(inst: Instance): Promise<void> {
+    const health = inst.spec.health!
+    const pid = inst.pid
+    if (inst.state !== 'ready' || pid === undefined || inst.spec.port === undefined) {
+      this.#misses.delete(inst.id)
+      return
+    }
+    try {
+      await this.#opts.probe(health, inst.spec.host, inst.spec.port, health.timeoutMs)
+      this.#misses.delete(inst.id)
+    } catch (err) {
+      if (inst.pid !== pid || inst.state !== 'ready') return
+      const prev = this.#misses.get(inst.id)
+      const count = prev?.pid === pid ? prev.count + 1 : 1
+      this.#misses.set(inst.id, { pid, count })
+      if (count >= health.failures) {
+        this.#misses.delete(inst.id)
+        inst.fail(
+          'unhealthy',
+          `${health.type} health check failed ${count} times in a row, last: ${errorMessage(err)}`,
+        )
+      }
+    }
+  }
+}
