@@ -99,7 +99,12 @@ export class UnifiedLog {
   }
 
   status(): WriterStatus[] {
-    return [this.file, ...this.#instanceFiles.values()].map((w) => w.status())
+    const writers = [
+      this.file,
+      ...(this.#stdout ? [this.#stdout] : []),
+      ...this.#instanceFiles.values(),
+    ]
+    return writers.map((w) => w.status())
   }
 
   /** Writes out everything queued and closes the files. */
