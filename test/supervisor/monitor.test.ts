@@ -1,0 +1,109 @@
+// Memory-limit and liveness policy of the Monitor on an injected clock. The samples and probes
+// are scripted here; the real ones (pidusage, HTTP, TCP) run in test/integration/monitor.test.ts.
+import t from 'tap'
+import type { Instance } from '../../src/supervisor/instance.js'
+import { Monitor, type Usage } from '../../src/supervisor/monitor.js'
+import { FakeClock } from '../helpers/fake-clock.js'
+
+const MB = 1024 * 1024
+
+/** The part of an Instance the Monitor reads, recording what it is told to do. */
+const instance = (spec: Partial<Instance['spec']>) => {
+  const failures: string[] = []
+  const inst = {
+    id: 'web#0',
+    pid: 100 as number | undefined,
+    state: 'ready',
+    usage: undefined as Usage | undefined,
+    spec: { host: '127.0.0.1', port: 8000, ...spec },
+    fail: (reason: string, detail: string) => failures.push(`${reason}: ${detail}`),
+  }
+  return { inst, failures, asInstance: inst as unknown as Instance }
+}
+
+t.test(
+  'memory: a restart after 3 samples in a row above maxMemoryMb; a dip resets the count',
+  async (t) => {
+    const clock = new FakeClock()
+    const { inst, failures, asInstance } = instance({ maxMemoryMb: 100 })
+    const rss: number[] = [150, 150, 50, 150, 150, 150]
+    const monitor = new Monitor([asInstance], {
+      intervalMs: 1000,
+      clock,
+      sample: () => Promise.resolve({ cpuPercent: 1, rssBytes: (rss.shift() ?? 0) * MB }),
+      probe: () => Promise.resolve(),
+      onError: (m) => t.fail(m),
+    })
+    monitor.start()
+    for (let i = 0; i < 5; i++) await clock.advance(1000)
+    t.same(failures, [], 'above, above, below, above, above: not yet')
+    t.same(
+      inst.usage,
+      { cpuPercent: 1, rssBytes: 150 * MB },
+      'the latest sample is kept for status',
+    )
+    await clock.advance(1000)
+    t.same(failures, ['memory: RSS 150 MB above maxMemoryMb 100 in 3 samples 1000 ms apart'])
+    monitor.stop()
+  },
+)
+
+t.test('memory: a new process starts a new count', async (t) => {
+  const clock = new FakeClock()
+  const { inst, failures, asInstance } = instance({ maxMemoryMb: 100 })
+  const monitor = new Monitor([asInstance], {
+    intervalMs: 1000,
+    clock,
+    sample: () => Promise.resolve({ cpuPercent: 1, rssBytes: 150 * MB }),
+    probe: () => Promise.resolve(),
+    onError: (m) => t.fail(m),
+  })
+  monitor.start()
+  await clock.advance(2000)
+  inst.pid = 101 // restarted
+  await clock.advance(2000)
+  t.same(failures, [], '2 + 2 samples of two processes')
+  await clock.advance(1000)
+  t.equal(failures.length, 1)
+  monitor.stop()
+})
+
+t.test(
+  'health: restart after `failures` misses in a row, only while ready; a success resets',
+  async (t) => {
+    const clock = new FakeClock()
+    const { inst, failures, asInstance } = instance({
+      health: { type: 'http', path: '/health', intervalMs: 500, timeoutMs: 100, failures: 3 },
+    })
+    const answers = [false, false, true, false, false, false]
+    const probed: string[] = []
+    const monitor = new Monitor([asInstance], {
+      intervalMs: 60_000,
+      clock,
+      sample: () => Promise.resolve(undefined),
+      probe: (health, host, port, timeoutMs) => {
+        probed.push(`${health.type} ${host}:${port} ${timeoutMs}`)
+        return answers.shift()
+          ? Promise.resolve()
+          : Promise.reject(new Error('GET /health answered 503'))
+      },
+      onError: (m) => t.fail(m),
+    })
+    monitor.start()
+    inst.state = 'starting'
+    await clock.advance(500)
+    t.same(probed, [], 'not probed before it is ready')
+    inst.state = 'ready'
+    for (let i = 0; i < 5; i++) await clock.advance(500)
+    t.same(failures, [], 'miss, miss, success, miss, miss')
+    await clock.advance(500)
+    t.same(failures, [
+      'unhealthy: http health check failed 3 times in a row, last: GET /health answered 503',
+    ])
+    t.equal(probed[0], 'http 127.0.0.1:8000 100')
+    monitor.stop()
+    const before = probed.length
+    await clock.advance(5000)
+    t.equal(probed.length, before, 'stopped: no more probes')
+  },
+)
