@@ -7,6 +7,7 @@ import { errorMessage, hasCode } from '../errors.js'
 import { ephemeralPortWarning } from '../process/port-holder.js'
 import { runSupervisor } from '../supervisor/supervisor.js'
 import { formatStatus, type StatusReply } from './format-status.js'
+import { runLogs, type LogsOptions } from './logs.js'
 
 /** Exit codes: 0 success, 1 runtime failure, 2 usage, 78 configuration error (EX_CONFIG). */
 export const EXIT = { ok: 0, failure: 1, usage: 2, config: 78 } as const
@@ -95,6 +96,21 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
     .action(async () => {
       const reply = (await controlRequest(stateDir(), 'POST', '/shutdown')) as { pid: number }
       io.out(`supervisor ${reply.pid} is shutting down`)
+    })
+  program
+    .command('logs')
+    .description(
+      'print the unified log (rotated files too), with or without a running supervisor; -f follows it',
+    )
+    .argument('[targets...]', 'all, <component> or <component>#<index> (default: all)')
+    .option('-f, --follow', 'then print new records as they are written, until Ctrl-C')
+    .option('-n, --lines <n>', 'the last n records, or all (default 50; all with --since)')
+    .option('--since <when>', 'records since an age (30s, 10m, 2h, 1d) or an ISO date')
+    .option('--level <level>', 'records of this level and above: trace debug info warn error fatal')
+    .option('--json', 'the JSON lines as written')
+    .option('--reopen', 'ask the running supervisor to reopen its log files (after logrotate)')
+    .action(async (targets: string[], o: LogsOptions) => {
+      code = await runLogs(loadConfig(configPath()), targets, o, io)
     })
   program
     .command('validate')
