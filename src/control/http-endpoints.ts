@@ -1,0 +1,236 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
+import type { StatusReply } from '../cli/format-status.js'
+import { TandemError, errorMessage } from '../errors.js'
+import {
+  formatMetrics,
+  METRICS_CONTENT_TYPE,
+  type EventLoopLag,
+  type SupervisorSelf,
+} from './prometheus.js'
+
+/** What the endpoints read; each is called per request, and none of them may change anything. */
+export interface HttpSources {
+  /** The same reply as `tandem status --json`. */
+  status(): StatusReply
+  /** Every desired instance is ready. */
+  ready(): boolean
+  self(): SupervisorSelf
+}
+
+/** The paths served; anything else is a 404 that lists them. */
+export const HTTP_PATHS = ['/health', '/ready', '/metrics', '/status'] as const
+
+/**
+ * A whole request (headers included) must arrive within this: every answer is computed at once,
+ * so a client slower than this is stuck or hostile, and it holds a socket of the supervisor.
+ */
+export const REQUEST_TIMEOUT_MS = 5000
+/** Headers are due a little before the whole request (Node wants headersTimeout <= requestTimeout). */
+export const HEADERS_TIMEOUT_MS = 4000
+/** How often Node checks those timeouts (its default, 30 s, would let a stuck client stay 35 s). */
+export const CONNECTIONS_CHECK_MS = 1000
+/** Scrapers and probes need a handful of connections; the cap keeps a flood off the supervisor. */
+export const MAX_CONNECTIONS = 64
+/** close() waits this long for requests in progress before it drops their connections. */
+export const CLOSE_GRACE_MS = 1000
+
+/** Resolution of the event-loop delay monitor: fine enough for lag that matters, cheap to run. */
+export const LAG_RESOLUTION_MS = 20
+/**
+ * Lag figures cover between one and two of these windows (see createEventLoopLag): longer than
+ * the usual scrape interval (15-30 s), so a scrape never misses a spike between two scrapes.
+ */
+export const LAG_WINDOW_MS = 30_000
+
+/**
+ * Measures the event loop's delay with `monitorEventLoopDelay` and answers with p50, p99 and max
+ * in milliseconds, less the monitor's own interval (an idle loop reads about 0, not 20 ms).
+ *
+ * A rolling window, not reset-on-read: /health, /metrics and any other reader may ask at any
+ * rate, and with reset-on-read each would see only the lag since the previous reader's call (a
+ * health probe every second would hide spikes from a scrape every 30 s). Two histograms run side
+ * by side, staggered: every `windowMs` the older one is reset, and a read takes the older one, so
+ * it always covers the last `windowMs` to `2 * windowMs` (or everything since the start, early
+ * on), exactly, and reading has no effect. The timer is unref'd; `stop()` disables both.
+ */
+export const createEventLoopLag = (
+  options: { resolutionMs?: number; windowMs?: number } = {},
+): { read(): EventLoopLag; stop(): void } => {
+  const resolution = options.resolutionMs ?? LAG_RESOLUTION_MS
+  const windowMs = options.windowMs ?? LAG_WINDOW_MS
+  const histograms: [IntervalHistogram, IntervalHistogram] = [
+    monitorEventLoopDelay({ resolution }),
+    monitorEventLoopDelay({ resolution }),
+  ]
+  for (const h of histograms) h.enable()
+  /** The one reset longest ago: read from it, reset it next. */
+  let older = 0
+  const timer = setInterval(() => {
+    histograms[older]!.reset()
+    older = 1 - older
+  }, windowMs)
+  timer.unref()
+  const ms = (ns: number) => Math.max(0, ns / 1e6 - resolution)
+  return {
+    read() {
+      const h = histograms[older]!
+      // An empty histogram answers nonsense (min 2^63, percentiles of a few ns).
+      if (h.count === 0) return { p50: 0, p99: 0, max: 0 }
+      return { p50: ms(h.percentile(50)), p99: ms(h.percentile(99)), max: ms(h.max) }
+    },
+    stop() {
+      clearInterval(timer)
+      for (const h of histograms) h.disable()
+    },
+  }
+}
+
+let shared: { read(): EventLoopLag } | undefined
+
+/**
+ * The supervisor's event-loop lag in milliseconds over the last 30 to 60 s (see
+ * createEventLoopLag). The monitor starts at the first call and runs for the life of the process.
+ */
+export const eventLoopLag = (): EventLoopLag => (shared ??= createEventLoopLag()).read()
+
+const hostPort = (host: string, port: number) =>
+  host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
+
+const listenReason = (err: unknown): string => {
+  switch ((err as { code?: unknown }).code) {
+    case 'EADDRINUSE':
+      return 'the port is already in use (EADDRINUSE)'
+    case 'EACCES':
+      return 'permission denied (EACCES)'
+    case 'EADDRNOTAVAIL':
+      return 'the address is not one of this host (EADDRNOTAVAIL)'
+    default:
+      return errorMessage(err)
+  }
+}
+
+interface Reply {
+  status: number
+  type: string
+  body: string
+  headers?: Record<string, string>
+}
+
+const json = (status: number, value: unknown, headers?: Record<string, string>): Reply => ({
+  status,
+  type: 'application/json',
+  body: JSON.stringify(value),
+  ...(headers ? { headers } : {}),
+})
+
+const route = (path: string, sources: HttpSources): Reply => {
+  switch (path) {
+    case '/health':
+      // Answering at all shows the loop turns; the lag says how freely.
+      return json(200, { status: 'ok', eventLoopLagMs: sources.self().eventLoopLagMs })
+    case '/ready': {
+      if (sources.ready()) return json(200, { ready: true })
+      const notReady = sources
+        .status()
+        .instances.filter((i) => i.state !== 'ready' && !i.stoppedByOperator)
+        .map((i) => i.id)
+      return json(503, { ready: false, notReady })
+    }
+    case '/metrics':
+      return {
+        status: 200,
+        type: METRICS_CONTENT_TYPE,
+        body: formatMetrics(sources.status(), sources.self()),
+      }
+    case '/status':
+      return json(200, sources.status())
+    default:
+      return json(404, {
+        error: { code: 'EUSAGE', message: `no such path: ${path}` },
+        paths: HTTP_PATHS,
+      })
+  }
+}
+
+const isServed = (path: string) => (HTTP_PATHS as readonly string[]).includes(path)
+
+const send = (req: IncomingMessage, res: ServerResponse, reply: Reply) => {
+  res.writeHead(reply.status, {
+    'content-type': reply.type,
+    'content-length': Buffer.byteLength(reply.body),
+    'cache-control': 'no-store',
+    ...reply.headers,
+  })
+  res.end(req.method === 'HEAD' ? undefined : reply.body)
+}
+
+/**
+ * Read-only HTTP endpoints for monitoring on `host:port` (`control.http`; loopback by default,
+ * as nothing here asks who is calling): GET or HEAD `/health`, `/ready` (503 with the ids of
+ * instances not ready, operator-stopped ones aside), `/metrics` (Prometheus text) and `/status`
+ * (as `tandem status --json`). No route changes anything. A source that throws gives a 500 with
+ * its message, reported through `onError`; the server serves on.
+ *
+ * Rejects with ECONTROL naming host:port when it cannot listen. Resolves to the close function
+ * (idempotent): it stops listening, closes idle connections at once and any busy one after
+ * CLOSE_GRACE_MS.
+ */
+export const startHttpEndpoints = async (
+  options: { host: string; port: number },
+  sources: HttpSources,
+  onError: (message: string) => void,
+): Promise<() => Promise<void>> => {
+  const where = hostPort(options.host, options.port)
+  const server = createServer(
+    {
+      requestTimeout: REQUEST_TIMEOUT_MS,
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      connectionsCheckingInterval: CONNECTIONS_CHECK_MS,
+    },
+    (req, res) => {
+      const path = (req.url ?? '/').split('?')[0] ?? '/'
+      let reply: Reply
+      if (isServed(path) && req.method !== 'GET' && req.method !== 'HEAD') {
+        reply = json(
+          405,
+          { error: { code: 'EUSAGE', message: `${req.method} not allowed: read-only endpoint` } },
+          { allow: 'GET, HEAD' },
+        )
+      } else {
+        try {
+          reply = route(path, sources)
+        } catch (err) {
+          onError(`control.http ${req.method} ${path} failed: ${errorMessage(err)}`)
+          reply = json(500, { error: { code: 'ECONTROL', message: errorMessage(err) } })
+        }
+      }
+      send(req, res, reply)
+    },
+  )
+  server.maxConnections = MAX_CONNECTIONS
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen({ host: options.host, port: options.port }, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
+  } catch (err) {
+    const message = `control.http cannot listen on ${where}: ${listenReason(err)}`
+    throw new TandemError('ECONTROL', message, { cause: err })
+  }
+  server.on('error', (err) => onError(`control.http on ${where}: ${errorMessage(err)}`))
+  let closing: Promise<void> | undefined
+  return () =>
+    (closing ??= new Promise<void>((resolve) => {
+      const drop = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS)
+      drop.unref()
+      server.close(() => {
+        clearTimeout(drop)
+        resolve()
+      })
+      server.closeIdleConnections()
+    }))
+}
