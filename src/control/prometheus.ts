@@ -72,9 +72,9 @@ interface Family {
  * figures. Families come in a fixed order, instances sorted by component then index, so two
  * scrapes of the same state are byte-identical.
  *
- * Instance series carry `node`, `component`, `instance` (the index) and `id` (`gateway#1`).
- * Note that Prometheus sets its own `instance` label (the scrape target) and, unless the scrape
- * job has `honor_labels: true`, renames ours to `exported_instance`.
+ * Instance series carry `node`, `component`, `index` and `id` (`gateway#1`). The index is not
+ * called `instance`: Prometheus sets that label itself (the scrape target) and would rename
+ * ours to `exported_instance` unless the scrape job has `honor_labels: true`.
  *
  * Event-loop lag is a gauge with `quantile` labels (0.5, 0.99, and 1 for the maximum), not a
  * summary: its window is rolling, so there is no monotonic `_sum` or `_count` to go with it.
@@ -87,7 +87,7 @@ export const formatMetrics = (status: StatusReply, self: SupervisorSelf): string
   const labelsOf = (i: SampledInstance): Labels => [
     ['node', status.node],
     ['component', i.component],
-    ['instance', String(i.index)],
+    ['index', String(i.index)],
     ['id', i.id],
   ]
   const perInstance = (pick: (i: SampledInstance) => number | undefined): [Labels, number][] =>

@@ -179,7 +179,9 @@ export class LogWriter extends EventEmitter<{ drain: []; recovered: [dropped: nu
         this.#reopenNow()
       }
       const { rotate } = this.#opts
-      if (rotate && rotate.maxBytes > 0 && this.#size >= rotate.maxBytes) this.#rotate()
+      // Never between the parts of a partial write: a line is never split across two files.
+      if (rotate && rotate.maxBytes > 0 && this.#size >= rotate.maxBytes && !this.#pending)
+        this.#rotate()
       if (this.#fd === undefined) this.#open()
     } catch (err) {
       return this.#failed(err)

@@ -2,7 +2,9 @@ import { mkdirSync } from 'node:fs'
 import type { Logger } from 'pino'
 import { loadConfig } from '../config/load-config.js'
 import { planInstances, planPorts, type Plan } from '../config/plan.js'
+import { eventLoopLag, startHttpEndpoints } from '../control/http-endpoints.js'
 import { startControlServer } from '../control/server.js'
+import type { StatusReply } from '../cli/format-status.js'
 import { checkSocketPath, socketPath } from '../control/socket-path.js'
 import { errorMessage } from '../errors.js'
 import { UnifiedLog } from '../logging/unified-log.js'
@@ -136,14 +138,23 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     probe: probeOnce,
     onError: (m) => log.error({ event: 'monitor' }, m),
   })
+  const wanted = () => [...reconciler.instances.values()].filter((i) => reconciler.desired(i.id))
+  const allWantedReady = () => wanted().every((i) => i.state === 'ready')
   let allReady = false
   reconciler.on('event', (e) => {
     logEvent(log, e)
-    const wanted = [...reconciler.instances.values()].filter((i) => reconciler.desired(i.id))
-    const nowReady = wanted.length > 0 && wanted.every((i) => i.state === 'ready')
+    const nowReady = wanted().length > 0 && allWantedReady()
     if (nowReady && !allReady)
-      log.info({ event: 'all-ready' }, `all ${wanted.length} wanted instances are ready`)
+      log.info({ event: 'all-ready' }, `all ${wanted().length} wanted instances are ready`)
     allReady = nowReady
+  })
+  const statusReply = (): StatusReply => ({
+    node: plan.node,
+    role: 'active',
+    pid: process.pid,
+    config: plan.configFile,
+    instances: reconciler.status(),
+    logs: unified.status(),
   })
 
   let resolveDone!: (code: number) => void
@@ -158,6 +169,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       monitor.stop()
       await reconciler.shutdown()
       await closeControl()
+      await closeHttp()
       await watchdog.close()
       await releaseLock()
       log.info({ event: 'shutdown' }, 'all instances stopped; exiting')
@@ -178,14 +190,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   const closeControl = await startControlServer(
     socketPath(plan.stateDir),
     {
-      'GET /status': () => ({
-        node: plan.node,
-        role: 'active',
-        pid: process.pid,
-        config: plan.configFile,
-        instances: reconciler.status(),
-        logs: unified.status(),
-      }),
+      'GET /status': statusReply,
       'POST /logs/reopen': () => {
         unified.reopen()
         log.info({ event: 'log-reopen' }, 'log files reopened (tandem logs --reopen)')
@@ -207,6 +212,28 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     await releaseLock()
     throw err
   })
+  const http = plan.control.http
+  const closeHttp = http
+    ? await startHttpEndpoints(
+        http,
+        {
+          status: statusReply,
+          ready: allWantedReady,
+          self: () => ({
+            rssBytes: process.memoryUsage().rss,
+            eventLoopLagMs: eventLoopLag(),
+            uptimeMs: Math.round(process.uptime() * 1000),
+          }),
+        },
+        (m) => log.error({ event: 'control' }, m),
+      ).catch(async (err: unknown) => {
+        await closeControl()
+        await watchdog.close()
+        await unified.close()
+        await releaseLock()
+        throw err
+      })
+    : () => Promise.resolve()
 
   let interrupts = 0
   let forced = false

@@ -142,7 +142,7 @@ t.test('GET /metrics answers the Prometheus text of status and self', async (t) 
   t.equal(res.body, formatMetrics(STATUS, SELF))
   t.match(
     res.body,
-    'tandem_instance_up{node="host-a",component="gateway",instance="1",id="gateway#1"} 1',
+    'tandem_instance_up{node="host-a",component="gateway",index="1",id="gateway#1"} 1',
   )
 })
 

@@ -128,8 +128,8 @@ t.test('every line is a HELP, a TYPE or a sample line of the exposition format',
   t.same(
     of(samples, 'tandem_instance_restarts_total').map((s) => [s.labels, s.value]),
     [
-      [{ node: 'host-a', component: 'discovery', instance: '0', id: 'discovery#0' }, 3],
-      [{ node: 'host-a', component: 'gateway', instance: '1', id: 'gateway#1' }, 0],
+      [{ node: 'host-a', component: 'discovery', index: '0', id: 'discovery#0' }, 3],
+      [{ node: 'host-a', component: 'gateway', index: '1', id: 'gateway#1' }, 0],
     ],
   )
   t.same(
@@ -168,7 +168,7 @@ t.test('escapes backslash, double quote and newline in label values', async (t) 
   t.match(text, 'node="a\\\\b\\"c\\nd"')
   const { samples } = parse(text)
   const up = of(samples, 'tandem_instance_up')
-  t.same(up[0]?.labels, { node: nasty, component: 'gw', instance: '0', id: `gw#0 ${nasty}` })
+  t.same(up[0]?.labels, { node: nasty, component: 'gw', index: '0', id: `gw#0 ${nasty}` })
 })
 
 t.test('state is an enum: one series per state, 1 for the current one', async (t) => {

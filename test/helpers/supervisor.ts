@@ -25,16 +25,19 @@ export interface LogRecord {
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
+/** What is left of T once it is known to be truthy. */
+export type Truthy<T> = Exclude<T, false | 0 | '' | null | undefined>
+
 /** Polls `check` until it returns a truthy value; fails with `what` after `ms`. */
 export const waitUntil = async <T>(
   what: string,
   check: () => T | Promise<T>,
   ms = WAIT_MS,
-): Promise<NonNullable<T>> => {
+): Promise<Truthy<T>> => {
   const deadline = Date.now() + ms
   for (;;) {
     const v = await check()
-    if (v) return v
+    if (v) return v as Truthy<T>
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
     await sleep(25)
   }

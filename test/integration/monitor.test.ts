@@ -119,3 +119,44 @@ t.test('a health check passes quietly while the server answers', async (t) => {
   await waitUntil('ten probe intervals', () => Date.now() - ready > 1000)
   t.notOk(sup.records.some((r) => r.event === 'restart'))
 })
+
+t.test('control.http serves /health, /ready, /metrics and /status, read-only', async (t) => {
+  const base = 'http://127.0.0.1:24850'
+  const { config, sup } = start(
+    t,
+    {
+      web: fixture({ port: 24840, instances: 2 }),
+      slow: fixture({ port: 24845 }, { NO_LISTEN: '1' }), // never ready
+    },
+    { control: { http: { port: 24850 } } },
+  )
+  await waitUntil(
+    'both web instances ready',
+    () => sup.count((r) => r.event === 'ready' && r.component === 'web') === 2,
+  )
+  const notYet = await fetch(`${base}/ready`)
+  t.equal(notYet.status, 503)
+  t.match(await notYet.json(), { ready: false, notReady: ['slow#0'] }, 'names what is not ready')
+  const stopped = await cli(['stop', 'slow', '-c', config])
+  t.equal(stopped.code, 0, stopped.err)
+  t.equal((await fetch(`${base}/ready`)).status, 200, 'ready once what is not wanted is left out')
+  const health = await fetch(`${base}/health`)
+  t.equal(health.status, 200)
+  t.match(await health.json(), { status: 'ok' })
+  const metrics = await waitUntil('a CPU/RSS sample in /metrics', async () => {
+    const text = await (await fetch(`${base}/metrics`)).text()
+    return text.includes('tandem_instance_rss_bytes{') && text
+  })
+  t.match(metrics, /tandem_instance_up\{node="[^"]+",component="web",index="1",id="web#1"\} 1/)
+  t.match(metrics, /tandem_instance_up\{[^}]*id="slow#0"\} 0/)
+  t.match(metrics, /tandem_supervisor_rss_bytes\{node="[^"]+"\} \d+/)
+  const viaHttp = (await (await fetch(`${base}/status`)).json()) as { instances: { id: string }[] }
+  const viaSocket = await status(config)
+  t.same(
+    viaHttp.instances.map((i) => i.id),
+    viaSocket.instances.map((i) => i.id),
+    'the same status as the control socket',
+  )
+  const post = await fetch(`${base}/status`, { method: 'POST' })
+  t.equal(post.status, 405, 'nothing can be changed over HTTP')
+})

@@ -150,7 +150,7 @@ t.test('congested above highWaterBytes until it drains', async (t) => {
   t.equal(results[0], true)
   t.equal(results.at(-1), false, 'write says stop')
   t.ok(w.congested)
-  await new Promise((r) => w.once('drain', r))
+  await new Promise<void>((r) => w.once('drain', () => r()))
   t.notOk(w.congested)
   await w.close()
   t.same(
