@@ -3,7 +3,7 @@ import { loadConfig } from '../config/load-config.js'
 import { planInstances, planPorts } from '../config/plan.js'
 import { controlRequest } from '../control/client.js'
 import { checkSocketPath } from '../control/socket-path.js'
-import { errorMessage, hasCode } from '../errors.js'
+import { errorMessage, hasCode, TandemError } from '../errors.js'
 import { ephemeralPortWarning } from '../process/port-holder.js'
 import { runSupervisor } from '../supervisor/supervisor.js'
 import { formatStatus, type StatusReply } from './format-status.js'
@@ -33,6 +33,40 @@ const defaultIo: Io = {
  * Runs the `tandem` command line and resolves with the process exit code. Commands other than
  * `start` (without targets) and `validate` talk to the running supervisor over its control socket.
  */
+/**
+ * Shows `show()` every `ms` until SIGINT or SIGTERM: on a terminal in place (screen cleared,
+ * like watch(1)), otherwise one block after another with a time stamp. A supervisor that goes
+ * away is shown as an error, and watching goes on: it may be restarting.
+ */
+const watch = async (ms: number, show: () => Promise<string>, io: Io): Promise<void> => {
+  const tty = process.stdout.isTTY === true
+  let stop!: () => void
+  const stopped = new Promise<void>((r) => (stop = r))
+  process.once('SIGINT', stop)
+  process.once('SIGTERM', stop)
+  try {
+    for (let done = false; !done;) {
+      let text: string
+      try {
+        text = await show()
+      } catch (err) {
+        text = `tandem: ${errorMessage(err)}`
+      }
+      const stamp = `${new Date().toISOString()}  every ${ms / 1000}s, Ctrl-C to stop`
+      io.out(tty ? `\x1b[H\x1b[2J${stamp}\n\n${text}` : `${stamp}\n${text}\n`)
+      let timer: NodeJS.Timeout | undefined
+      done = await Promise.race([
+        stopped.then(() => true),
+        new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms))),
+      ])
+      clearTimeout(timer)
+    }
+  } finally {
+    process.off('SIGINT', stop)
+    process.off('SIGTERM', stop)
+  }
+}
+
 export const main = async (argv: string[], io: Io = defaultIo): Promise<number> => {
   let code: number = EXIT.ok
   const program = new Command('tandem')
@@ -73,9 +107,21 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
     .command('status')
     .description('show every instance of the running supervisor')
     .option('--json', 'print JSON')
-    .action(async (o: { json?: boolean }) => {
-      const reply = (await controlRequest(stateDir(), 'GET', '/status')) as StatusReply
-      io.out(o.json ? JSON.stringify(reply) : formatStatus(reply))
+    .option('-w, --watch [seconds]', 'refresh the table every few seconds (default 2) until Ctrl-C')
+    .action(async (o: { json?: boolean; watch?: boolean | string }) => {
+      const show = async () => {
+        const reply = (await controlRequest(stateDir(), 'GET', '/status')) as StatusReply
+        return o.json ? JSON.stringify(reply) : formatStatus(reply)
+      }
+      if (o.watch === undefined) return io.out(await show())
+      const seconds = o.watch === true ? 2 : Number(o.watch)
+      if (!(seconds >= 0.1)) {
+        throw new TandemError(
+          'EUSAGE',
+          `--watch expects a number of seconds of at least 0.1, got ${JSON.stringify(o.watch)}`,
+        )
+      }
+      await watch(seconds * 1000, show, io)
     })
   for (const [name, what] of [
     ['stop', 'stop instances (they stay stopped, also across supervisor restarts, until started)'],

@@ -1,4 +1,5 @@
 // Ports 24300-24399 belong to this file (test files run in parallel).
+import { spawn } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
@@ -11,6 +12,9 @@ import {
   Supervisor,
   tempDir,
   writeConfig,
+  BIN,
+  killGroup,
+  waitUntil,
 } from '../helpers/supervisor.js'
 
 t.test('commands that need a supervisor say none runs and exit 1', async (t) => {
@@ -205,3 +209,28 @@ t.test(
     t.notOk(existsSync(join(dir, 'x'.repeat(100))), 'nothing created')
   },
 )
+
+t.test('status --watch refreshes until SIGINT; a bad interval is a usage error', async (t) => {
+  const config = writeConfig(tempDir(t), { web: fixture({ port: 24340 }) })
+  const sup = new Supervisor(config)
+  t.teardown(() => sup.kill())
+  await sup.waitLog('ready', (r) => r.event === 'ready')
+  const watcher = spawn(process.execPath, [BIN, 'status', '--watch', '0.2', '-c', config], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  })
+  t.teardown(() => killGroup(watcher.pid!))
+  let out = ''
+  watcher.stdout.on('data', (d) => (out += d))
+  const exited = new Promise<number | null>((r) => watcher.once('exit', (code) => r(code)))
+  await waitUntil(
+    'three refreshes',
+    () => (out.match(/web#0 +24340 +\d+ +ready/g) ?? []).length >= 3,
+  )
+  t.match(out, /every 0\.2s, Ctrl-C to stop/)
+  watcher.kill('SIGINT')
+  t.equal(await exited, 0, 'Ctrl-C ends it with exit 0')
+  const bad = await cli(['status', '--watch', 'often', '-c', config])
+  t.equal(bad.code, 2)
+  t.match(bad.err, /--watch expects a number of seconds of at least 0\.1, got "often"/)
+})
