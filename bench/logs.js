@@ -1,0 +1,918 @@
+#!/usr/bin/env node
+// Unified log throughput benchmark: `npm run bench:logs` (builds first) or `node bench/logs.js`.
+//
+// Four children (bench/log-writer.js) each write numbered lines to stdout as fast as they are
+// taken, for DURATION seconds. Under tandem their lines go into the unified log
+// (<logs.dir>/tandem.log, one JSON record per line); under PM2 (installed from npm into a cache
+// dir, its own PM2_HOME in a temp dir, fork mode, its default per-app log files) into
+// <PM2_HOME>/logs/writer-<i>-out.log. Both run in the same invocation, one after the other, on
+// the same writers; then, as a ceiling, the same writers with no supervisor at all (each one's
+// stdout a file). Every line is checked: per writer, each seq 0..count-1 must be in the log
+// exactly once.
+//
+// lines/s = distinct numbered lines found in the log / (last time the log grew - first writer's
+// first write). "First write" is the earliest writer start (Date.now() in the writer, just
+// before its first write); "last time the log grew" is when this process saw the log's size
+// change for the last time, polling with stat every 20 ms (so at most 20 ms late). For tandem
+// the log's last growth may include the few event records (exited, stopped) written just after
+// the last line, a few ms: the figure errs on the low side.
+//
+// The supervisor's CPU and RSS (tandem: the `tandem start` process; PM2: its God daemon, pid in
+// PM2_HOME/pm2.pid) are sampled with pidusage every 200 ms. CPU % is CPU time (user + system)
+// over wall time between the samples that bracket the window above, in % of one core; peak RSS
+// is the largest sample from the supervisor's start until the last line landed. The writers
+// report their own CPU time (process.cpuUsage) at exit: with the supervisor's, it shows where
+// the machine's cores went.
+//
+// Environment: DURATION (seconds, default 10), LINES_PER_WRITE (default 64: the writers write
+// about 6.4 KB per write(); 1: one write() per line), LINE_BYTES (default 100), BENCH_PM2=0
+// (skip PM2), BENCH_PM2_TIME=1 (PM2 apps with `time: true`: it then splits lines and prefixes
+// each with a date, per-line work like tandem's), BENCH_DIRECT=0 (skip the no-supervisor ceiling), PM2_CACHE (where pm2 is
+// installed; default ~/.cache/tandem-bench/pm2), BENCH_CPU_PROF=<dir> (run the tandem
+// supervisor under `node --cpu-prof`, copy the profile there and print where its main thread's
+// time goes), BENCH_KEEP=1 (keep the temp dir with the logs).
+import { execFile, spawn } from 'node:child_process'
+import {
+  closeSync,
+  copyFileSync,
+  createReadStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
+import { cpus, homedir, loadavg, tmpdir } from 'node:os'
+import { basename, join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import pidusage from 'pidusage'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const CLI = join(ROOT, 'bin', 'tandem.js')
+const WRITER = join(ROOT, 'bench', 'log-writer.js')
+const WRITERS = 4
+const DURATION_S = Number(process.env.DURATION ?? 10)
+const LINES_PER_WRITE = Number(process.env.LINES_PER_WRITE ?? 64)
+const LINE_BYTES = Number(process.env.LINE_BYTES ?? 100)
+const WITH_PM2 = process.env.BENCH_PM2 !== '0'
+const WITH_DIRECT = process.env.BENCH_DIRECT !== '0'
+const PM2_TIME = process.env.BENCH_PM2_TIME === '1'
+const PM2_CACHE =
+  process.env.PM2_CACHE ??
+  join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'tandem-bench', 'pm2')
+const CPU_PROF_DIR = process.env.BENCH_CPU_PROF
+const KEEP = process.env.BENCH_KEEP === '1'
+
+const GOALS = { linesPerSec: 200_000, vsPm2: 2, peakRssMb: 150 }
+const SAMPLE_MS = 200
+const POLL_MS = 20
+/** The log must not grow for this long, after every writer has exited, to count as complete. */
+const QUIET_MS = 1_000
+const STEP_TIMEOUT_MS = 30_000
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+const run = promisify(execFile)
+const MB = 1024 * 1024
+
+// ---------------------------------------------------------------------------------------------
+// Processes: everything spawned is tracked and killed by process group, also on Ctrl-C.
+
+const spawned = new Set() // pids of process group leaders we started
+let runDir // every process of ours has this path in its command line
+
+const killGroup = (pgid, signal) => {
+  try {
+    process.kill(-pgid, signal)
+    return true
+  } catch {
+    return false
+  }
+}
+
+const pidAlive = (pid) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return err.code === 'EPERM'
+  }
+}
+
+/** A running process's command line, or undefined when it is gone. */
+const cmdlineOf = (pid) => {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').trim()
+  } catch {
+    return undefined
+  }
+}
+
+/** Processes whose command line names this run's temp dir: the writers, tandem, PM2's daemon. */
+const ourProcesses = () => {
+  if (!runDir) return []
+  const found = []
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue
+    try {
+      const cmd = readFileSync(`/proc/${name}/cmdline`, 'utf8').replaceAll('\0', ' ').trim()
+      if (cmd.includes(runDir)) found.push({ pid: Number(name), cmd })
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found
+}
+
+/** /proc/<pid>/stat fields after the command: [state, ppid, pgrp, ...], or undefined. */
+const procStat = (pid) => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  } catch {
+    return undefined
+  }
+}
+/** Start time (clock ticks since boot): with the pid, names one process even after pid reuse. */
+const startTimeOf = (pid) => procStat(pid)?.[19]
+
+/** Every descendant of `pid` (tandem's watchdog runs in a process group of its own). */
+const descendants = (pid) => {
+  const parent = new Map()
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    const f = procStat(name)
+    if (f) parent.set(Number(name), Number(f[1]))
+  }
+  const found = []
+  const walk = (p) => {
+    for (const [child, ppid] of parent) if (ppid === p) (found.push(child), walk(child))
+  }
+  walk(pid)
+  return found
+}
+
+/**
+ * Descendants seen of the supervisors we started (pid -> start time): checked at the end, killed
+ * on the way out, but only while the pid still names the same process (pids wrap quickly on a
+ * busy machine with a small pid_max).
+ */
+const seenDescendants = new Map()
+const noteDescendants = (pid) => {
+  for (const d of descendants(pid)) {
+    const t = startTimeOf(d)
+    if (t !== undefined && !seenDescendants.has(d)) seenDescendants.set(d, t)
+  }
+}
+/** The descendants seen that still run (the same process, not a zombie). */
+const descendantsLeft = () =>
+  [...seenDescendants]
+    .filter(([pid, t]) => startTimeOf(pid) === t && procStat(pid)?.[0] !== 'Z')
+    .map(([pid]) => pid)
+
+/** SIGKILLs every group we started and every process left that names our temp dir. */
+const killEverything = () => {
+  for (const pgid of spawned) noteDescendants(pgid)
+  for (const pgid of spawned) killGroup(pgid, 'SIGKILL')
+  for (const pid of descendantsLeft()) {
+    // Its group when it leads one (tandem's watchdog, the writers), else the process alone.
+    if (procStat(pid)?.[2] === String(pid)) killGroup(pid, 'SIGKILL')
+    else {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {
+        // gone
+      }
+    }
+  }
+  for (const { pid } of ourProcesses()) {
+    killGroup(pid, 'SIGKILL')
+    try {
+      process.kill(pid, 'SIGKILL')
+    } catch {
+      // gone
+    }
+  }
+}
+
+/** Runs a command in its own process group to completion: { code, stdout, stderr }. */
+const runGroup = (cmd, args, { env, timeoutMs = STEP_TIMEOUT_MS } = {}) =>
+  new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, {
+      cwd: ROOT,
+      env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    spawned.add(child.pid)
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    const t = setTimeout(() => {
+      killGroup(child.pid, 'SIGKILL')
+      reject(new Error(`${basename(cmd)} ${args.join(' ')}: no exit after ${timeoutMs} ms`))
+    }, timeoutMs)
+    child.once('error', (err) => (clearTimeout(t), reject(err)))
+    child.once('close', (code, signal) => {
+      clearTimeout(t)
+      killGroup(child.pid, 'SIGKILL') // anything it left in its group
+      spawned.delete(child.pid)
+      resolve({ code, signal, stdout, stderr })
+    })
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Measurements
+
+/** pidusage every SAMPLE_MS: { t (epoch ms), ctime (CPU ms, user + system), rss (bytes) }. */
+const startSampler = (pid) => {
+  const samples = []
+  let busy = false
+  const tick = async () => {
+    if (busy) return
+    busy = true
+    try {
+      const s = await pidusage(pid)
+      samples.push({ t: Date.now(), ctime: s.ctime, rss: s.memory })
+    } catch {
+      // the process is gone: the samples so far are what there is
+    } finally {
+      busy = false
+    }
+  }
+  void tick()
+  const timer = setInterval(() => void tick(), SAMPLE_MS)
+  return {
+    samples,
+    stop: async () => {
+      clearInterval(timer)
+      while (busy) await sleep(5)
+      await tick()
+      pidusage.clear()
+    },
+  }
+}
+
+/** Average CPU % of one core over [from, to], from the samples that bracket it; and the peaks. */
+const cpuAndRss = (samples, from, to) => {
+  if (samples.length < 2) return { cpuAvg: NaN, cpuPeak: NaN, peakRss: NaN, cpuMs: NaN }
+  const before = samples.filter((s) => s.t <= from)
+  const s0 = before.length ? before[before.length - 1] : samples[0]
+  const s1 = samples.find((s) => s.t >= to) ?? samples[samples.length - 1]
+  let cpuPeak = 0
+  for (let i = 1; i < samples.length; i++) {
+    const a = samples[i - 1]
+    const b = samples[i]
+    if (b.t < s0.t || a.t > s1.t || b.t === a.t) continue
+    cpuPeak = Math.max(cpuPeak, ((b.ctime - a.ctime) / (b.t - a.t)) * 100)
+  }
+  return {
+    cpuMs: s1.ctime - s0.ctime,
+    cpuAvg: ((s1.ctime - s0.ctime) / (s1.t - s0.t)) * 100,
+    cpuPeak,
+    peakRss: Math.max(...samples.filter((s) => s.t <= to + SAMPLE_MS).map((s) => s.rss)),
+  }
+}
+
+/**
+ * Waits until every writer has reported (its result file) and the log files have not grown for
+ * QUIET_MS. Returns when they last grew (epoch ms, this process's stat polling) and their size.
+ */
+const waitLanded = async ({ files, resultsDir, alive }) => {
+  const deadline = Date.now() + DURATION_S * 1000 + 120_000
+  let size = -1
+  let lastGrowth = Date.now()
+  for (;;) {
+    let total = 0
+    for (const f of files()) {
+      try {
+        total += statSync(f).size
+      } catch {
+        // not created yet
+      }
+    }
+    const now = Date.now()
+    if (total !== size) {
+      size = total
+      lastGrowth = now
+    }
+    const reported = readdirSync(resultsDir).filter((f) => f.startsWith('writer-')).length
+    if (reported === WRITERS && now - lastGrowth >= QUIET_MS) return { lastGrowth, bytes: size }
+    alive()
+    if (now > deadline)
+      throw new Error(`the writers did not finish (${reported}/${WRITERS} reported) in time`)
+    await sleep(POLL_MS)
+  }
+}
+
+const readResults = (resultsDir) => {
+  const results = []
+  for (let i = 0; i < WRITERS; i++) {
+    const f = join(resultsDir, `writer-${i}.json`)
+    if (!existsSync(f)) throw new Error(`writer ${i} wrote no result (${f})`)
+    results.push(JSON.parse(readFileSync(f, 'utf8')))
+  }
+  return results
+}
+
+/**
+ * Checks every numbered line: per writer, which seq numbers were seen, how often. A line that is
+ * not `<id> <seq> xxx...` of LINE_BYTES is malformed (a cut or interleaved line).
+ */
+const makeTally = (results) => {
+  const seen = new Map(results.map((r) => [r.id, new Uint8Array(r.lines)]))
+  const t = { lines: 0, distinct: 0, duplicated: 0, malformed: 0, unknown: 0, firstMalformed: '' }
+  t.add = (text) => {
+    t.lines++
+    const a = text.indexOf(' ')
+    const b = a < 0 ? -1 : text.indexOf(' ', a + 1)
+    if (b < 0 || text.length !== LINE_BYTES - 1 || text.charCodeAt(text.length - 1) !== 120) {
+      t.malformed++
+      if (!t.firstMalformed) t.firstMalformed = text.slice(0, 120)
+      return
+    }
+    const bits = seen.get(text.slice(0, a))
+    const seq = Number(text.slice(a + 1, b))
+    if (!bits || !Number.isInteger(seq) || seq < 0 || seq >= bits.length) {
+      t.unknown++ // a writer or seq the writers never reported writing
+      return
+    }
+    if (bits[seq]) t.duplicated++
+    else {
+      bits[seq] = 1
+      t.distinct++
+    }
+  }
+  t.lost = () => results.reduce((n, r) => n + r.lines, 0) - t.distinct
+  return t
+}
+
+/** Calls onLine(text) for each line of a file, without the newline. */
+const eachLine = async (file, onLine) => {
+  let rest = ''
+  for await (const chunk of createReadStream(file, { encoding: 'utf8', highWaterMark: MB })) {
+    const text = rest + chunk
+    let start = 0
+    for (;;) {
+      const nl = text.indexOf('\n', start)
+      if (nl < 0) break
+      onLine(text.slice(start, nl))
+      start = nl + 1
+    }
+    rest = text.slice(start)
+  }
+  if (rest) onLine(rest)
+}
+
+/** The common figures of one system's run. */
+const figures = ({ results, tally, landed, samples, extra }) => {
+  const firstStart = Math.min(...results.map((r) => r.startMs))
+  const lastEnd = Math.max(...results.map((r) => r.endMs))
+  const windowMs = landed.lastGrowth - firstStart
+  const u = cpuAndRss(samples, firstStart, landed.lastGrowth)
+  const written = results.reduce((n, r) => n + r.lines, 0)
+  return {
+    written,
+    inLog: tally.lines,
+    distinct: tally.distinct,
+    lost: tally.lost(),
+    duplicated: tally.duplicated,
+    malformed: tally.malformed,
+    unknown: tally.unknown,
+    firstMalformed: tally.firstMalformed,
+    windowMs,
+    writePhaseMs: lastEnd - firstStart,
+    tailMs: landed.lastGrowth - lastEnd,
+    linesPerSec: tally.distinct / (windowMs / 1000),
+    drainWaits: results.reduce((n, r) => n + r.drainWaits, 0),
+    writersCpuMs: results.reduce((n, r) => n + r.cpuMs, 0),
+    logBytes: landed.bytes,
+    cpuAvg: u.cpuAvg,
+    cpuPeak: u.cpuPeak,
+    cpuMs: u.cpuMs,
+    peakRssMb: u.peakRss / MB,
+    perWriter: results.map((r) => r.lines),
+    ...extra,
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// tandem
+
+const writerEnv = (id) => ({
+  WRITER_ID: id,
+  DURATION: String(DURATION_S),
+  LINES_PER_WRITE: String(LINES_PER_WRITE),
+  LINE_BYTES: String(LINE_BYTES),
+})
+
+const runTandem = async (dir) => {
+  const resultsDir = join(dir, 'results')
+  const logDir = join(dir, 'logs')
+  mkdirSync(resultsDir, { recursive: true })
+  const cfgPath = join(dir, 'tandem.json')
+  writeFileSync(
+    cfgPath,
+    JSON.stringify(
+      {
+        stateDir: join(dir, 'state'),
+        logs: { dir: logDir, stdout: false, rotate: { maxBytes: 0 } },
+        components: {
+          writer: {
+            command: [process.execPath, WRITER, resultsDir],
+            cwd: ROOT,
+            env: writerEnv('{instance}'),
+            instances: WRITERS,
+            readiness: { type: 'none' },
+            restart: 'never',
+          },
+        },
+      },
+      null,
+      2,
+    ),
+  )
+  const nodeArgs = CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${join(dir, 'prof')}`] : []
+  const child = spawn(process.execPath, [...nodeArgs, CLI, 'start', '-c', cfgPath], {
+    cwd: ROOT,
+    detached: true, // its own process group, killed as a whole at the end
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  spawned.add(child.pid)
+  const stderr = []
+  child.stdout.resume() // logs.stdout is false: nothing much comes here
+  createInterface({ input: child.stderr, crlfDelay: Infinity }).on('line', (l) => stderr.push(l))
+  let exit
+  const exited = new Promise((resolve) =>
+    child.once('exit', (code, signal) => resolve((exit = { code, signal }))),
+  )
+  const sampler = startSampler(child.pid)
+  const logFile = join(logDir, 'tandem.log')
+  try {
+    const landed = await waitLanded({
+      files: () => [logFile],
+      resultsDir,
+      alive: () => {
+        if (exit)
+          throw new Error(
+            `tandem exited early (code ${exit.code}, signal ${exit.signal}): ${stderr.slice(-5).join(' | ')}`,
+          )
+      },
+    })
+    await sampler.stop()
+    const results = readResults(resultsDir)
+
+    // The supervisor logs `exited` for an instance once its pipes are drained (or after 100 ms,
+    // reading on): all four must be in the file, and it has been quiet for QUIET_MS, else lines
+    // could still be on their way.
+    let tally
+    let events
+    for (let attempt = 0; ; attempt++) {
+      tally = makeTally(results)
+      events = { exited: 0, done: 0, other: 0, unparsable: 0, errors: [] }
+      await eachLine(logFile, (line) => {
+        let rec
+        try {
+          rec = JSON.parse(line)
+        } catch {
+          events.unparsable++
+          return
+        }
+        if (rec.stream === 'out') tally.add(rec.msg)
+        else if (rec.stream === 'err') {
+          if (/^done \d+ \d+$/.test(rec.msg)) events.done++
+          else events.errors.push(rec.msg)
+        } else if (rec.event === 'exited') events.exited++
+        else {
+          events.other++
+          if (rec.level >= 50) events.errors.push(rec.msg)
+        }
+      })
+      if (events.exited >= WRITERS || attempt >= 4) break
+      await sleep(1_000)
+    }
+
+    // Orderly shutdown; the profile (if any) is written when the process exits.
+    noteDescendants(child.pid)
+    killGroup(child.pid, 'SIGTERM')
+    await Promise.race([exited, sleep(10_000)])
+    let profile
+    if (CPU_PROF_DIR && existsSync(join(dir, 'prof'))) {
+      const f = readdirSync(join(dir, 'prof')).find((n) => n.endsWith('.cpuprofile'))
+      if (f) {
+        mkdirSync(CPU_PROF_DIR, { recursive: true })
+        profile = join(CPU_PROF_DIR, `tandem-supervisor-${Date.now()}.cpuprofile`)
+        copyFileSync(join(dir, 'prof', f), profile)
+      }
+    }
+    return figures({
+      results,
+      tally,
+      landed,
+      samples: sampler.samples,
+      extra: {
+        exitedEvents: events.exited,
+        doneLines: events.done,
+        eventRecords: events.other,
+        unparsable: events.unparsable,
+        errorLines: events.errors.slice(0, 3),
+        supervisorExit: exit ?? 'still running after SIGTERM + 10 s',
+        profile,
+      },
+    })
+  } finally {
+    await sampler.stop()
+    noteDescendants(child.pid)
+    killGroup(child.pid, 'SIGKILL')
+    spawned.delete(child.pid)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PM2
+
+const pm2Bin = () => join(PM2_CACHE, 'node_modules', 'pm2', 'bin', 'pm2')
+
+const ensurePm2 = async () => {
+  if (!existsSync(pm2Bin())) {
+    console.log(`  installing pm2 from npm into ${PM2_CACHE} (once; not a project dependency)`)
+    mkdirSync(PM2_CACHE, { recursive: true })
+    const r = await runGroup(
+      'npm',
+      ['install', '--prefix', PM2_CACHE, '--no-audit', '--no-fund', 'pm2@latest'],
+      { env: process.env, timeoutMs: 300_000 },
+    )
+    if (r.code !== 0 || !existsSync(pm2Bin()))
+      throw new Error(`npm install pm2 failed: ${r.stderr.slice(-500)}`)
+  }
+  return JSON.parse(readFileSync(join(PM2_CACHE, 'node_modules', 'pm2', 'package.json'), 'utf8'))
+    .version
+}
+
+const runPm2 = async (dir) => {
+  const resultsDir = join(dir, 'results')
+  const home = join(dir, 'home') // PM2_HOME: never the user's ~/.pm2
+  mkdirSync(resultsDir, { recursive: true })
+  mkdirSync(home, { recursive: true })
+  const env = { ...process.env, PM2_HOME: home }
+  const pm2 = (...args) => runGroup(process.execPath, [pm2Bin(), ...args], { env })
+  const ecosystem = join(dir, 'ecosystem.config.cjs')
+  const apps = Array.from({ length: WRITERS }, (_, i) => ({
+    name: `writer-${i}`,
+    script: WRITER,
+    args: [resultsDir],
+    cwd: ROOT,
+    interpreter: process.execPath,
+    exec_mode: 'fork',
+    autorestart: false, // like tandem's restart: never; a writer that exits 0 stays stopped
+    // PM2 copies pipe chunks as they come; with `time` it splits them into lines and dates each.
+    ...(PM2_TIME ? { time: true } : {}),
+    env: writerEnv(String(i)),
+  }))
+  writeFileSync(ecosystem, `module.exports = ${JSON.stringify({ apps }, null, 2)}\n`)
+
+  let daemonPid
+  let daemonStart
+  let sampler
+  try {
+    // Start the daemon first, so that it is sampled from before the writers start.
+    const ping = await pm2('ping')
+    if (ping.code !== 0) throw new Error(`pm2 ping failed: ${ping.stderr || ping.stdout}`)
+    daemonPid = Number(readFileSync(join(home, 'pm2.pid'), 'utf8'))
+    daemonStart = startTimeOf(daemonPid)
+    spawned.add(daemonPid) // detached by PM2: its own group
+    sampler = startSampler(daemonPid)
+    const started = await pm2('start', ecosystem)
+    if (started.code !== 0) throw new Error(`pm2 start failed: ${started.stderr || started.stdout}`)
+    const logDir = join(home, 'logs')
+    // PM2's default names: <name>-out.log, or <name>-out-<pm_id>.log in some versions and modes.
+    const logFiles = (kind) =>
+      existsSync(logDir)
+        ? readdirSync(logDir)
+            .filter((f) => new RegExp(`^writer-\\d+-${kind}(-\\d+)?\\.log$`).test(f))
+            .map((f) => join(logDir, f))
+        : []
+    const outFiles = () => logFiles('out')
+    const landed = await waitLanded({
+      files: outFiles,
+      resultsDir,
+      alive: () => {
+        if (!pidAlive(daemonPid)) throw new Error('the PM2 daemon died')
+      },
+    })
+    await sampler.stop()
+    const results = readResults(resultsDir)
+    const tally = makeTally(results)
+    // With `time`, each line is `<date>: <line>`.
+    const strip = PM2_TIME ? (l) => l.slice(l.indexOf(': ') + 2) : (l) => l
+    for (const f of outFiles()) await eachLine(f, (line) => tally.add(strip(line)))
+    let done = 0
+    for (const f of logFiles('error'))
+      await eachLine(f, (l) => (done += /(^|: )done \d+ \d+$/.test(l) ? 1 : 0))
+    return figures({
+      results,
+      tally,
+      landed,
+      samples: sampler.samples,
+      extra: { doneLines: done, logFiles: outFiles().map((f) => basename(f)) },
+    })
+  } finally {
+    await sampler?.stop()
+    if (daemonPid) noteDescendants(daemonPid)
+    await pm2('kill').catch(() => undefined)
+    if (daemonPid) {
+      // Unless `pm2 kill` ended it and its pid already names another process.
+      if (startTimeOf(daemonPid) === daemonStart) killGroup(daemonPid, 'SIGKILL')
+      spawned.delete(daemonPid)
+    }
+    // PM2 spawns each app detached: the writers noted above are killed at the end if any
+    // outlived it.
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Baseline: no supervisor, each writer's stdout is a file (the writers' own ceiling here)
+
+const runDirect = async (dir) => {
+  const resultsDir = join(dir, 'results')
+  const logDir = join(dir, 'logs')
+  mkdirSync(resultsDir, { recursive: true })
+  mkdirSync(logDir, { recursive: true })
+  const files = Array.from({ length: WRITERS }, (_, i) => join(logDir, `writer-${i}.log`))
+  const children = files.map((file, i) => {
+    const fd = openSync(file, 'a')
+    try {
+      const child = spawn(process.execPath, [WRITER, resultsDir], {
+        cwd: ROOT,
+        env: { ...process.env, ...writerEnv(String(i)) },
+        detached: true,
+        stdio: ['ignore', fd, 'ignore'],
+      })
+      spawned.add(child.pid)
+      return child
+    } finally {
+      closeSync(fd)
+    }
+  })
+  try {
+    const landed = await waitLanded({ files: () => files, resultsDir, alive: () => {} })
+    const results = readResults(resultsDir)
+    const tally = makeTally(results)
+    for (const f of files) await eachLine(f, (line) => tally.add(line))
+    return figures({ results, tally, landed, samples: [], extra: {} })
+  } finally {
+    for (const c of children) {
+      killGroup(c.pid, 'SIGKILL')
+      spawned.delete(c.pid)
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Profile summary: self time by function, from a .cpuprofile
+
+const profileTop = (file, n = 12) => {
+  const prof = JSON.parse(readFileSync(file, 'utf8'))
+  const byId = new Map(prof.nodes.map((node) => [node.id, node]))
+  const self = new Map()
+  const dt = prof.timeDeltas
+  let total = 0
+  let idle = 0
+  for (let i = 0; i < prof.samples.length; i++) {
+    const node = byId.get(prof.samples[i])
+    const d = dt[i] ?? 0
+    total += d
+    const cf = node.callFrame
+    if (cf.functionName === '(idle)') {
+      idle += d
+      continue
+    }
+    const where = cf.url
+      ? `${cf.url.replace(/^file:\/\//, '').replace(ROOT, '')}:${cf.lineNumber + 1}`
+      : ''
+    const key = `${cf.functionName || '(anonymous)'}${where ? ` ${where}` : ''}`
+    self.set(key, (self.get(key) ?? 0) + d)
+  }
+  const busy = total - idle
+  return {
+    totalMs: total / 1000,
+    busyMs: busy / 1000,
+    top: [...self.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, n)
+      .map(([k, us]) => ({ fn: k, ms: us / 1000, pct: (us / busy) * 100 })),
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const f0 = (x) => (x === undefined || Number.isNaN(x) ? '-' : Math.round(x).toLocaleString('en-US'))
+const f3 = (x) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(3))
+const f1 = (x) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(1))
+const r1 = (x) => (x === undefined || Number.isNaN(x) ? null : Math.round(x * 10) / 10)
+
+const main = async () => {
+  runDir = mkdtempSync(join(tmpdir(), 'tandem-bench-logs-'))
+  // Ctrl-C or a TERM: kill every group we started and anything naming our temp dir.
+  const onSignal = (signal) => {
+    killEverything()
+    if (!KEEP) rmSync(runDir, { recursive: true, force: true })
+    process.exit(signal === 'SIGINT' ? 130 : 143)
+  }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  let leftover = []
+  try {
+    const git = (...args) =>
+      run('git', args, { cwd: ROOT }).then(
+        (r) => r.stdout.trim(),
+        () => undefined,
+      )
+    const commit = await git('rev-parse', '--short', 'HEAD')
+    const srcDirty = (await git('status', '--porcelain', '--', 'src')) ? true : false
+    const pm2Version = WITH_PM2 ? await ensurePm2() : undefined
+    console.log('tandem unified log throughput benchmark')
+    console.log(
+      `  commit ${commit ?? 'unknown'}${srcDirty ? ' with uncommitted changes in src/' : ''}`,
+    )
+    const loadBefore = loadavg()[0]
+    console.log(
+      `  node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), ${process.platform} ${process.arch}`,
+    )
+    console.log(
+      `  ${WRITERS} writers x ${DURATION_S} s, lines of ${LINE_BYTES} bytes, ${LINES_PER_WRITE} lines per write(), waiting for 'drain' when stdout is full`,
+    )
+    console.log(
+      `  tandem: logs.stdout false, no rotation, one JSON record per line in tandem.log${WITH_PM2 ? `; PM2 ${pm2Version}: fork mode, default log files (one per app)${PM2_TIME ? ', time: true (a date before each line)' : ''}, own PM2_HOME` : ''}`,
+    )
+
+    const tandem = await runTandem(join(runDir, 'tandem'))
+    if (!KEEP) rmSync(join(runDir, 'tandem', 'logs'), { recursive: true, force: true })
+    const pm2 = WITH_PM2 ? await runPm2(join(runDir, 'pm2')) : undefined
+    if (pm2 && !KEEP) rmSync(join(runDir, 'pm2', 'home', 'logs'), { recursive: true, force: true })
+    const direct = WITH_DIRECT ? await runDirect(join(runDir, 'direct')) : undefined
+
+    const systems = [
+      ['tandem', tandem],
+      ...(pm2 ? [[`PM2 ${pm2Version}${PM2_TIME ? ' time' : ''}`, pm2]] : []),
+      ...(direct ? [['no supervisor', direct]] : []),
+    ]
+    const row = (label, fn) =>
+      console.log(
+        `  ${label.padEnd(46)}${systems.map(([, s]) => String(fn(s)).padStart(16)).join('')}`,
+      )
+    console.log('')
+    row('', (s) => systems.find(([, x]) => x === s)[0])
+    row('lines written by the writers', (s) => f0(s.written))
+    row('lines in the log', (s) => f0(s.inLog))
+    row('lost (written, not in the log)', (s) => f0(s.lost))
+    row('duplicated', (s) => f0(s.duplicated))
+    row('malformed or unknown lines', (s) => f0(s.malformed + s.unknown))
+    row('first write -> last line landed (s)', (s) => (s.windowMs / 1000).toFixed(2))
+    row('  writers writing (s)', (s) => (s.writePhaseMs / 1000).toFixed(2))
+    row('  last writer done -> last line landed (ms)', (s) => f0(s.tailMs))
+    row('lines/s reaching the log', (s) => f0(s.linesPerSec))
+    row("writers' waits for 'drain' (pipe full)", (s) => f0(s.drainWaits))
+    row('supervisor CPU, average (% of one core)', (s) => f1(s.cpuAvg))
+    row('supervisor CPU, peak 200 ms (%)', (s) => f1(s.cpuPeak))
+    row('supervisor CPU per 1,000 lines (ms)', (s) => f3(s.cpuMs / (s.distinct / 1000)))
+    row("writers' CPU, sum of 4 (% of one core)", (s) => f1((s.writersCpuMs / s.windowMs) * 100))
+    row('supervisor peak RSS (MB)', (s) => f1(s.peakRssMb))
+    row('log bytes per line', (s) => f1(s.logBytes / s.inLog))
+    console.log('')
+    console.log(
+      '  lines/s = distinct numbered lines found in the log / (last time the log grew, stat every 20 ms - earliest writer start)',
+    )
+    console.log(
+      "  CPU = the supervisor's (tandem start / PM2 God daemon) user+system time over that window, pidusage every 200 ms; peak RSS over the run",
+    )
+    console.log(
+      "  writers' CPU = their own process.cpuUsage() at exit over the same window; the machine has 200 % in all",
+    )
+    if (direct)
+      console.log(
+        "  no supervisor: each writer's stdout is a file (synchronous writes, no pipe, no reader): what these writers can produce here",
+      )
+    console.log(
+      `  tandem: ${tandem.exitedEvents}/${WRITERS} exited events, ${tandem.doneLines}/${WRITERS} 'done' lines (stderr) in the log, ${tandem.unparsable} unparsable records, supervisor exit ${JSON.stringify(tandem.supervisorExit)}${tandem.errorLines.length ? `; error lines: ${tandem.errorLines.join(' | ')}` : ''}`,
+    )
+    if (pm2)
+      console.log(
+        `  PM2: ${pm2.doneLines}/${WRITERS} 'done' lines in its error logs; lines in ${pm2.logFiles.join(', ')}`,
+      )
+    for (const [name, s] of systems)
+      if (s.malformed)
+        console.log(`  ${name}: first malformed line: ${JSON.stringify(s.firstMalformed)}`)
+    console.log(
+      `  lines per writer: ${systems.map(([name, s]) => `${name} ${s.perWriter.map(f0).join(', ')}`).join('; ')}`,
+    )
+
+    const ratio = pm2 ? tandem.linesPerSec / pm2.linesPerSec : NaN
+    const goals = {
+      noLoss:
+        tandem.lost === 0 && tandem.duplicated === 0 && tandem.malformed + tandem.unknown === 0,
+      linesPerSec: tandem.linesPerSec >= GOALS.linesPerSec,
+      vsPm2: pm2 ? ratio >= GOALS.vsPm2 : null,
+      peakRss: tandem.peakRssMb < GOALS.peakRssMb,
+    }
+    const verdict = (ok) => (ok === null ? 'NOT MEASURED' : ok ? 'MET' : 'NOT MET')
+    console.log('')
+    console.log(`  goals (tandem):`)
+    console.log(
+      `    0 lost (and none duplicated or cut): ${tandem.lost} lost: ${verdict(goals.noLoss)}`,
+    )
+    console.log(
+      `    >= ${f0(GOALS.linesPerSec)} lines/s: ${f0(tandem.linesPerSec)}: ${verdict(goals.linesPerSec)}`,
+    )
+    console.log(
+      `    >= ${GOALS.vsPm2}x PM2's rate: ${pm2 ? `${ratio.toFixed(2)}x (${f0(pm2.linesPerSec)} lines/s)` : 'PM2 skipped'}: ${verdict(goals.vsPm2)}`,
+    )
+    console.log(
+      `    supervisor peak RSS < ${GOALS.peakRssMb} MB: ${f1(tandem.peakRssMb)} MB: ${verdict(goals.peakRss)}`,
+    )
+
+    if (tandem.profile) {
+      const p = profileTop(tandem.profile)
+      console.log('')
+      console.log(
+        `  tandem supervisor CPU profile, main thread, whole run (start-up included): ${f0(p.busyMs)} ms busy of ${f0(p.totalMs)} ms; ${tandem.profile}`,
+      )
+      console.log(
+        '  self time by function, % of busy time (file writes run on the libuv thread pool and are not in it):',
+      )
+      for (const t of p.top) console.log(`    ${f1(t.pct).padStart(5)} %  ${t.fn}`)
+    }
+
+    console.log(
+      `  1-minute load average: ${loadBefore.toFixed(2)} before, ${loadavg()[0].toFixed(2)} after (other work on the machine takes CPU from both runs)`,
+    )
+    await sleep(500) // tandem's watchdog exits once the supervisor's pipe to it closes
+    leftover = [
+      ...ourProcesses(),
+      ...descendantsLeft().map((pid) => ({ pid, cmd: cmdlineOf(pid) ?? '?' })),
+    ]
+    console.log(
+      `  processes of this run still running: ${leftover.length ? leftover.map((p) => `${p.pid} ${p.cmd}`).join('; ') : 'none'}`,
+    )
+    const summary = (s) => ({
+      written: s.written,
+      inLog: s.inLog,
+      lost: s.lost,
+      duplicated: s.duplicated,
+      malformed: s.malformed + s.unknown,
+      windowMs: s.windowMs,
+      tailMs: s.tailMs,
+      linesPerSec: Math.round(s.linesPerSec),
+      drainWaits: s.drainWaits,
+      cpuAvgPct: r1(s.cpuAvg),
+      cpuPeakPct: r1(s.cpuPeak),
+      peakRssMb: r1(s.peakRssMb),
+      writersCpuPct: r1((s.writersCpuMs / s.windowMs) * 100),
+    })
+    console.log(
+      JSON.stringify({
+        bench: 'logs',
+        node: process.version,
+        cpus: cpus().length,
+        writers: WRITERS,
+        durationS: DURATION_S,
+        linesPerWrite: LINES_PER_WRITE,
+        lineBytes: LINE_BYTES,
+        tandem: summary(tandem),
+        ...(pm2 ? { pm2: { version: pm2Version, time: PM2_TIME, ...summary(pm2) } } : {}),
+        ...(direct ? { noSupervisor: summary(direct) } : {}),
+        ratioVsPm2: pm2 ? r1(ratio) : null,
+        goals,
+        // false when one is missed; null when none is missed but one was not measured (no PM2).
+        goalsMet: Object.values(goals).includes(false)
+          ? false
+          : Object.values(goals).includes(null)
+            ? null
+            : true,
+        commit,
+        srcDirty,
+        load1: [r1(loadBefore), r1(loadavg()[0])],
+      }),
+    )
+  } finally {
+    killEverything()
+    if (KEEP) console.error(`bench/logs: kept ${runDir}`)
+    else rmSync(runDir, { recursive: true, force: true })
+  }
+  if (leftover.length)
+    throw new Error(`processes were left running (killed now): ${leftover.length}`)
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(`bench/logs: ${err?.stack ?? err}`)
+    process.exit(1)
+  },
+)
