@@ -1,6 +1,7 @@
 // Ports 24700-24799 belong to this file (test files run in parallel).
 import { request } from 'node:http'
 import { connect, createServer } from 'node:net'
+import { statusInstance } from '../helpers/status.js'
 import t, { type Test } from 'tap'
 import type { StatusReply } from '../../src/cli/format-status.js'
 import {
@@ -18,25 +19,7 @@ import { formatMetrics, type SupervisorSelf } from '../../src/control/prometheus
 
 const HOST = '127.0.0.1'
 
-type Instance = StatusReply['instances'][number]
-
-const inst = (id: string, over: Partial<Instance> = {}): Instance => {
-  const [component, index] = id.split('#') as [string, string]
-  return {
-    id,
-    component,
-    index: Number(index),
-    port: 7554 + Number(index),
-    pid: 1000 + Number(index),
-    state: 'ready',
-    restarts: 0,
-    uptimeMs: 5000,
-    lastExit: undefined,
-    reason: undefined,
-    stoppedByOperator: false,
-    ...over,
-  }
-}
+const inst = statusInstance
 
 const STATUS: StatusReply = {
   node: 'host-a',

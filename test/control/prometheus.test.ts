@@ -1,3 +1,4 @@
+import { statusInstance, type StatusInstance } from '../helpers/status.js'
 import t from 'tap'
 import type { StatusReply } from '../../src/cli/format-status.js'
 import {
@@ -8,25 +9,10 @@ import {
   type SupervisorSelf,
 } from '../../src/control/prometheus.js'
 
-type Instance = StatusReply['instances'][number]
+type Instance = StatusInstance
 
-const inst = (id: string, over: Partial<Instance> = {}): Instance => {
-  const [component, index] = id.split('#') as [string, string]
-  return {
-    id,
-    component,
-    index: Number(index),
-    port: 7554 + Number(index),
-    pid: 1000 + Number(index),
-    state: 'ready',
-    restarts: 0,
-    uptimeMs: 12_500,
-    lastExit: undefined,
-    reason: undefined,
-    stoppedByOperator: false,
-    ...over,
-  }
-}
+const inst = (id: string, over: Partial<Instance> = {}): Instance =>
+  statusInstance(id, { uptimeMs: 12_500, ...over })
 
 const reply = (instances: Instance[], node = 'host-a'): StatusReply => ({
   node,
