@@ -9,6 +9,8 @@
  * - ECRASHLOOP: an instance exited too often inside its crash-loop window.
  * - ESPAWN: a child program could not be started (ENOENT, EACCES, ...).
  * - ENOTREADY: an instance did not become ready within its readiness timeout.
+ * - EBUSY: a rollout (upgrade, reload) is already running.
+ * - EROLLOUT: a rollout failed; what it had changed was rolled back.
  */
 export type ErrorCode =
   | 'ECONFIG'
@@ -21,6 +23,8 @@ export type ErrorCode =
   | 'ESPAWN'
   | 'ENOTREADY'
   | 'ECONTROL'
+  | 'EBUSY'
+  | 'EROLLOUT'
 
 export class TandemError extends Error {
   readonly code: ErrorCode

@@ -1,10 +1,11 @@
 import { Command, CommanderError } from 'commander'
 import { loadConfig } from '../config/load-config.js'
 import { planInstances, planPorts } from '../config/plan.js'
-import { controlRequest } from '../control/client.js'
+import { controlRequest, controlStream } from '../control/client.js'
 import { checkSocketPath } from '../control/socket-path.js'
 import { errorMessage, hasCode, TandemError } from '../errors.js'
 import { ephemeralPortWarning } from '../process/port-holder.js'
+import type { RolloutEvent } from '../supervisor/rollout.js'
 import { runSupervisor } from '../supervisor/supervisor.js'
 import { formatStatus, type StatusReply } from './format-status.js'
 import { runLogs, type LogsOptions } from './logs.js'
@@ -136,6 +137,38 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
         action(`/${name}`, targets, o.json === true),
       )
   }
+  const rolloutCommand = async (path: string, body: unknown, json: boolean) => {
+    const tty = process.stdout.isTTY === true && !json
+    const result = await controlStream(stateDir(), path, body, (raw) => {
+      const e = raw as RolloutEvent
+      if (json) return io.out(JSON.stringify(e))
+      const where = e.n !== undefined ? `[${e.n}/${e.of}] ` : ''
+      const line = `${where}${e.message} (${((e.elapsedMs ?? 0) / 1000).toFixed(1)}s)`
+      // On a terminal an instance's steps overwrite one line; its end stays.
+      const final = e.phase !== 'draining' && e.phase !== 'stopping' && e.phase !== 'starting'
+      if (tty) process.stdout.write(`\r\x1b[K${line}${final ? '\n' : ''}`)
+      else io.out(line)
+    })
+    if (json) io.out(JSON.stringify({ result }))
+  }
+  program
+    .command('upgrade')
+    .description(
+      'replace instances one batch at a time with the definitions in the config file: the changed components, or those named; rolls back if a new instance does not come up',
+    )
+    .argument('[components...]', 'components to roll (default: every changed one)')
+    .option('--all', 'replace every instance of them even if unchanged (new code in place)')
+    .option('--json', 'one JSON event per line')
+    .action((components: string[], o: { all?: boolean; json?: boolean }) =>
+      rolloutCommand('/upgrade', { components, all: o.all === true }, o.json === true),
+    )
+  program
+    .command('reload')
+    .description(
+      're-read the config file: start added components, stop removed ones, roll changed ones one by one (as SIGHUP does)',
+    )
+    .option('--json', 'one JSON event per line')
+    .action((o: { json?: boolean }) => rolloutCommand('/reload', {}, o.json === true))
   program
     .command('shutdown')
     .description('stop every instance and the supervisor')

@@ -88,6 +88,7 @@ export const buildPlan = (
     return {
       name,
       dependsOn: c.dependsOn,
+      rollout: c.rollout,
       instances: Array.from({ length: c.instances }, (_, index) => {
         const port = ports?.[index]
         const vars = {
@@ -131,6 +132,7 @@ export const buildPlan = (
     logs: { ...config.logs, dir: resolve(base, config.logs.dir) },
     metrics: config.metrics,
     control: config.control,
+    watchConfig: config.watchConfig,
     components,
   }
 }

@@ -23,6 +23,7 @@ export interface InstanceSpec {
 export interface ComponentSpec {
   name: string
   dependsOn: string[]
+  rollout: ComponentConfig['rollout']
   instances: InstanceSpec[]
 }
 
@@ -44,6 +45,7 @@ export interface Plan {
   logs: LogsSpec
   metrics: { intervalMs: number }
   control: { http?: { host: string; port: number } }
+  watchConfig: boolean
   /** Dependencies before their dependents. */
   components: ComponentSpec[]
 }

@@ -41,6 +41,8 @@ export const DEFAULTS = {
   healthFailures: 3,
   /** Samples in a row above maxMemoryMb before the restart: a short peak is not a leak. */
   memorySamples: 3,
+  /** A new instance must be ready within 2 minutes, or the rollout stops and rolls back. */
+  rolloutProgressDeadlineMs: 120_000,
 } as const
 
 const signalNames = Object.keys(constants.signals)
@@ -175,6 +177,36 @@ export const componentSchema = z.strictObject({
     .describe(
       `Restart an instance whose RSS (process group) stays above this for ${DEFAULTS.memorySamples} samples (reason memory).`,
     ),
+  rollout: z
+    .strictObject({
+      maxUnavailable: z
+        .number()
+        .int()
+        .min(1)
+        .default(1)
+        .describe('Instances of the component replaced at the same time.'),
+      drainMs: ms
+        .default(0)
+        .describe('Reported draining this long (status, /ready) before the stop signal.'),
+      minReadyMs: ms
+        .default(0)
+        .describe('A new instance must stay up this long after ready before the next one rolls.'),
+      progressDeadlineMs: z
+        .number()
+        .int()
+        .min(1)
+        .default(DEFAULTS.rolloutProgressDeadlineMs)
+        .describe('A new instance not ready within this aborts the rollout and rolls back.'),
+    })
+    .default({
+      maxUnavailable: 1,
+      drainMs: 0,
+      minReadyMs: 0,
+      progressDeadlineMs: DEFAULTS.rolloutProgressDeadlineMs,
+    })
+    .describe(
+      "How tandem upgrade and reload replace this component's instances, one batch at a time.",
+    ),
   stop: z
     .strictObject({
       signal: signal.default('SIGTERM'),
@@ -270,6 +302,10 @@ export const configSchema = z.strictObject({
         .describe('Read-only HTTP endpoints: /health, /ready, /metrics (Prometheus), /status.'),
     })
     .default({}),
+  watchConfig: z
+    .boolean()
+    .default(false)
+    .describe('Reload when the config file changes (as tandem reload does).'),
   components: z
     .record(name, componentSchema)
     .refine((c) => Object.keys(c).length > 0, { error: 'expected at least one component' })

@@ -1,6 +1,19 @@
 import { request } from 'node:http'
+import { createInterface } from 'node:readline'
 import { TandemError } from '../errors.js'
 import { socketPath } from './socket-path.js'
+
+/** ENOSUPERVISOR when nothing listens on the socket, else ECONTROL with the cause. */
+const unreachable = (err: NodeJS.ErrnoException, stateDir: string, socket: string): TandemError =>
+  err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
+    ? new TandemError(
+        'ENOSUPERVISOR',
+        `no supervisor is running for state dir ${stateDir} (nothing answers on ${socket})`,
+        { cause: err },
+      )
+    : new TandemError('ECONTROL', `cannot reach the supervisor on ${socket}: ${err.message}`, {
+        cause: err,
+      })
 
 /**
  * Sends one control request to the supervisor of a state dir. Throws ENOSUPERVISOR when none
@@ -42,21 +55,77 @@ export const controlRequest = (
         })
       },
     )
-    req.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
-        reject(
-          new TandemError(
-            'ENOSUPERVISOR',
-            `no supervisor is running for state dir ${stateDir} (nothing answers on ${socket})`,
-            { cause: err },
-          ),
-        )
-      } else
-        reject(
-          new TandemError('ECONTROL', `cannot reach the supervisor on ${socket}: ${err.message}`, {
-            cause: err,
-          }),
-        )
-    })
+    req.on('error', (err: NodeJS.ErrnoException) => reject(unreachable(err, stateDir, socket)))
+    req.end(data)
+  })
+
+/**
+ * Sends a control request whose answer streams (see Streamed): calls `onEvent` for each progress
+ * line and resolves with the result, or rejects with the supervisor's error.
+ */
+export const controlStream = (
+  stateDir: string,
+  path: string,
+  body: unknown,
+  onEvent: (event: unknown) => void,
+): Promise<unknown> =>
+  new Promise((resolve, reject) => {
+    const socket = socketPath(stateDir)
+    const data = JSON.stringify(body)
+    const req = request(
+      { socketPath: socket, method: 'POST', path, headers: { 'content-type': 'application/json' } },
+      (res) => {
+        if (res.headers['content-type'] !== 'application/x-ndjson') {
+          // An error answered before streaming began: a plain JSON error body.
+          const chunks: Buffer[] = []
+          res.on('data', (c: Buffer) => chunks.push(c))
+          res.on('end', () => {
+            try {
+              const { error } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+                error?: { code: string; message: string }
+              }
+              reject(
+                new TandemError(
+                  (error?.code ?? 'ECONTROL') as 'ECONTROL',
+                  error?.message ?? `HTTP ${res.statusCode}`,
+                ),
+              )
+            } catch {
+              reject(
+                new TandemError(
+                  'ECONTROL',
+                  `supervisor at ${socket} sent a reply that is not JSON`,
+                ),
+              )
+            }
+          })
+          return
+        }
+        let settled = false
+        createInterface({ input: res, crlfDelay: Infinity })
+          .on('line', (l) => {
+            let v: { result?: unknown; error?: { code: string; message: string } }
+            try {
+              v = JSON.parse(l) as typeof v
+            } catch {
+              return
+            }
+            if (v.error) {
+              settled = true
+              reject(new TandemError(v.error.code as 'ECONTROL', v.error.message))
+            } else if ('result' in v) {
+              settled = true
+              resolve(v.result)
+            } else onEvent(v)
+          })
+          .on('close', () => {
+            if (!settled)
+              reject(
+                new TandemError('ECONTROL', `the supervisor on ${socket} ended the answer early`),
+              )
+          })
+      },
+    )
+    req.on('error', (err: NodeJS.ErrnoException) => reject(unreachable(err, stateDir, socket)))
     req.end(data)
   })

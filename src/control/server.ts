@@ -5,6 +5,34 @@ import { TandemError, errorMessage, hasCode } from '../errors.js'
 /** A route answers with a JSON body, or throws a TandemError (ETARGET/EUSAGE become 400). */
 export type Route = (body: Record<string, unknown>) => unknown
 
+/**
+ * A route's answer that streams: progress events as NDJSON lines while `run` works, then a last
+ * line `{"result": ...}` or `{"error": {code, message}}`. For long operations (rollouts) whose
+ * client shows progress.
+ */
+export class Streamed {
+  constructor(readonly run: (emit: (event: unknown) => void) => Promise<unknown>) {}
+}
+
+const stream = (res: ServerResponse, streamed: Streamed, onError: (m: string) => void) => {
+  res.writeHead(200, { 'content-type': 'application/x-ndjson' })
+  const line = (v: unknown) => {
+    if (!res.destroyed) res.write(`${JSON.stringify(v)}\n`)
+  }
+  streamed.run(line).then(
+    (result) => {
+      line({ result: result ?? { ok: true } })
+      res.end()
+    },
+    (err: unknown) => {
+      const code = (err as { code?: string }).code ?? 'ECONTROL'
+      if (code === 'ECONTROL') onError(`control stream failed: ${errorMessage(err)}`)
+      line({ error: { code, message: errorMessage(err) } })
+      res.end()
+    },
+  )
+}
+
 /** Largest request body we read: control requests are a few targets, never more. */
 export const MAX_BODY_BYTES = 64 * 1024
 
@@ -60,7 +88,10 @@ export const startControlServer = async (
     readBody(req)
       .then((body) => route(body))
       .then(
-        (result) => send(res, 200, result ?? { ok: true }),
+        (result) =>
+          result instanceof Streamed
+            ? stream(res, result, onError)
+            : send(res, 200, result ?? { ok: true }),
         (err: unknown) => {
           const usage = hasCode(err, 'ETARGET') || hasCode(err, 'EUSAGE')
           if (!usage)

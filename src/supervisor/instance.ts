@@ -74,6 +74,8 @@ export interface InstanceStatus {
   reason: string | undefined
   cpuPercent?: number
   rssBytes?: number
+  /** Being drained before a rollout stops it: load balancers should send it nothing new. */
+  draining?: boolean
 }
 
 interface Run {
@@ -105,6 +107,8 @@ export class Instance {
   reason: string | undefined
   restarts = 0
   lastExit: ExitRecord | undefined
+  /** Reported while a rollout drains it before the stop (status, /ready). */
+  draining = false
   /** The latest CPU and RSS sample of its process group (set by the Monitor). */
   usage: { cpuPercent: number; rssBytes: number } | undefined
   readonly #deps: InstanceDeps
@@ -147,7 +151,21 @@ export class Instance {
       lastExit: this.lastExit,
       reason: this.reason,
       ...(this.pid !== undefined && this.usage ? this.usage : {}),
+      ...(this.draining ? { draining: true } : {}),
     }
+  }
+
+  /**
+   * Gives a stopped instance a new definition (a rollout): its next start uses it, with a fresh
+   * failure history. Refused while it runs: a definition is replaced by stopping the old process.
+   */
+  redefine(spec: InstanceSpec): void {
+    if (this.state !== 'stopped' && this.state !== 'failed' && this.state !== 'backoff')
+      throw new Error(`${this.id}: cannot redefine in state ${this.state}`)
+    this.spec = spec
+    this.#failures = 0
+    this.#failureTimes = []
+    this.#portConflicts = 0
   }
 
   #transition(to: InstanceState, details: Partial<InstanceEvent> = {}): void {

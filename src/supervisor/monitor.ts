@@ -46,52 +46,82 @@ export interface MonitorOptions {
  * Restarts go through `Instance.fail`: the same stop, then the restart policy.
  */
 export class Monitor {
-  readonly #instances: Instance[]
+  readonly #instances: () => Iterable<Instance>
   readonly #opts: MonitorOptions
-  readonly #cancels: Cancel[] = []
+  #cancelSampling: Cancel = () => {}
+  /** The health loop of each instance that has a check. */
+  readonly #healthLoops = new Map<Instance, Cancel>()
   /** Samples in a row above the memory limit, per `id:pid`. */
   readonly #over = new Map<string, number>()
   /** Health misses in a row, per id, with the pid they were counted for. */
   readonly #misses = new Map<string, { pid: number; count: number }>()
   #stopped = false
 
-  constructor(instances: Iterable<Instance>, options: MonitorOptions) {
-    this.#instances = [...instances]
+  /** `instances` is read at every pass: a reload adds and removes instances. */
+  constructor(instances: () => Iterable<Instance>, options: MonitorOptions) {
+    this.#instances = instances
     this.#opts = options
   }
 
   start(): void {
-    this.#every(this.#opts.intervalMs, () => this.#sample())
-    for (const inst of this.#instances) {
-      const health = inst.spec.health
-      if (health) this.#every(health.intervalMs, () => this.#check(inst))
+    this.#cancelSampling = this.#every(
+      () => this.#opts.intervalMs,
+      () => this.#sample(),
+    )
+    this.sync()
+  }
+
+  /** Starts health loops for instances that have a check, ends those of instances gone. */
+  sync(): void {
+    if (this.#stopped) return
+    const now = new Set(this.#instances())
+    for (const [inst, cancel] of this.#healthLoops) {
+      if (now.has(inst) && inst.spec.health) continue
+      cancel()
+      this.#healthLoops.delete(inst)
+    }
+    for (const inst of now) {
+      if (!inst.spec.health || this.#healthLoops.has(inst)) continue
+      this.#healthLoops.set(
+        inst,
+        this.#every(
+          () => inst.spec.health?.intervalMs ?? 1000,
+          () => this.#check(inst),
+        ),
+      )
     }
   }
 
   stop(): void {
     this.#stopped = true
-    this.#cancels.forEach((c) => c())
+    this.#cancelSampling()
+    this.#healthLoops.forEach((c) => c())
   }
 
-  /** Runs `fn` every `ms`, the next run scheduled when the previous one has finished. */
-  #every(ms: number, fn: () => Promise<void>): void {
-    const slot = this.#cancels.length
+  /** Runs `fn` every `ms()`, the next run scheduled when the previous one has finished. */
+  #every(ms: () => number, fn: () => Promise<void>): Cancel {
+    let cancel: Cancel = () => {}
+    let ended = false
     const arm = () => {
-      this.#cancels[slot] = this.#opts.clock.after(ms, () => {
+      cancel = this.#opts.clock.after(ms(), () => {
         fn()
           .catch((err: unknown) => this.#opts.onError(`monitor: ${errorMessage(err)}`))
           .finally(() => {
-            if (!this.#stopped) arm()
+            if (!this.#stopped && !ended) arm()
           })
       })
     }
-    this.#cancels.push(() => {})
     arm()
+    return () => {
+      ended = true
+      cancel()
+    }
   }
 
   async #sample(): Promise<void> {
+    const instances = [...this.#instances()]
     await Promise.all(
-      this.#instances.map(async (inst) => {
+      instances.map(async (inst) => {
         const pid = inst.pid
         if (pid === undefined) {
           inst.usage = undefined
@@ -115,12 +145,13 @@ export class Monitor {
       }),
     )
     // Forget counters of processes that are gone.
-    const live = new Set(this.#instances.map((i) => `${i.id}:${i.pid}`))
+    const live = new Set(instances.map((i) => `${i.id}:${i.pid}`))
     for (const key of this.#over.keys()) if (!live.has(key)) this.#over.delete(key)
   }
 
   async #check(inst: Instance): Promise<void> {
-    const health = inst.spec.health!
+    const health = inst.spec.health
+    if (!health) return this.sync() // redefined without a check: its loop ends
     const pid = inst.pid
     if (inst.state !== 'ready' || pid === undefined || inst.spec.port === undefined) {
       this.#misses.delete(inst.id)

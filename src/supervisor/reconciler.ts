@@ -16,19 +16,27 @@ const waitingReason = (deps: string[]): string => `waiting for ${deps.join(', ')
  * path that spawns or stops processes.
  */
 export class Reconciler extends EventEmitter<{ event: [InstanceEvent] }> {
-  readonly plan: Plan
+  #plan: Plan
+
+  /** What this node runs now; a reload or upgrade replaces it (replacePlan). */
+  get plan(): Plan {
+    return this.#plan
+  }
   readonly instances = new Map<string, Instance>()
   readonly stoppedByOperator: Set<string>
+  /** Instances a rollout holds down while it replaces them: not started by reconcile. */
+  readonly #held = new Set<string>()
+  readonly #instanceDeps: InstanceDeps
   #shuttingDown = false
   #scheduled = false
   #shutdown: Promise<void> | undefined
 
   constructor(plan: Plan, deps: ReconcilerDeps, stoppedByOperator: Iterable<string> = []) {
     super()
-    this.plan = plan
+    this.#plan = plan
     const known = new Set(planInstances(plan).map((i) => i.id))
     this.stoppedByOperator = new Set([...stoppedByOperator].filter((id) => known.has(id)))
-    const instanceDeps: InstanceDeps = {
+    this.#instanceDeps = {
       ...deps,
       onEvent: (e) => {
         this.emit('event', e)
@@ -37,12 +45,48 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent] }> {
       wake: () => this.schedule(),
     }
     for (const spec of planInstances(plan))
-      this.instances.set(spec.id, new Instance(spec, instanceDeps))
+      this.instances.set(spec.id, new Instance(spec, this.#instanceDeps))
+  }
+
+  /** A rollout holds an instance down while it replaces it (see Rollout). */
+  hold(id: string): void {
+    this.#held.add(id)
+  }
+
+  release(id: string): void {
+    this.#held.delete(id)
+    this.schedule()
+  }
+
+  /**
+   * Makes `next` the plan: instances it adds are created (and started by the next reconcile
+   * pass, dependencies first); instances it drops must already be stopped, and are forgotten.
+   * Existing instances keep their definition: a rollout redefines them one by one.
+   */
+  replacePlan(next: Plan): void {
+    const ids = new Set(planInstances(next).map((i) => i.id))
+    for (const [id, inst] of this.instances) {
+      if (ids.has(id)) continue
+      if (inst.state !== 'stopped' && inst.state !== 'failed')
+        throw new Error(`${id} must be stopped before it leaves the plan (it is ${inst.state})`)
+      this.instances.delete(id)
+      this.stoppedByOperator.delete(id)
+    }
+    for (const spec of planInstances(next))
+      if (!this.instances.has(spec.id))
+        this.instances.set(spec.id, new Instance(spec, this.#instanceDeps))
+    this.#plan = next
+    this.schedule()
   }
 
   /** Whether the instance should be running now. */
   desired(id: string): boolean {
-    return !this.#shuttingDown && !this.stoppedByOperator.has(id) && this.instances.has(id)
+    return (
+      !this.#shuttingDown &&
+      !this.stoppedByOperator.has(id) &&
+      !this.#held.has(id) &&
+      this.instances.has(id)
+    )
   }
 
   #of(component: string): Instance[] {

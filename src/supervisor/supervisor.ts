@@ -1,12 +1,14 @@
+import { watch } from 'chokidar'
 import { mkdirSync } from 'node:fs'
+import { isDeepStrictEqual } from 'node:util'
 import type { Logger } from 'pino'
 import { loadConfig } from '../config/load-config.js'
 import { planInstances, planPorts, type Plan } from '../config/plan.js'
 import { eventLoopLag, startHttpEndpoints } from '../control/http-endpoints.js'
-import { startControlServer } from '../control/server.js'
+import { startControlServer, Streamed } from '../control/server.js'
 import type { StatusReply } from '../cli/format-status.js'
 import { checkSocketPath, socketPath } from '../control/socket-path.js'
-import { errorMessage } from '../errors.js'
+import { errorMessage, TandemError } from '../errors.js'
 import { UnifiedLog } from '../logging/unified-log.js'
 import { PidRecords, terminateLeftovers } from '../process/pid-records.js'
 import { describePortHolder, ephemeralPortWarning, portFree } from '../process/port-holder.js'
@@ -22,6 +24,7 @@ import { probeOnce } from './readiness.js'
 import { Reconciler } from './reconciler.js'
 import { acquireStateLock } from './state-lock.js'
 import { resolveTargets } from './targets.js'
+import { rollout, type RolloutEvent, type RolloutOptions, type RolloutResult } from './rollout.js'
 import { describeExit } from './instance.js'
 
 export interface SupervisorOptions {
@@ -65,6 +68,27 @@ const logEvent = (log: Logger, e: InstanceEvent) => {
     default:
       return log.info(fields, `${id} ${event}`)
   }
+}
+
+/**
+ * `watchConfig`: a change of the config file reloads it (after writes have settled: editors save
+ * in several steps). Polling, so that it also works on NFS and zFS.
+ */
+const watchConfig = (file: string, reload: (why: string) => Promise<unknown>, log: Logger) => {
+  const watcher = watch(file, {
+    ignoreInitial: true,
+    usePolling: true,
+    interval: 500,
+    awaitWriteFinish: { stabilityThreshold: 300, pollInterval: 100 },
+  })
+  watcher.on('change', () => {
+    log.info({ event: 'signal' }, `${file} changed: reloading`)
+    void reload('config file changed')
+  })
+  watcher.on('error', (err) =>
+    log.error({ event: 'rollout' }, `watching ${file}: ${errorMessage(err)}`),
+  )
+  return watcher
 }
 
 /**
@@ -131,7 +155,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     },
     overrides.read((m) => log.warn({ event: 'overrides' }, m)),
   )
-  const monitor = new Monitor(reconciler.instances.values(), {
+  const monitor = new Monitor(() => reconciler.instances.values(), {
     intervalMs: plan.metrics.intervalMs,
     clock: systemClock,
     sample: sampleGroup,
@@ -167,6 +191,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
         `shutting down (${why}): stopping instances in reverse dependency order`,
       )
       monitor.stop()
+      await configWatcher?.close()
       await reconciler.shutdown()
       await closeControl()
       await closeHttp()
@@ -179,7 +204,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     })())
 
   const act = async (body: Record<string, unknown>, action: (ids: string[]) => Promise<void>) => {
-    const ids = resolveTargets(targetsOf(body), planInstances(plan))
+    const ids = resolveTargets(targetsOf(body), planInstances(reconciler.plan))
     const acting = action(ids)
     // The action changed "stopped by hand" synchronously: persist it before waiting on processes.
     overrides.write(reconciler.stoppedByOperator)
@@ -187,6 +212,54 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     overrides.write(reconciler.stoppedByOperator)
     return { instances: reconciler.status().filter((s) => ids.includes(s.id)) }
   }
+  // One rollout at a time: an upgrade or reload while another runs is refused, not interleaved.
+  let rolling: string | undefined
+  const runRollout = async (
+    what: string,
+    options: RolloutOptions,
+    emit: (e: RolloutEvent) => void = () => {},
+  ): Promise<RolloutResult> => {
+    if (rolling)
+      throw new TandemError('EBUSY', `${rolling} is running; try again when it has finished`)
+    rolling = `${what === 'upgrade' ? 'an' : 'a'} ${what} started at ${new Date().toISOString()}`
+    try {
+      // A config that does not validate changes nothing (loadConfig throws ECONFIG).
+      const next = loadConfig(plan.configFile)
+      if (next.stateDir !== plan.stateDir)
+        throw new TandemError(
+          'EUSAGE',
+          `stateDir cannot change while running (${plan.stateDir} -> ${next.stateDir}): restart the supervisor`,
+        )
+      for (const c of options.components ?? [])
+        if (!next.components.some((x) => x.name === c))
+          throw new TandemError(
+            'ETARGET',
+            `unknown component "${c}"; expected one of ${next.components.map((x) => x.name).join(', ')}`,
+          )
+      for (const key of ['logs', 'metrics', 'control', 'node'] as const)
+        if (!isDeepStrictEqual(next[key], plan[key]))
+          log.warn(
+            { event: 'rollout' },
+            `${what}: the change of "${key}" takes effect at the next supervisor start`,
+          )
+      log.info({ event: 'rollout', phase: 'begin' }, `${what} of ${plan.configFile} begins`)
+      return await rollout(reconciler, next, options, systemClock, (e) => {
+        if (e.phase === 'added' || e.phase === 'removed') monitor.sync()
+        const { message, ...fields } = e
+        ;(e.phase === 'failed' ? log.error : log.info).call(log, fields, message)
+        emit(e)
+      })
+    } finally {
+      monitor.sync()
+      overrides.write(reconciler.stoppedByOperator)
+      rolling = undefined
+    }
+  }
+  const reload = (why: string) =>
+    runRollout('reload', { all: false, addRemove: true }).catch((err: unknown) =>
+      log.error({ event: 'rollout' }, `reload (${why}) failed: ${errorMessage(err)}`),
+    )
+
   const closeControl = await startControlServer(
     socketPath(plan.stateDir),
     {
@@ -196,6 +269,22 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
         log.info({ event: 'log-reopen' }, 'log files reopened (tandem logs --reopen)')
         return { ok: true, files: unified.status().map((w) => w.path) }
       },
+      'POST /upgrade': (b) =>
+        new Streamed((emit) =>
+          runRollout(
+            'upgrade',
+            {
+              all: b.all === true,
+              addRemove: false,
+              ...(Array.isArray(b.components) && b.components.length
+                ? { components: b.components.map(String) }
+                : {}),
+            },
+            emit,
+          ),
+        ),
+      'POST /reload': () =>
+        new Streamed((emit) => runRollout('reload', { all: false, addRemove: true }, emit)),
       'POST /stop': (b) => act(b, (ids) => reconciler.stopInstances(ids)),
       'POST /start': (b) => act(b, (ids) => reconciler.startInstances(ids)),
       'POST /restart': (b) => act(b, (ids) => reconciler.restartInstances(ids)),
@@ -253,11 +342,10 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     // Reload and log reopening arrive with later work; until then the signals must not kill us.
     [
       'SIGHUP',
-      () =>
-        log.warn(
-          { event: 'signal' },
-          'SIGHUP received: config reload is not implemented yet; nothing changed',
-        ),
+      () => {
+        log.info({ event: 'signal' }, 'SIGHUP: reloading the config')
+        void reload('SIGHUP')
+      },
     ],
     [
       'SIGUSR2',
@@ -290,6 +378,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   }
   reconciler.schedule()
   monitor.start()
+  const configWatcher = plan.watchConfig ? watchConfig(plan.configFile, reload, log) : undefined
   try {
     return await done
   } catch (err) {

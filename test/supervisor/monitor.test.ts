@@ -27,7 +27,7 @@ t.test(
     const clock = new FakeClock()
     const { inst, failures, asInstance } = instance({ maxMemoryMb: 100 })
     const rss: number[] = [150, 150, 50, 150, 150, 150]
-    const monitor = new Monitor([asInstance], {
+    const monitor = new Monitor(() => [asInstance], {
       intervalMs: 1000,
       clock,
       sample: () => Promise.resolve({ cpuPercent: 1, rssBytes: (rss.shift() ?? 0) * MB }),
@@ -51,7 +51,7 @@ t.test(
 t.test('memory: a new process starts a new count', async (t) => {
   const clock = new FakeClock()
   const { inst, failures, asInstance } = instance({ maxMemoryMb: 100 })
-  const monitor = new Monitor([asInstance], {
+  const monitor = new Monitor(() => [asInstance], {
     intervalMs: 1000,
     clock,
     sample: () => Promise.resolve({ cpuPercent: 1, rssBytes: 150 * MB }),
@@ -77,7 +77,7 @@ t.test(
     })
     const answers = [false, false, true, false, false, false]
     const probed: string[] = []
-    const monitor = new Monitor([asInstance], {
+    const monitor = new Monitor(() => [asInstance], {
       intervalMs: 60_000,
       clock,
       sample: () => Promise.resolve(undefined),

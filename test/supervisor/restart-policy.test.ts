@@ -59,6 +59,7 @@ t.test('pins the restart and stop defaults', async (t) => {
     healthTimeoutMs: 2_000,
     healthFailures: 3,
     memorySamples: 3,
+    rolloutProgressDeadlineMs: 120_000,
   })
 })
 

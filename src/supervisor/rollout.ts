@@ -1,0 +1,289 @@
+import { isDeepStrictEqual } from 'node:util'
+import type { ComponentSpec, InstanceSpec, Plan } from '../config/plan.js'
+import { TandemError } from '../errors.js'
+import type { Clock } from '../seams/clock.js'
+import { describeExit, type Instance, type InstanceEvent } from './instance.js'
+import type { Reconciler } from './reconciler.js'
+
+/** One step of a rollout, for the log, `tandem upgrade`'s progress and its --json lines. */
+export interface RolloutEvent {
+  event: 'rollout'
+  phase:
+    | 'plan'
+    | 'draining'
+    | 'stopping'
+    | 'starting'
+    | 'ready'
+    | 'replaced'
+    | 'failed'
+    | 'rollback'
+    | 'added'
+    | 'removed'
+    | 'done'
+  id?: string
+  /** 1-based position of this instance among those the rollout replaces, and their number. */
+  n?: number
+  of?: number
+  elapsedMs?: number
+  message: string
+}
+
+export interface RolloutOptions {
+  /** Replace every instance of the components in scope, changed or not (new code in place). */
+  all: boolean
+  /** Only these components (default: all of them). */
+  components?: readonly string[]
+  /** Start components the new plan adds and stop those it removes (reload). */
+  addRemove: boolean
+}
+
+export interface RolloutResult {
+  replaced: string[]
+  added: string[]
+  removed: string[]
+  unchanged: string[]
+}
+
+/** Why a replaced instance did not come up, with what an operator needs to see. */
+class ReplaceFailed extends Error {}
+
+const sameSpec = (a: InstanceSpec, b: InstanceSpec) => isDeepStrictEqual(a, b)
+const sameComponent = (a: ComponentSpec, b: ComponentSpec) =>
+  isDeepStrictEqual(a.dependsOn, b.dependsOn) &&
+  isDeepStrictEqual(a.rollout, b.rollout) &&
+  a.instances.length === b.instances.length &&
+  a.instances.every((i, n) => sameSpec(i, b.instances[n]!))
+
+/**
+ * Moves a running node from its plan to `next`, one batch of instances at a time, so that the
+ * service stays up: components in dependency order; per component `rollout.maxUnavailable`
+ * instances at once, each drained (`rollout.drainMs`), stopped, started with its new definition
+ * and waited for until ready and up for `rollout.minReadyMs`. If one does not come up within
+ * `rollout.progressDeadlineMs`, or exits meanwhile, the rollout stops and the instances it
+ * changed go back to their previous definition, the same way, newest first; it then fails with
+ * EROLLOUT naming the instance and why. The reconciler stays the one that starts processes: a
+ * rollout only holds an instance down, redefines it and releases it.
+ */
+export const rollout = async (
+  reconciler: Reconciler,
+  next: Plan,
+  options: RolloutOptions,
+  clock: Clock,
+  progress: (e: RolloutEvent) => void,
+): Promise<RolloutResult> => {
+  const started = clock.monotonic()
+  const say = (e: Omit<RolloutEvent, 'event' | 'elapsedMs'>) =>
+    progress({ event: 'rollout', elapsedMs: Math.round(clock.monotonic() - started), ...e })
+  const current = reconciler.plan
+  const inScope = (name: string) => !options.components || options.components.includes(name)
+  // Components outside the scope keep their current definition.
+  const target: Plan = {
+    ...next,
+    components: next.components.map((c) => {
+      const now = current.components.find((x) => x.name === c.name)
+      return now && !inScope(c.name) ? now : c
+    }),
+  }
+  if (!options.addRemove) {
+    // An upgrade replaces; what comes and goes is a reload's business.
+    target.components = target.components.filter((c) =>
+      current.components.some((x) => x.name === c.name),
+    )
+    for (const c of current.components)
+      if (!target.components.some((x) => x.name === c.name)) target.components.push(c)
+  }
+
+  const result: RolloutResult = { replaced: [], added: [], removed: [], unchanged: [] }
+  const nextIds = new Set(target.components.flatMap((c) => c.instances.map((i) => i.id)))
+  const gone = [...reconciler.instances.values()].filter((i) => !nextIds.has(i.id))
+  const toReplace: { inst: Instance; spec: InstanceSpec; component: ComponentSpec }[] = []
+  for (const c of target.components) {
+    const before = current.components.find((x) => x.name === c.name)
+    for (const spec of c.instances) {
+      const inst = reconciler.instances.get(spec.id)
+      if (!inst) continue
+      const changed =
+        !sameSpec(inst.spec, spec) || (before !== undefined && !sameComponent(before, c))
+      if (changed || (options.all && inScope(c.name))) toReplace.push({ inst, spec, component: c })
+      else result.unchanged.push(spec.id)
+    }
+  }
+  say({
+    phase: 'plan',
+    message: `rollout: ${toReplace.length} to replace, ${gone.length} to remove, ${[...nextIds].filter((id) => !reconciler.instances.has(id)).length} to add`,
+  })
+
+  // Removed instances stop first, dependents before their dependencies (as a shutdown does).
+  for (const inst of gone) reconciler.hold(inst.id)
+  await Promise.all(gone.map((i) => i.stop()))
+  for (const inst of gone) {
+    result.removed.push(inst.id)
+    say({ phase: 'removed', id: inst.id, message: `${inst.id} stopped and removed` })
+  }
+  const previous = reconciler.plan
+  const addedIds = [...nextIds].filter((id) => !reconciler.instances.has(id))
+  reconciler.replacePlan(target)
+  for (const inst of gone) reconciler.release(inst.id)
+  for (const id of addedIds) {
+    result.added.push(id)
+    say({ phase: 'added', id, message: `${id} added; it starts once its dependencies are ready` })
+  }
+
+  const done: { inst: Instance; old: InstanceSpec }[] = []
+  const of = toReplace.length
+  let n = 0
+  for (const c of target.components) {
+    const mine = toReplace.filter((r) => r.component === c)
+    for (let b = 0; b < mine.length; b += c.rollout.maxUnavailable) {
+      const batch = mine.slice(b, b + c.rollout.maxUnavailable)
+      const outcomes = await Promise.allSettled(
+        batch.map(async ({ inst, spec }) => {
+          const pos = ++n
+          const old = inst.spec
+          done.push({ inst, old })
+          await replace(reconciler, inst, spec, c.rollout, clock, (e) => say({ ...e, n: pos, of }))
+          result.replaced.push(inst.id)
+        }),
+      )
+      const failure = outcomes.find((o) => o.status === 'rejected')
+      if (failure) {
+        const why = (failure.reason as Error).message
+        say({ phase: 'failed', message: `rollout stopped: ${why}` })
+        const undone = await rollBack(reconciler, done, clock, say)
+        // The plan is what runs: the previous definition of what was rolled back.
+        reconciler.replacePlan(restore(target, previous, undone))
+        throw new TandemError(
+          'EROLLOUT',
+          `${why}; rolled back ${undone.length ? undone.join(', ') : 'nothing (same definition)'}`,
+        )
+      }
+    }
+  }
+  say({ phase: 'done', message: `rollout done: ${result.replaced.length} replaced` })
+  return result
+}
+
+/** Drain, stop, redefine, release, and wait until ready and up for minReadyMs. */
+const replace = async (
+  reconciler: Reconciler,
+  inst: Instance,
+  spec: InstanceSpec,
+  r: ComponentSpec['rollout'],
+  clock: Clock,
+  say: (e: Omit<RolloutEvent, 'event' | 'elapsedMs'>) => void,
+): Promise<void> => {
+  const id = inst.id
+  const wanted = reconciler.desired(id)
+  reconciler.hold(id)
+  try {
+    if (r.drainMs > 0 && inst.state === 'ready') {
+      inst.draining = true
+      say({ phase: 'draining', id, message: `${id} draining for ${r.drainMs} ms` })
+      await clock.sleep(r.drainMs)
+    }
+    say({ phase: 'stopping', id, message: `${id} stopping` })
+    await inst.stop()
+  } finally {
+    inst.draining = false
+  }
+  inst.redefine(spec)
+  inst.completed = false
+  if (!wanted) {
+    // Stopped by an operator: it gets the new definition and stays stopped.
+    reconciler.release(id)
+    say({ phase: 'replaced', id, message: `${id} redefined (stopped by operator: not started)` })
+    return
+  }
+  say({ phase: 'starting', id, message: `${id} starting with the new definition` })
+  const up = waitUp(reconciler, inst, r, clock)
+  reconciler.release(id)
+  await up
+  say({ phase: 'replaced', id, message: `${id} replaced: ready (pid ${inst.pid})` })
+}
+
+/**
+ * Resolves once the instance is ready and has stayed up minReadyMs; rejects when it exits or
+ * fails first, or is not there by progressDeadlineMs.
+ */
+const waitUp = (
+  reconciler: Reconciler,
+  inst: Instance,
+  r: ComponentSpec['rollout'],
+  clock: Clock,
+): Promise<void> =>
+  new Promise((resolve, reject) => {
+    let cancelMinReady = () => {}
+    const cancelDeadline = clock.after(r.progressDeadlineMs, () =>
+      end(
+        new ReplaceFailed(
+          `${inst.id} was not ready within rollout.progressDeadlineMs ${r.progressDeadlineMs} ms (state ${inst.state}${inst.reason ? `: ${inst.reason}` : ''})`,
+        ),
+      ),
+    )
+    const end = (err?: Error) => {
+      cancelDeadline()
+      cancelMinReady()
+      reconciler.off('event', onEvent)
+      if (err) reject(err)
+      else resolve()
+    }
+    const onEvent = (e: InstanceEvent) => {
+      if (e.id !== inst.id) return
+      if (e.event === 'ready') {
+        if (r.minReadyMs <= 0) return end()
+        cancelMinReady = clock.after(r.minReadyMs, () => end())
+      } else if (e.event === 'exited' || e.event === 'failed') {
+        const exit = e.exit ?? inst.lastExit
+        const tail = e.stderrTail?.length
+          ? `; last stderr: ${e.stderrTail.slice(-5).join(' | ')}`
+          : ''
+        end(
+          new ReplaceFailed(
+            `${inst.id} ${e.event === 'failed' ? 'failed' : 'exited'} during the rollout: ${exit ? describeExit(exit) : (e.reason ?? '')}${tail}`,
+          ),
+        )
+      }
+    }
+    reconciler.on('event', onEvent)
+  })
+
+/** Puts the previous definitions back, newest first; returns the ids rolled back. */
+const rollBack = async (
+  reconciler: Reconciler,
+  done: { inst: Instance; old: InstanceSpec }[],
+  clock: Clock,
+  say: (e: Omit<RolloutEvent, 'event' | 'elapsedMs'>) => void,
+): Promise<string[]> => {
+  const undone: string[] = []
+  for (const { inst, old } of [...done].reverse()) {
+    if (sameSpec(inst.spec, old)) continue // same definition (new code in place): nothing to restore
+    say({
+      phase: 'rollback',
+      id: inst.id,
+      message: `${inst.id} rolling back to its previous definition`,
+    })
+    const component = reconciler.plan.components.find((c) => c.name === inst.spec.component)!
+    try {
+      await replace(reconciler, inst, old, component.rollout, clock, say)
+      undone.push(inst.id)
+    } catch (err) {
+      say({
+        phase: 'failed',
+        id: inst.id,
+        message: `rollback of ${inst.id} failed too: ${(err as Error).message}`,
+      })
+      undone.push(`${inst.id} (not ready)`)
+    }
+  }
+  return undone
+}
+
+/** `target` with the rolled-back components' definitions from `previous`. */
+const restore = (target: Plan, previous: Plan, undone: string[]): Plan => ({
+  ...target,
+  components: target.components.map((c) =>
+    undone.some((id) => id.startsWith(`${c.name}#`))
+      ? (previous.components.find((p) => p.name === c.name) ?? c)
+      : c,
+  ),
+})
