@@ -130,12 +130,15 @@ const route = (path: string, sources: HttpSources): Reply => {
       // Answering at all shows the loop turns; the lag says how freely.
       return json(200, { status: 'ok', eventLoopLagMs: sources.self().eventLoopLagMs })
     case '/ready': {
-      if (sources.ready()) return json(200, { ready: true })
-      const notReady = sources
-        .status()
-        .instances.filter((i) => i.state !== 'ready' && !i.stoppedByOperator)
+      const { instances } = sources.status()
+      // Draining instances (a rollout is about to stop them) are named for load balancers.
+      const draining = instances.filter((i) => i.draining).map((i) => i.id)
+      const extra = draining.length ? { draining } : {}
+      if (sources.ready()) return json(200, { ready: true, ...extra })
+      const notReady = instances
+        .filter((i) => i.state !== 'ready' && !i.stoppedByOperator)
         .map((i) => i.id)
-      return json(503, { ready: false, notReady })
+      return json(503, { ready: false, notReady, ...extra })
     }
     case '/metrics':
       return {

@@ -135,15 +135,24 @@ t.test(
 )
 
 t.test('one rollout at a time; status shows draining', async (t) => {
-  const { config, sup } = start(t, {
-    web: fixture({ port: 25030, instances: 2, rollout: { drainMs: 1500 } }),
-  })
+  const { config, sup } = start(
+    t,
+    {
+      web: fixture({ port: 25030, instances: 2, rollout: { drainMs: 1500 } }),
+    },
+    { control: { http: { port: 25090 } } },
+  )
   await sup.waitLog('all ready', (r) => r.event === 'all-ready')
   const first = cli(['upgrade', '--all', '-c', config])
   const draining = await waitUntil('an instance draining', async () =>
     (await status(config)).instances.find((i) => (i as { draining?: boolean }).draining),
   )
   t.equal(draining.id, 'web#0')
+  t.match(
+    await (await fetch('http://127.0.0.1:25090/ready')).json(),
+    { draining: ['web#0'] },
+    '/ready names it for load balancers',
+  )
   const second = await cli(['upgrade', '--all', '-c', config])
   t.equal(second.code, 1)
   t.match(second.err, /an upgrade started at \S+ is running; try again when it has finished/)
