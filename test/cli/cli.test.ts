@@ -25,6 +25,8 @@ t.test('commands that need a supervisor say none runs and exit 1', async (t) => 
     ['restart', 'all'],
     ['start', 'web'],
     ['shutdown'],
+    ['upgrade'],
+    ['reload'],
   ]) {
     const r = await cli([...args, '-c', config])
     t.equal(r.code, 1, `${args[0]}: exit 1`)
