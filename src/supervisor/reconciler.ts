@@ -15,7 +15,7 @@ const waitingReason = (deps: string[]): string => `waiting for ${deps.join(', ')
  * Operator actions, restarts after backoff and shutdown all go through here: there is no second
  * path that spawns or stops processes.
  */
-export class Reconciler extends EventEmitter<{ event: [InstanceEvent] }> {
+export class Reconciler extends EventEmitter<{ event: [InstanceEvent]; shutdown: [] }> {
   #plan: Plan
 
   /** What this node runs now; a reload or upgrade replaces it (replacePlan). */
@@ -46,6 +46,11 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent] }> {
     }
     for (const spec of planInstances(plan))
       this.instances.set(spec.id, new Instance(spec, this.#instanceDeps))
+  }
+
+  /** True once shutdown has begun: nothing starts any more. */
+  get shuttingDown(): boolean {
+    return this.#shuttingDown
   }
 
   /** A rollout holds an instance down while it replaces it (see Rollout). */
@@ -248,6 +253,7 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent] }> {
   shutdown(): Promise<void> {
     this.#shutdown ??= (async () => {
       this.#shuttingDown = true
+      this.emit('shutdown')
       const stopped = new Map<string, Promise<void>>()
       const stop = (name: string): Promise<void> => {
         let p = stopped.get(name)

@@ -152,10 +152,10 @@ export const rollout = async (
         const undone = await rollBack(reconciler, done, clock, say)
         // The plan is what runs: the previous definition of what was rolled back.
         reconciler.replacePlan(restore(target, previous, undone))
-        throw new TandemError(
-          'EROLLOUT',
-          `${why}; rolled back ${undone.length ? undone.join(', ') : 'nothing (same definition)'}`,
-        )
+        const after = reconciler.shuttingDown
+          ? 'nothing rolled back: the supervisor is shutting down'
+          : `rolled back ${undone.length ? undone.join(', ') : 'nothing (same definition)'}`
+        throw new TandemError('EROLLOUT', `${why}; ${after}`)
       }
     }
   }
@@ -220,10 +220,13 @@ const waitUp = (
         ),
       ),
     )
+    const onShutdown = () =>
+      end(new ReplaceFailed(`${inst.id} was not up yet when the supervisor began shutting down`))
     const end = (err?: Error) => {
       cancelDeadline()
       cancelMinReady()
       reconciler.off('event', onEvent)
+      reconciler.off('shutdown', onShutdown)
       if (err) reject(err)
       else resolve()
     }
@@ -245,6 +248,8 @@ const waitUp = (
       }
     }
     reconciler.on('event', onEvent)
+    reconciler.once('shutdown', onShutdown)
+    if (reconciler.shuttingDown) onShutdown()
   })
 
 /** Puts the previous definitions back, newest first; returns the ids rolled back. */
@@ -256,6 +261,7 @@ const rollBack = async (
 ): Promise<string[]> => {
   const undone: string[] = []
   for (const { inst, old } of [...done].reverse()) {
+    if (reconciler.shuttingDown) break // nothing starts any more: the next start uses the file
     if (sameSpec(inst.spec, old)) continue // same definition (new code in place): nothing to restore
     say({
       phase: 'rollback',

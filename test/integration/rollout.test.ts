@@ -211,3 +211,23 @@ t.test('watchConfig: a change of the config file reloads it', async (t) => {
   await sup.waitLog('reload done', (r) => r.event === 'rollout' && (r as Rollout).phase === 'done')
   t.not((await pids(config))['web#0'], before['web#0'])
 })
+
+t.test('a shutdown during a rollout ends it at once; the supervisor exits 0', async (t) => {
+  const web = fixture({ port: 25085, rollout: { progressDeadlineMs: 600_000 } })
+  const { dir, config, sup } = start(t, { web })
+  await sup.waitLog('all ready', (r) => r.event === 'all-ready')
+  writeConfig(dir, { web: { ...web, env: { ...web.env, NO_LISTEN: '1' } } }) // never ready
+  const up = cli(['upgrade', '-c', config])
+  await sup.waitLog(
+    'the new web#0 spawned',
+    (r) => r.event === 'rollout' && (r as Rollout).phase === 'starting',
+  )
+  process.kill(sup.pid, 'SIGTERM')
+  t.equal((await sup.exited).code, 0)
+  const r = await up
+  t.equal(r.code, 1)
+  t.match(
+    r.err,
+    /web#0 was not up yet when the supervisor began shutting down; nothing rolled back: the supervisor is shutting down/,
+  )
+})
