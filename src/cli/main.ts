@@ -8,6 +8,7 @@ import { ephemeralPortWarning } from '../process/port-holder.js'
 import type { RolloutEvent } from '../supervisor/rollout.js'
 import { runSupervisor } from '../supervisor/supervisor.js'
 import { formatStatus, type StatusReply } from './format-status.js'
+import { haproxyConfig } from './lb-config.js'
 import { runLogs, type LogsOptions } from './logs.js'
 
 /** Exit codes: 0 success, 1 runtime failure, 2 usage, 78 configuration error (EX_CONFIG). */
@@ -190,6 +191,28 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
     .option('--reopen', 'ask the running supervisor to reopen its log files (after logrotate)')
     .action(async (targets: string[], o: LogsOptions) => {
       code = await runLogs(loadConfig(configPath()), targets, o, io)
+    })
+  program
+    .command('lb-config')
+    .description(
+      'print load balancer config for the instances in the config file (docs/load-balancers.md)',
+    )
+    .argument('<kind>', 'haproxy')
+    .argument('[components...]', 'components to include (default: every one with ports)')
+    .option(
+      '--host <address>',
+      "address the load balancer connects to (default: each component's host)",
+    )
+    .action((kind: string, components: string[], o: { host?: string }) => {
+      if (kind !== 'haproxy') {
+        throw new TandemError('EUSAGE', `lb-config supports haproxy, got ${JSON.stringify(kind)}`)
+      }
+      io.out(
+        haproxyConfig(loadConfig(configPath()), {
+          components,
+          ...(o.host !== undefined ? { host: o.host } : {}),
+        }).trimEnd(),
+      )
     })
   program
     .command('validate')

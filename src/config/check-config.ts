@@ -81,12 +81,17 @@ export const checkConfig = (config: Config): ConfigProblem[] => {
       }
     })
   }
-  const http = config.control.http
-  if (http && owners.has(http.port)) {
-    problems.push({
-      path: 'control.http.port',
-      message: `port ${http.port} is already used by ${owners.get(http.port)}`,
-    })
+  for (const key of ['http', 'agent'] as const) {
+    const listener = config.control[key]
+    if (!listener) continue
+    const owner = owners.get(listener.port)
+    if (owner) {
+      problems.push({
+        path: `control.${key}.port`,
+        message: `port ${listener.port} is already used by ${owner}`,
+      })
+    }
+    owners.set(listener.port, `control.${key}`)
   }
   const cycle = findCycle(config)
   if (cycle) {

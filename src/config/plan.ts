@@ -44,7 +44,7 @@ export interface Plan {
   stateDir: string
   logs: LogsSpec
   metrics: { intervalMs: number }
-  control: { http?: { host: string; port: number } }
+  control: { http?: { host: string; port: number }; agent?: { host: string; port: number } }
   watchConfig: boolean
   /** Dependencies before their dependents. */
   components: ComponentSpec[]

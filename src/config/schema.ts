@@ -300,6 +300,19 @@ export const configSchema = z.strictObject({
         })
         .optional()
         .describe('Read-only HTTP endpoints: /health, /ready, /metrics (Prometheus), /status.'),
+      agent: z
+        .strictObject({
+          host: z
+            .string()
+            .default('127.0.0.1')
+            .describe('Where the load balancer connects: loopback unless it runs on another host.'),
+          port: port,
+        })
+        .optional()
+        .describe(
+          'HAProxy agent-check listener: answers "up ready", "drain" or "down" per instance, so the ' +
+            'load balancer stops sending to an instance before a rollout stops it (tandem lb-config).',
+        ),
     })
     .default({}),
   watchConfig: z

@@ -94,10 +94,10 @@ let shared: { read(): EventLoopLag } | undefined
  */
 export const eventLoopLag = (): EventLoopLag => (shared ??= createEventLoopLag()).read()
 
-const hostPort = (host: string, port: number) =>
+export const hostPort = (host: string, port: number) =>
   host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
 
-const listenReason = (err: unknown): string => {
+export const listenReason = (err: unknown): string => {
   switch ((err as { code?: unknown }).code) {
     case 'EADDRINUSE':
       return 'the port is already in use (EADDRINUSE)'

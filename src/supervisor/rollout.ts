@@ -47,6 +47,23 @@ export interface RolloutResult {
 /** Why a replaced instance did not come up, with what an operator needs to see. */
 class ReplaceFailed extends Error {}
 
+/** Lines naming an error, as runtimes print them first (Node, Java, Python, Go). */
+const ERROR_LINE = /\b(error|exception|fatal|panic|cannot|failed)\b/i
+
+/**
+ * The last stderr lines of a failed instance, in one line for the upgrade command's message:
+ * blank lines and stack frames dropped, and the first line naming an error kept even when it is
+ * older than the last `max` (a Node or Java crash prints it first, then a stack).
+ */
+export const stderrSummary = (lines: readonly string[], max = 5): string => {
+  const kept = lines.filter((l) => l.trim() !== '' && !/^\s+at\s/.test(l))
+  const last = kept.slice(-max)
+  const error = kept.slice(0, -max).find((l) => ERROR_LINE.test(l))
+  const shown =
+    error && !last.some((l) => ERROR_LINE.test(l)) ? [error, '...', ...last.slice(1)] : last
+  return shown.map((l) => l.trim()).join(' | ')
+}
+
 const sameSpec = (a: InstanceSpec, b: InstanceSpec) => isDeepStrictEqual(a, b)
 const sameComponent = (a: ComponentSpec, b: ComponentSpec) =>
   isDeepStrictEqual(a.dependsOn, b.dependsOn) &&
@@ -237,9 +254,7 @@ const waitUp = (
         cancelMinReady = clock.after(r.minReadyMs, () => end())
       } else if (e.event === 'exited' || e.event === 'failed') {
         const exit = e.exit ?? inst.lastExit
-        const tail = e.stderrTail?.length
-          ? `; last stderr: ${e.stderrTail.slice(-5).join(' | ')}`
-          : ''
+        const tail = e.stderrTail?.length ? `; stderr: ${stderrSummary(e.stderrTail)}` : ''
         end(
           new ReplaceFailed(
             `${inst.id} ${e.event === 'failed' ? 'failed' : 'exited'} during the rollout: ${exit ? describeExit(exit) : (e.reason ?? '')}${tail}`,

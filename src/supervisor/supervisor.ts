@@ -5,6 +5,7 @@ import type { Logger } from 'pino'
 import { loadConfig } from '../config/load-config.js'
 import { planInstances, planPorts, type Plan } from '../config/plan.js'
 import { eventLoopLag, startHttpEndpoints } from '../control/http-endpoints.js'
+import { startLbAgent } from '../control/lb-agent.js'
 import { startControlServer, Streamed } from '../control/server.js'
 import type { StatusReply } from '../cli/format-status.js'
 import { checkSocketPath, socketPath } from '../control/socket-path.js'
@@ -195,6 +196,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       await reconciler.shutdown()
       await closeControl()
       await closeHttp()
+      await closeAgent()
       await watchdog.close()
       await releaseLock()
       log.info({ event: 'shutdown' }, 'all instances stopped; exiting')
@@ -322,6 +324,19 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
         await releaseLock()
         throw err
       })
+    : () => Promise.resolve()
+  const agent = plan.control.agent
+  const closeAgent = agent
+    ? await startLbAgent(agent, statusReply, (m) => log.error({ event: 'control' }, m)).catch(
+        async (err: unknown) => {
+          await closeHttp()
+          await closeControl()
+          await watchdog.close()
+          await unified.close()
+          await releaseLock()
+          throw err
+        },
+      )
     : () => Promise.resolve()
 
   let interrupts = 0

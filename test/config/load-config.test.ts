@@ -299,6 +299,15 @@ const bad: BadCase[] = [
     fragments: ['port 8001 is already used by a#1'],
   },
   {
+    name: 'rejects a control.agent port that control.http uses',
+    content: {
+      control: { http: { port: 8005 }, agent: { port: 8005 } },
+      components: { a: { command: cmd, port: 8000, instances: 2 } },
+    },
+    path: 'control.agent.port',
+    fragments: ['port 8005 is already used by control.http'],
+  },
+  {
     name: 'rejects an unknown logs key',
     content: { logs: { directory: 'x' }, components: { a: { command: cmd } } },
     path: 'logs',

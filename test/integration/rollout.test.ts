@@ -106,7 +106,7 @@ t.test(
     t.equal(up.code, 1)
     t.match(
       up.err,
-      /web#0 exited during the rollout: exit code 3 after \d+ ms; last stderr: boom: bad config; rolled back web#0/,
+      /web#0 exited during the rollout: exit code 3 after \d+ ms; stderr: boom: bad config; rolled back web#0/,
     )
     await waitUntil('web#0 serving the old version again', async () =>
       (await status(config)).instances.every((i) => i.state === 'ready'),
