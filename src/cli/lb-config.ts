@@ -66,9 +66,9 @@ const backend = (c: ComponentSpec, plan: Plan, options: LbConfigOptions): string
   let perServer = ''
   if (agent) {
     add(
-      `# tandem's agent on ${address(agent.host, agent.port)} says when an instance drains (no new`,
-      '# connections while a rollout is about to stop it), is down (stopping, starting, failed) or',
-      '# is up and ready again: HAProxy knows within agent-inter, before its own check would.',
+      `# tandem's agent (${address(agent.host, agent.port)}) answers for each instance: drain`,
+      '# while a rollout is about to stop it (no new connections), down while it stops, starts or',
+      '# has failed, up when it is ready again; HAProxy knows within agent-inter.',
       `default-server check ${CHECK} agent-check agent-addr ${agentAddress(agent.host, options)} agent-port ${agent.port} agent-inter ${AGENT_INTER}`,
     )
     perServer = ' agent-send'
