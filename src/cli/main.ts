@@ -31,10 +31,40 @@ const defaultIo: Io = {
   err: (t) => process.stderr.write(t + '\n'),
 }
 
+/** `[2/3] web#1 starting with the new definition (4.2s)`: one step of a rollout. */
+const progressLine = (e: RolloutEvent, elapsedMs: number) =>
+  `${e.n !== undefined ? `[${e.n}/${e.of}] ` : ''}${e.message} (${(elapsedMs / 1000).toFixed(1)}s)`
+
+/** The steps that last (the instance's state until the next event); the others stay as a line. */
+const LASTING: readonly RolloutEvent['phase'][] = ['draining', 'stopping', 'starting']
+
+/** Redraws the line of a lasting step this often, its elapsed time ticking. */
+const TICK_MS = 200
+
 /**
- * Runs the `tandem` command line and resolves with the process exit code. Commands other than
- * `start` (without targets) and `validate` talk to the running supervisor over its control socket.
+ * Rollout progress on a terminal: each instance's lasting steps (draining, stopping, starting)
+ * share one line, redrawn every TICK_MS with the elapsed time going on, so an instance that
+ * takes a minute to start shows it; every other event ends its line and stays.
  */
+const liveProgress = () => {
+  let current: { e: RolloutEvent; at: number } | undefined
+  const draw = (e: RolloutEvent, elapsedMs: number, end: boolean) =>
+    process.stdout.write(`\r\x1b[K${progressLine(e, elapsedMs)}${end ? '\n' : ''}`)
+  const timer = setInterval(() => {
+    if (current) draw(current.e, (current.e.elapsedMs ?? 0) + Date.now() - current.at, false)
+  }, TICK_MS)
+  const show = (e: RolloutEvent) => {
+    const lasting = LASTING.includes(e.phase)
+    current = lasting ? { e, at: Date.now() } : undefined
+    draw(e, e.elapsedMs ?? 0, !lasting)
+  }
+  const stop = () => {
+    clearInterval(timer)
+    if (current) process.stdout.write('\n')
+  }
+  return { show, stop }
+}
+
 /**
  * Shows `show()` every `ms` until SIGINT or SIGTERM: on a terminal in place (screen cleared,
  * like watch(1)), otherwise one block after another with a time stamp. A supervisor that goes
@@ -69,6 +99,10 @@ const watch = async (ms: number, show: () => Promise<string>, io: Io): Promise<v
   }
 }
 
+/**
+ * Runs the `tandem` command line and resolves with the process exit code. Commands other than
+ * `start` (without targets) and `validate` talk to the running supervisor over its control socket.
+ */
 export const main = async (argv: string[], io: Io = defaultIo): Promise<number> => {
   let code: number = EXIT.ok
   const program = new Command('tandem')
@@ -139,18 +173,19 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
       )
   }
   const rolloutCommand = async (path: string, body: unknown, json: boolean) => {
-    const tty = process.stdout.isTTY === true && !json
-    const result = await controlStream(stateDir(), path, body, (raw) => {
-      const e = raw as RolloutEvent
-      if (json) return io.out(JSON.stringify(e))
-      const where = e.n !== undefined ? `[${e.n}/${e.of}] ` : ''
-      const line = `${where}${e.message} (${((e.elapsedMs ?? 0) / 1000).toFixed(1)}s)`
-      // On a terminal an instance's steps overwrite one line; its end stays.
-      const final = e.phase !== 'draining' && e.phase !== 'stopping' && e.phase !== 'starting'
-      if (tty) process.stdout.write(`\r\x1b[K${line}${final ? '\n' : ''}`)
-      else io.out(line)
-    })
-    if (json) io.out(JSON.stringify({ result }))
+    const live = !json && process.stdout.isTTY === true ? liveProgress() : undefined
+    const show = (e: RolloutEvent) =>
+      json
+        ? io.out(JSON.stringify(e))
+        : live
+          ? live.show(e)
+          : io.out(progressLine(e, e.elapsedMs ?? 0))
+    try {
+      const result = await controlStream(stateDir(), path, body, (raw) => show(raw as RolloutEvent))
+      if (json) io.out(JSON.stringify({ result }))
+    } finally {
+      live?.stop()
+    }
   }
   program
     .command('upgrade')

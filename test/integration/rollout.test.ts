@@ -1,12 +1,15 @@
 // Rolling upgrades and config reloads with real children: one batch at a time, rollback of a
 // failing new version, one rollout at a time, reload adding, removing and rolling components.
 // Ports 25000-25099 belong to this file (test files run in parallel).
+import { spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import t, { type Test } from 'tap'
 import {
   alive,
+  BIN,
   cli,
   fixture,
+  killGroup,
   status,
   Supervisor,
   tempDir,
@@ -231,3 +234,37 @@ t.test('a shutdown during a rollout ends it at once; the supervisor exits 0', as
     /web#0 was not up yet when the supervisor began shutting down; nothing rolled back: the supervisor is shutting down/,
   )
 })
+
+t.test(
+  'on a terminal the lasting step redraws one line, its elapsed time ticking; plain lines otherwise',
+  async (t) => {
+    const { config, sup } = start(t, {
+      web: fixture({ port: 25095, instances: 1, rollout: { drainMs: 2000 } }),
+    })
+    await sup.waitLog('all ready', (r) => r.event === 'all-ready')
+    // script(1) runs the command on a pseudo-terminal and copies what it draws.
+    const tty = await new Promise<{ code: number | null; out: string }>((res) => {
+      const p = spawn(
+        'script',
+        ['-qfec', `'${process.execPath}' '${BIN}' upgrade --all -c '${config}'`, '/dev/null'],
+        { stdio: ['ignore', 'pipe', 'inherit'], detached: true },
+      )
+      t.teardown(() => killGroup(p.pid!))
+      let out = ''
+      p.stdout.on('data', (d: Buffer) => (out += d.toString()))
+      p.once('close', (code) => res({ code, out }))
+    })
+    t.equal(tty.code, 0)
+    const draws = tty.out.split('\r\x1b[K').map((d) => d.trim())
+    const drains = draws.filter((d) => d.startsWith('[1/1] web#0 draining'))
+    t.ok(
+      new Set(drains.map((d) => /\((\d+\.\d)s\)$/.exec(d)?.[1])).size >= 3,
+      `the draining line is redrawn with the time going on: ${JSON.stringify(drains)}`,
+    )
+    t.match(tty.out, /\r\x1b\[K\[1\/1\] web#0 replaced: ready \(pid \d+\) \(\d+\.\ds\)\r?\n/)
+    const plain = await cli(['upgrade', '--all', '-c', config])
+    t.equal(plain.code, 0)
+    t.notMatch(plain.out, /\x1b|\r/, 'no terminal codes when stdout is not one')
+    t.match(plain.out, /^\[1\/1\] web#0 draining for 2000 ms \(0\.\ds\)$/m)
+  },
+)
