@@ -221,7 +221,8 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent]; shutdown:
   }
 
   /**
-   * Operator restart, one instance at a time: each is stopped, started again (clearing failed and
+   * Operator restart, one instance at a time: each is drained (its component's
+   * `rollout.drainMs`, if it is ready), stopped, started again (clearing failed and
    * "stopped by hand") and waited for until ready or given up, before the next one goes down.
    */
   async restartInstances(ids: readonly string[]): Promise<void> {
@@ -236,7 +237,19 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent]; shutdown:
         childPid: inst.pid,
         reason: 'operator request',
       })
-      await inst.stop()
+      // Drained first, as in a rollout: a load balancer stops sending it work before it stops.
+      const { drainMs } = this.#plan.components.find((c) => c.name === inst.spec.component)!.rollout
+      if (drainMs > 0 && inst.state === 'ready') {
+        inst.draining = true
+        try {
+          await this.#instanceDeps.clock.sleep(drainMs)
+          await inst.stop()
+        } finally {
+          inst.draining = false
+        }
+      } else {
+        await inst.stop()
+      }
       this.stoppedByOperator.delete(id)
       inst.completed = false
       if (this.#shuttingDown) return

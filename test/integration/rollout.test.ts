@@ -268,3 +268,22 @@ t.test(
     t.match(plain.out, /^\[1\/1\] web#0 draining for 2000 ms \(0\.\ds\)$/m)
   },
 )
+
+t.test('tandem restart drains a ready instance first, as a rollout does', async (t) => {
+  const { config, sup } = start(t, {
+    web: fixture({ port: 25097, instances: 1, rollout: { drainMs: 1500 } }),
+  })
+  await sup.waitLog('all ready', (r) => r.event === 'all-ready')
+  const restart = cli(['restart', 'web#0', '-c', config])
+  await waitUntil('web#0 draining', async () =>
+    (await status(config)).instances.find((i) => (i as { draining?: boolean }).draining),
+  )
+  t.equal((await status(config)).instances[0]!.state, 'ready', 'still serving while it drains')
+  const r = await restart
+  t.equal(r.code, 0, r.err)
+  t.match(r.out, /web#0: ready/)
+  t.notOk(
+    (await status(config)).instances.some((i) => (i as { draining?: boolean }).draining),
+    'not draining any more',
+  )
+})
