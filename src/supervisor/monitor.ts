@@ -37,6 +37,9 @@ export interface MonitorOptions {
   onError(message: string): void
 }
 
+/** The first CPU and RSS sample comes this soon after the start (or at intervalMs if sooner). */
+export const FIRST_SAMPLE_MS = 1000
+
 /**
  * Watches running instances: samples CPU and RSS every `intervalMs` (shown by status and
  * /metrics), restarts an instance whose RSS stays above its `maxMemoryMb` for
@@ -64,9 +67,11 @@ export class Monitor {
   }
 
   start(): void {
+    // The first sample within a second: status right after a start should show figures.
     this.#cancelSampling = this.#every(
       () => this.#opts.intervalMs,
       () => this.#sample(),
+      Math.min(FIRST_SAMPLE_MS, this.#opts.intervalMs),
     )
     this.sync()
   }
@@ -98,12 +103,18 @@ export class Monitor {
     this.#healthLoops.forEach((c) => c())
   }
 
-  /** Runs `fn` every `ms()`, the next run scheduled when the previous one has finished. */
-  #every(ms: () => number, fn: () => Promise<void>): Cancel {
+  /**
+   * Runs `fn` every `ms()` (the first time after `firstMs`, if given), the next run scheduled
+   * when the previous one has finished.
+   */
+  #every(ms: () => number, fn: () => Promise<void>, firstMs?: number): Cancel {
     let cancel: Cancel = () => {}
     let ended = false
+    let first = firstMs
     const arm = () => {
-      cancel = this.#opts.clock.after(ms(), () => {
+      const delay = first ?? ms()
+      first = undefined
+      cancel = this.#opts.clock.after(delay, () => {
         fn()
           .catch((err: unknown) => this.#opts.onError(`monitor: ${errorMessage(err)}`))
           .finally(() => {

@@ -107,3 +107,26 @@ t.test(
     t.equal(probed.length, before, 'stopped: no more probes')
   },
 )
+
+t.test('the first sample comes after a second, then every intervalMs', async (t) => {
+  const clock = new FakeClock()
+  const { inst, asInstance } = instance({})
+  let samples = 0
+  const monitor = new Monitor(() => [asInstance], {
+    intervalMs: 5000,
+    clock,
+    sample: () => Promise.resolve({ cpuPercent: 2, rssBytes: ++samples * MB }),
+    probe: () => Promise.resolve(),
+    onError: (m) => t.fail(m),
+  })
+  monitor.start()
+  await clock.advance(999)
+  t.equal(inst.usage, undefined, 'not before')
+  await clock.advance(1)
+  t.same(inst.usage, { cpuPercent: 2, rssBytes: 1 * MB }, 'status has figures after 1 s')
+  await clock.advance(4999)
+  t.equal(samples, 1)
+  await clock.advance(1)
+  t.equal(samples, 2, 'then every intervalMs')
+  monitor.stop()
+})
