@@ -1,0 +1,431 @@
+// The lease protocol on a fake clock and a fake shared directory: its decisions as pure
+// functions, then nodes running it side by side, with frozen I/O, frozen processes, suspended
+// hosts, wrong wall clocks, races and releases. No instant may have two active nodes.
+import t, { type Test } from 'tap'
+import {
+  holderValid,
+  Lease,
+  parseHeartbeat,
+  standbyDecision,
+  timingsHash,
+  type ClaimOwner,
+  type HaTimings,
+  type Heartbeat,
+  type LeaseStore,
+} from '../../src/ha/lease.js'
+import type { Cancel, Clock } from '../../src/seams/clock.js'
+import { FakeClock } from '../helpers/fake-clock.js'
+
+const T: HaTimings = { renewMs: 250, selfFenceMs: 1000, takeoverMs: 2000, pollMs: 100 }
+
+t.test(
+  'standbyDecision: only unchanged content for takeoverMs, or a valid release, claims',
+  async (t) => {
+    const owner = { node: 'a', pid: 1, nonce: 'n' }
+    const hb = (seq: number, state = 'active') =>
+      JSON.stringify({ epoch: 3, seq, state, node: 'a', cfgHash: 'h' })
+    let d = standbyDecision({ epoch: 0, raw: undefined, owner: undefined }, undefined, 0, T)
+    t.ok(d.claim, 'nothing claimed yet: claim epoch 1')
+    d = standbyDecision({ epoch: 3, raw: hb(1), owner }, undefined, 1000, T)
+    t.notOk(d.claim, 'first sight starts the wait')
+    d = standbyDecision({ epoch: 3, raw: hb(1), owner }, d.watched, 2999, T)
+    t.notOk(d.claim, 'unchanged for 1999 ms')
+    const moved = standbyDecision({ epoch: 3, raw: hb(2), owner }, d.watched, 2999, T)
+    t.equal(moved.watched.since, 2999, 'a change restarts the wait')
+    d = standbyDecision({ epoch: 3, raw: hb(1), owner }, d.watched, 3000, T)
+    t.ok(d.claim, 'unchanged for takeoverMs')
+    t.match(d.why, /heartbeat of epoch 3 unchanged for 2000 ms/)
+    const rel = standbyDecision({ epoch: 3, raw: hb(2, 'released'), owner }, undefined, 0, T)
+    t.ok(rel.claim, 'released by its owner: at once')
+    for (const [what, raw, o] of [
+      ['garbage', '{"epoch":3,"state":"released"', owner],
+      ['released by someone else', hb(2, 'released').replace('"node":"a"', '"node":"x"'), owner],
+      ['released in the wrong file', hb(2, 'released').replace('"epoch":3', '"epoch":2'), owner],
+      ['released, claim without owner', hb(2, 'released'), undefined],
+    ] as const) {
+      t.notOk(standbyDecision({ epoch: 3, raw, owner: o }, undefined, 0, T).claim, `${what}: waits`)
+    }
+    const gone = standbyDecision({ epoch: 3, raw: undefined, owner: undefined }, undefined, 0, T)
+    t.ok(
+      standbyDecision({ epoch: 3, raw: undefined, owner: undefined }, gone.watched, 2000, T).claim,
+      'a claim whose heartbeat never appears: after takeoverMs',
+    )
+  },
+)
+
+t.test('holderValid: the larger of monotonic and wall elapsed counts', async (t) => {
+  const good = { monotonic: 0, wall: 1_000_000 }
+  t.ok(holderValid(good, { monotonic: 999, wall: 1_000_999 }, 1000))
+  t.notOk(holderValid(good, { monotonic: 1000, wall: 1_001_000 }, 1000))
+  t.notOk(holderValid(good, { monotonic: 10, wall: 1_060_000 }, 1000), 'suspended host: wall moved')
+  t.notOk(holderValid(good, { monotonic: 1500, wall: 900_000 }, 1000), 'wall set back: monotonic')
+})
+
+t.test('parseHeartbeat names what is wrong', async (t) => {
+  t.match(parseHeartbeat('nope', 1), { problem: /not JSON/ })
+  t.match(parseHeartbeat('{"epoch":1}', 1), { problem: /not a heartbeat/ })
+  const hb: Heartbeat = { epoch: 2, seq: 1, state: 'active', node: 'a', cfgHash: 'h' }
+  t.match(parseHeartbeat(JSON.stringify(hb), 1), { problem: 'epoch 2 in the file of epoch 1' })
+  t.same(parseHeartbeat(JSON.stringify(hb), 2), { hb })
+})
+
+/** The shared directory in memory; each node's view can hang (a hard mount, a frozen host). */
+class SharedDir {
+  claims = new Map<number, ClaimOwner | undefined>()
+  hb = new Map<number, string>()
+
+  view(clock: FakeClock): NodeView {
+    return new NodeView(this, clock)
+  }
+}
+
+class NodeView implements LeaseStore {
+  #hung: (() => void)[] | undefined
+  writes = 0
+  /** Monotonic time of the last heartbeat write. */
+  lastWriteAt = 0
+  constructor(
+    readonly dir: SharedDir,
+    readonly clock: FakeClock,
+  ) {}
+
+  /** Every operation from now on waits until `unhang()`. */
+  hang(): void {
+    this.#hung ??= []
+  }
+  unhang(): void {
+    const waiting = this.#hung ?? []
+    this.#hung = undefined
+    for (const go of waiting) go()
+  }
+  #io<T>(fn: () => T): Promise<T> {
+    if (!this.#hung) return Promise.resolve(fn())
+    const hung = this.#hung
+    return new Promise((resolve) => hung.push(() => resolve(fn())))
+  }
+
+  claim(epoch: number, owner: ClaimOwner) {
+    return this.#io(() => {
+      if (this.dir.claims.has(epoch))
+        return this.dir.claims.get(epoch)?.nonce === owner.nonce ? 'won' : 'lost'
+      this.dir.claims.set(epoch, owner)
+      return 'won'
+    })
+  }
+  highestClaim() {
+    return this.#io(() => Math.max(0, ...this.dir.claims.keys()))
+  }
+  readOwner(epoch: number) {
+    return this.#io(() => this.dir.claims.get(epoch))
+  }
+  readHeartbeat(epoch: number) {
+    return this.#io(() => this.dir.hb.get(epoch))
+  }
+  writeHeartbeat(hb: Heartbeat) {
+    return this.#io(() => {
+      this.writes++
+      this.lastWriteAt = this.clock.monotonic()
+      this.dir.hb.set(hb.epoch, JSON.stringify(hb))
+    })
+  }
+}
+
+/**
+ * One node's clock on the shared fake clock: a wall-clock offset, and a pause that holds every
+ * timer of the node (SIGSTOP: nothing of it runs) until resume.
+ */
+class NodeClock implements Clock {
+  #paused: (() => void)[] | undefined
+  constructor(
+    readonly base: FakeClock,
+    public wallOffset = 0,
+  ) {}
+  now() {
+    return this.base.now() + this.wallOffset
+  }
+  monotonic() {
+    return this.base.monotonic()
+  }
+  after(ms: number, fn: () => void): Cancel {
+    return this.base.after(ms, () => (this.#paused ? this.#paused.push(fn) : fn()))
+  }
+  sleep(ms: number): Promise<void> {
+    return new Promise((r) => this.after(ms, r))
+  }
+  pause() {
+    this.#paused ??= []
+  }
+  resume() {
+    const held = this.#paused ?? []
+    this.#paused = undefined
+    for (const fn of held) fn()
+  }
+}
+
+const cluster = (t: Test, names: string[], timings = T) => {
+  const clock = new FakeClock()
+  const dir = new SharedDir()
+  const nodes = names.map((name) => {
+    const nodeClock = new NodeClock(clock)
+    const store = dir.view(clock)
+    const lease = new Lease({ store, clock: nodeClock, timings, cluster: 'c1', node: name })
+    const events: string[] = []
+    const activeAt: number[] = []
+    lease.on('active', (e) => {
+      events.push(`active ${e.epoch}`)
+      activeAt.push(clock.monotonic())
+    })
+    lease.on('standby', (e) => events.push(`standby ${e.epoch}: ${e.why}`))
+    lease.on('problem', (m) => events.push(`problem: ${m}`))
+    t.teardown(() => lease.stop())
+    return { name, lease, store, clock: nodeClock, events, activeAt }
+  })
+  /** Advances in 10 ms steps, failing the test at any instant with two active nodes. */
+  const run = async (ms: number) => {
+    for (let i = 0; i < ms; i += 10) {
+      await clock.advance(10)
+      const active = nodes.filter((n) => n.lease.isActive()).map((n) => n.name)
+      if (active.length > 1) t.fail(`two active at ${clock.monotonic()}: ${active.join(', ')}`)
+    }
+  }
+  const active = () => nodes.filter((n) => n.lease.isActive()).map((n) => n.name)
+  return { clock, dir, nodes, run, active }
+}
+
+t.test('the first node claims epoch 1 and renews; a second one stays standby', async (t) => {
+  const c = cluster(t, ['a', 'b'])
+  c.nodes[0]!.lease.start()
+  await c.run(200)
+  t.same(c.active(), ['a'])
+  c.nodes[1]!.lease.start()
+  await c.run(10_000)
+  t.same(c.active(), ['a'], 'b never takes a live lease')
+  t.equal(c.nodes[0]!.lease.epoch, 1)
+  t.equal(c.nodes[1]!.lease.epoch, 1, 'the standby knows the epoch')
+  t.ok(c.nodes[0]!.store.writes >= 38, `renewed every 250 ms (${c.nodes[0]!.store.writes} writes)`)
+})
+
+t.test(
+  'crash: the standby claims the next epoch after takeoverMs of silence, not before',
+  async (t) => {
+    const c = cluster(t, ['a', 'b'])
+    const [a, b] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]]
+    a.lease.start()
+    await c.run(100)
+    b.lease.start()
+    await c.run(1000)
+    a.lease.stop() // the process died: no more renews, no more checks
+    const last = a.store.lastWriteAt
+    await c.run(2000 - (c.clock.monotonic() - last) - 10)
+    t.same(b.events, [], 'not before takeoverMs after the last renew')
+    await c.run(500)
+    t.same(b.events, ['active 2'])
+    const took = b.activeAt[0]! - last
+    t.ok(took >= 2000 && took <= 2000 + T.pollMs + 10, `took over ${took} ms after the last renew`)
+  },
+)
+
+t.test(
+  'frozen I/O (hard mount): the active fences by its timer before anyone takes over',
+  async (t) => {
+    const c = cluster(t, ['a', 'b'])
+    const [a, b] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]]
+    a.lease.start()
+    await c.run(100)
+    b.lease.start()
+    await c.run(1000)
+    a.store.hang()
+    await c.run(1100)
+    t.match(
+      a.events,
+      ['active 1', /^standby 1: fenced: last good renew started \d+ ms ago/],
+      'fenced alone',
+    )
+    t.same(c.active(), [])
+    await c.run(1500)
+    t.same(c.active(), ['b'], 'then b takes over')
+    a.store.unhang()
+    await c.run(3000)
+    t.same(c.active(), ['b'], 'the late renew changes nothing: epoch 1 is dead')
+    t.equal(a.lease.role, 'standby')
+  },
+)
+
+t.test(
+  'frozen process (SIGSTOP 5 s): it wakes up fenced, never active beside the new one',
+  async (t) => {
+    const c = cluster(t, ['a', 'b'])
+    const [a, b] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]]
+    a.lease.start()
+    await c.run(100)
+    b.lease.start()
+    await c.run(1000)
+    a.clock.pause()
+    await c.run(5000)
+    t.same(b.events, ['active 2'])
+    t.notOk(a.lease.isActive(), 'its first synchronous check on waking says no')
+    a.clock.resume()
+    await c.run(3000)
+    t.same(c.active(), ['b'])
+    t.match(a.events, ['active 1', /^standby 1: fenced/])
+  },
+)
+
+t.test('a pause shorter than selfFenceMs changes nothing', async (t) => {
+  const c = cluster(t, ['a', 'b'])
+  const [a, b] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]]
+  a.lease.start()
+  b.lease.start()
+  await c.run(1000)
+  a.clock.pause()
+  await c.run(600)
+  a.clock.resume()
+  await c.run(5000)
+  t.same(c.active(), ['a'])
+  t.same(a.events, ['active 1'])
+  t.same(b.events, [])
+})
+
+t.test('a suspended host (wall clock moved, monotonic did not) wakes up fenced', async (t) => {
+  const c = cluster(t, ['a'])
+  const a = c.nodes[0]!
+  a.lease.start()
+  await c.run(500)
+  t.ok(a.lease.isActive())
+  a.clock.wallOffset = 60_000
+  t.notOk(a.lease.isActive())
+  t.match(a.events, ['active 1', /^standby 1: fenced/])
+})
+
+t.test('wall clocks minutes off neither steal a live lease nor delay a takeover', async (t) => {
+  for (const offset of [-600_000, 600_000]) {
+    const c = cluster(t, ['a', 'b'])
+    const [a, b] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]]
+    b.clock.wallOffset = offset
+    a.lease.start()
+    await c.run(100)
+    b.lease.start()
+    await c.run(5000)
+    t.same(c.active(), ['a'], `offset ${offset / 60000} min: no steal`)
+    a.lease.stop()
+    await c.run(2400)
+    t.same(b.events, ['active 2'], `offset ${offset / 60000} min: takeover on time`)
+  }
+})
+
+t.test('three standbys racing: exactly one wins each epoch', async (t) => {
+  const c = cluster(t, ['a', 'b', 'c', 'd'])
+  c.nodes[0]!.lease.start()
+  await c.run(100)
+  for (const n of c.nodes.slice(1)) n.lease.start()
+  await c.run(1000)
+  c.nodes[0]!.lease.stop()
+  await c.run(3000)
+  const winners = c.nodes.filter((n) => n.events.includes('active 2'))
+  t.equal(winners.length, 1, `one winner: ${winners.map((w) => w.name).join(', ')}`)
+  t.equal(c.dir.claims.size, 2, 'epochs 1 and 2 only')
+})
+
+t.test(
+  'switchover: released, a standby claims within pollMs, the old one does not take it back',
+  async (t) => {
+    const c = cluster(t, ['a', 'b'])
+    const [a, b] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]]
+    a.lease.start()
+    await c.run(100)
+    b.lease.start()
+    await c.run(1000)
+    let quiesced = false
+    const releasing = a.lease.release(async () => {
+      t.notOk(a.lease.isActive(), 'no longer active while its children stop')
+      await c.clock.sleep(300)
+      quiesced = true
+    })
+    await c.run(200)
+    t.same(b.events, [], 'nobody claims while the old active quiesces')
+    await c.run(200)
+    t.ok(await releasing)
+    t.ok(quiesced)
+    const at = c.clock.monotonic()
+    await c.run(150)
+    t.same(b.events, ['active 2'], `claimed within ${c.clock.monotonic() - at} ms`)
+    await c.run(5000)
+    t.same(c.active(), ['b'])
+    t.match(a.events, ['active 1', 'standby 1: released (switchover)'])
+  },
+)
+
+t.test('a released epoch that nobody claims is taken back after takeoverMs', async (t) => {
+  const c = cluster(t, ['a'])
+  const a = c.nodes[0]!
+  a.lease.start()
+  await c.run(500)
+  await a.lease.release()
+  await c.run(1500)
+  t.same(c.active(), [])
+  await c.run(1000)
+  t.same(c.active(), ['a'])
+  t.equal(a.lease.epoch, 2, 'as a new epoch')
+})
+
+t.test('a higher claim fences the active at its next renew', async (t) => {
+  const c = cluster(t, ['a'])
+  const a = c.nodes[0]!
+  a.lease.start()
+  await c.run(500)
+  c.dir.claims.set(2, { node: 'intruder', pid: 9, nonce: 'x' })
+  await c.run(300)
+  t.match(a.events, ['active 1', 'standby 1: fenced: a higher claim appeared: epoch 2'])
+})
+
+t.test(
+  'garbage in the heartbeat: reported, and no takeover until it stays unchanged',
+  async (t) => {
+    const c = cluster(t, ['b'])
+    const b = c.nodes[0]!
+    c.dir.claims.set(1, { node: 'a', pid: 1, nonce: 'n' })
+    c.dir.hb.set(1, 'garbage')
+    b.lease.start()
+    await c.run(1900)
+    t.same(c.active(), [])
+    t.match(b.events, [/^problem: hb\/1 is not a valid heartbeat \(not JSON: "garbage"\)/])
+    await c.run(300)
+    t.same(c.active(), ['b'], 'unchanged for takeoverMs: the owner is not renewing')
+  },
+)
+
+t.test('a claim without owner is reported, then taken over after takeoverMs', async (t) => {
+  const c = cluster(t, ['b'])
+  const b = c.nodes[0]!
+  c.dir.claims.set(1, undefined)
+  b.lease.start()
+  await c.run(300)
+  t.match(b.events, [/^problem: claim 1 has no owner yet/])
+  await c.run(2000)
+  t.same(c.active(), ['b'])
+})
+
+t.test('a node with other timings refuses to compete, saying why', async (t) => {
+  const clock = new FakeClock()
+  const dir = new SharedDir()
+  const a = new Lease({ store: dir.view(clock), clock, timings: T, cluster: 'c1', node: 'a' })
+  const b = new Lease({
+    store: dir.view(clock),
+    clock,
+    timings: { ...T, takeoverMs: 3000 },
+    cluster: 'c1',
+    node: 'b',
+  })
+  const problems: string[] = []
+  b.on('problem', (m) => problems.push(m))
+  t.teardown(() => (a.stop(), b.stop()))
+  a.start()
+  await clock.advance(100)
+  b.start()
+  await clock.advance(500)
+  a.stop()
+  await clock.advance(10_000)
+  t.equal(b.role, 'standby', 'never claims')
+  t.match(problems, [/node a runs the cluster with other timings or another cluster name/])
+  t.not(timingsHash('c1', T), timingsHash('c2', T), 'the cluster name is part of the hash')
+})
