@@ -11,6 +11,8 @@
  * - ENOTREADY: an instance did not become ready within its readiness timeout.
  * - EBUSY: a rollout (upgrade, reload) is already running.
  * - EROLLOUT: a rollout failed; what it had changed was rolled back.
+ * - ECLUSTER: the shared directory of `ha` cannot be used, or belongs to another cluster or
+ *   other timings; or a cluster action (switchover) is not possible on this node.
  */
 export type ErrorCode =
   | 'ECONFIG'
@@ -25,6 +27,7 @@ export type ErrorCode =
   | 'ECONTROL'
   | 'EBUSY'
   | 'EROLLOUT'
+  | 'ECLUSTER'
 
 export class TandemError extends Error {
   readonly code: ErrorCode

@@ -1,3 +1,4 @@
+import type { ClusterStatus } from '../ha/ha-node.js'
 import type { InstanceStatus } from '../supervisor/instance.js'
 import { describeExit } from '../supervisor/instance.js'
 import type { WriterStatus } from '../logging/log-writer.js'
@@ -5,6 +6,7 @@ import type { WriterStatus } from '../logging/log-writer.js'
 export interface StatusReply {
   node: string
   role: string
+  cluster?: ClusterStatus
   pid: number
   config: string
   instances: (InstanceStatus & { stoppedByOperator: boolean })[]
@@ -59,6 +61,14 @@ export const formatStatus = (s: StatusReply): string => {
     r.map((v, c) => (c === r.length - 1 ? v : v.padEnd(widths[c]!))).join('  ')
   return [
     `node ${s.node}  role ${s.role}  supervisor pid ${s.pid}  config ${s.config}`,
+    ...(s.cluster
+      ? [
+          `cluster ${s.cluster.name}  epoch ${s.cluster.epoch}  shared dir ${s.cluster.sharedDir}` +
+            (s.cluster.heartbeat
+              ? `  active heartbeat (epoch ${s.cluster.heartbeat.epoch}) last changed ${formatDuration(s.cluster.heartbeat.quietMs)} ago`
+              : ''),
+        ]
+      : []),
     line(head),
     ...rows.map(line),
     ...(s.logs ?? []).flatMap((w) =>

@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander'
 import { loadConfig } from '../config/load-config.js'
-import { planInstances, planPorts } from '../config/plan.js'
+import { planInstances, planPorts, type HaSpec } from '../config/plan.js'
+import { FsLeaseStore } from '../ha/fs-store.js'
 import { controlRequest, controlStream } from '../control/client.js'
 import { checkSocketPath } from '../control/socket-path.js'
 import { errorMessage, hasCode, TandemError } from '../errors.js'
@@ -29,6 +30,27 @@ interface Io {
 const defaultIo: Io = {
   out: (t) => process.stdout.write(t + '\n'),
   err: (t) => process.stderr.write(t + '\n'),
+}
+
+/** How long `tandem switchover` waits for a standby beyond takeoverMs. */
+const SWITCHOVER_WAIT_MS = 5000
+
+/** The claim after `released` and its owner, read from the shared dir, once one appears. */
+const waitForNewEpoch = async (
+  ha: HaSpec,
+  released: number,
+): Promise<{ node: string; epoch: number } | undefined> => {
+  const store = new FsLeaseStore(ha.sharedDir)
+  const deadline = Date.now() + ha.takeoverMs + SWITCHOVER_WAIT_MS
+  while (Date.now() < deadline) {
+    const epoch = await store.highestClaim()
+    if (epoch > released) {
+      const owner = await store.readOwner(epoch)
+      if (owner) return { node: owner.node, epoch }
+    }
+    await new Promise((r) => setTimeout(r, ha.pollMs))
+  }
+  return undefined
 }
 
 /** `[2/3] web#1 starting with the new definition (4.2s)`: one step of a rollout. */
@@ -205,6 +227,31 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
     )
     .option('--json', 'one JSON event per line')
     .action((o: { json?: boolean }) => rolloutCommand('/reload', {}, o.json === true))
+  program
+    .command('switchover')
+    .description(
+      'hand the active role over to a standby: active children stop, then a standby takes over within pollMs',
+    )
+    .option('--json', 'print the result as JSON')
+    .action(async (o: { json?: boolean }) => {
+      const plan = loadConfig(configPath())
+      const reply = (await controlRequest(plan.stateDir, 'POST', '/switchover')) as {
+        released: number
+        node: string
+        cluster: string
+      }
+      if (!o.json)
+        io.out(`node ${reply.node} released epoch ${reply.released} of cluster ${reply.cluster}`)
+      const next = await waitForNewEpoch(plan.ha!, reply.released)
+      if (o.json) io.out(JSON.stringify({ ...reply, next: next ?? null }))
+      else if (next) io.out(`node ${next.node} is active (epoch ${next.epoch})`)
+      if (!next) {
+        throw new TandemError(
+          'ECLUSTER',
+          `no standby took over within ${plan.ha!.takeoverMs + SWITCHOVER_WAIT_MS} ms (is one running?); node ${reply.node} takes the role back after takeoverMs`,
+        )
+      }
+    })
   program
     .command('shutdown')
     .description('stop every instance and the supervisor')

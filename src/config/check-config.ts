@@ -1,5 +1,5 @@
 import type { ConfigProblem } from '../errors.js'
-import type { ComponentConfig, Config } from './schema.js'
+import { DEFAULTS, type ComponentConfig, type Config } from './schema.js'
 import { TEMPLATE_VARIABLES, templateVariablesIn } from './template.js'
 
 /** The ports of a component's instances: `ports` as given, or `port + index`. */
@@ -92,6 +92,36 @@ export const checkConfig = (config: Config): ConfigProblem[] => {
       })
     }
     owners.set(listener.port, `control.${key}`)
+  }
+  if (config.ha) {
+    const h = config.ha
+    if (h.renewMs * 2 > h.selfFenceMs) {
+      problems.push({
+        path: 'ha.renewMs',
+        message: `expected at most half of ha.selfFenceMs (${h.selfFenceMs}), so that one slow renew does not fence; got ${h.renewMs}`,
+      })
+    }
+    if (h.takeoverMs < h.selfFenceMs + DEFAULTS.haMinMarginMs) {
+      problems.push({
+        path: 'ha.takeoverMs',
+        message: `expected at least ha.selfFenceMs + ${DEFAULTS.haMinMarginMs} (${h.selfFenceMs + DEFAULTS.haMinMarginMs}): a standby must not take over before the active has fenced itself, whatever the clocks' rate error; got ${h.takeoverMs}`,
+      })
+    }
+    if (h.pollMs * 4 > h.takeoverMs) {
+      problems.push({
+        path: 'ha.pollMs',
+        message: `expected at most a quarter of ha.takeoverMs (${h.takeoverMs / 4}); got ${h.pollMs}`,
+      })
+    }
+  }
+  for (const [name, c] of Object.entries(config.components)) {
+    if (c.standby === 'hot' && c.runOn !== 'active') {
+      problems.push({
+        path: `components.${name}.standby`,
+        message:
+          'a hot standby needs "runOn": "active" (with runOn all, every node runs it as active)',
+      })
+    }
   }
   const cycle = findCycle(config)
   if (cycle) {

@@ -121,6 +121,9 @@ export const buildPlan = (
           stop: c.stop,
           health: c.health,
           maxMemoryMb: c.maxMemoryMb,
+          runOn: c.runOn,
+          standby: c.standby,
+          activate: c.activate,
         }
       }),
     }
@@ -133,6 +136,7 @@ export const buildPlan = (
     metrics: config.metrics,
     control: config.control,
     watchConfig: config.watchConfig,
+    ha: config.ha ? { ...config.ha, sharedDir: resolve(base, config.ha.sharedDir) } : undefined,
     components,
   }
 }

@@ -18,6 +18,20 @@ export interface InstanceSpec {
   stop: ComponentConfig['stop']
   health: ComponentConfig['health']
   maxMemoryMb: number | undefined
+  /** With ha: every node, or only the active one. */
+  runOn: ComponentConfig['runOn']
+  standby: ComponentConfig['standby']
+  activate: ComponentConfig['activate']
+}
+
+/** Hot standby settings, with `sharedDir` resolved. */
+export interface HaSpec {
+  name: string
+  sharedDir: string
+  renewMs: number
+  selfFenceMs: number
+  takeoverMs: number
+  pollMs: number
 }
 
 export interface ComponentSpec {
@@ -46,6 +60,7 @@ export interface Plan {
   metrics: { intervalMs: number }
   control: { http?: { host: string; port: number }; agent?: { host: string; port: number } }
   watchConfig: boolean
+  ha: HaSpec | undefined
   /** Dependencies before their dependents. */
   components: ComponentSpec[]
 }

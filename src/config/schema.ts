@@ -43,6 +43,13 @@ export const DEFAULTS = {
   memorySamples: 3,
   /** A new instance must be ready within 2 minutes, or the rollout stops and rolls back. */
   rolloutProgressDeadlineMs: 120_000,
+  /** The lease (../shared/DESIGN.md, hot standby): a crash fails over in about 2-2.5 s. */
+  haRenewMs: 250,
+  haSelfFenceMs: 1000,
+  haTakeoverMs: 2000,
+  haPollMs: 100,
+  /** takeoverMs must exceed selfFenceMs by this much: clock rate error, fence timer, slack. */
+  haMinMarginMs: 500,
 } as const
 
 const signalNames = Object.keys(constants.signals)
@@ -207,6 +214,41 @@ export const componentSchema = z.strictObject({
     .describe(
       "How tandem upgrade and reload replace this component's instances, one batch at a time.",
     ),
+  runOn: z
+    .enum(['all', 'active'])
+    .default('all')
+    .describe(
+      'With ha: all runs on every node (active-active behind a load balancer); active only on the active node.',
+    ),
+  standby: z
+    .enum(['cold', 'hot'])
+    .default('cold')
+    .describe(
+      'For runOn active: cold is not started on standbys; hot is pre-started there with TANDEM_ROLE=standby and activated on promotion.',
+    ),
+  activate: z
+    .discriminatedUnion('type', [
+      z.strictObject({
+        type: z
+          .literal('ipc')
+          .describe('Send {"type":"tandem:activate","epoch":N} on the IPC channel.'),
+      }),
+      z.strictObject({
+        type: z.literal('signal').describe('Send this signal to the child process.'),
+        signal: signal,
+      }),
+      z.strictObject({
+        type: z
+          .literal('command')
+          .describe(
+            'Run this command (argv, no shell) with TANDEM_EPOCH and the instance variables.',
+          ),
+        command: z.array(z.string().min(1)).min(1),
+        timeoutMs: ms.default(10_000),
+      }),
+    ])
+    .default({ type: 'ipc' })
+    .describe('How a hot standby instance is told that its node became active.'),
   stop: z
     .strictObject({
       signal: signal.default('SIGTERM'),
@@ -315,6 +357,42 @@ export const configSchema = z.strictObject({
         ),
     })
     .default({}),
+  ha: z
+    .strictObject({
+      name: name.describe('The cluster: nodes with the same name and sharedDir form it.'),
+      sharedDir: z
+        .string()
+        .min(1)
+        .describe(
+          'A directory on storage every node mounts (NFS, zFS), relative to the config file.',
+        ),
+      renewMs: z
+        .number()
+        .int()
+        .min(10)
+        .default(DEFAULTS.haRenewMs)
+        .describe('The active renews this often.'),
+      selfFenceMs: z
+        .number()
+        .int()
+        .min(50)
+        .default(DEFAULTS.haSelfFenceMs)
+        .describe('The active fences itself when its last good renew started this long ago.'),
+      takeoverMs: z
+        .number()
+        .int()
+        .min(100)
+        .default(DEFAULTS.haTakeoverMs)
+        .describe('A standby takes over after the heartbeat has not changed for this long.'),
+      pollMs: z
+        .number()
+        .int()
+        .min(10)
+        .default(DEFAULTS.haPollMs)
+        .describe('A standby reads the heartbeat this often.'),
+    })
+    .optional()
+    .describe('Hot standby across nodes: exactly one active node, by a lease on shared storage.'),
   watchConfig: z
     .boolean()
     .default(false)

@@ -15,11 +15,13 @@ export interface HttpSources {
   status(): StatusReply
   /** Every desired instance is ready. */
   ready(): boolean
+  /** This node and its epoch while it is the active node (ha), else undefined. */
+  leader(): { node: string; epoch: number } | undefined
   self(): SupervisorSelf
 }
 
 /** The paths served; anything else is a 404 that lists them. */
-export const HTTP_PATHS = ['/health', '/ready', '/metrics', '/status'] as const
+export const HTTP_PATHS = ['/health', '/ready', '/leader', '/metrics', '/status'] as const
 
 /**
  * A whole request (headers included) must arrive within this: every answer is computed at once,
@@ -139,6 +141,11 @@ const route = (path: string, sources: HttpSources): Reply => {
         .filter((i) => i.state !== 'ready' && !i.stoppedByOperator)
         .map((i) => i.id)
       return json(503, { ready: false, notReady, ...extra })
+    }
+    case '/leader': {
+      // The load balancer's check for active-only services: 200 only on the active node.
+      const leader = sources.leader()
+      return leader ? json(200, leader) : json(503, { leader: false, node: sources.status().node })
     }
     case '/metrics':
       return {

@@ -243,6 +243,23 @@ export class Lease extends EventEmitter<LeaseEvents> {
     return false
   }
 
+  /** How much longer this node may act as active without a good renew (0 when it may not). */
+  validForMs(): number {
+    if (!this.isActive()) return 0
+    const elapsed = Math.max(
+      this.#clock.monotonic() - this.#lastGood.monotonic,
+      this.#clock.now() - this.#lastGood.wall,
+    )
+    return Math.max(0, Math.floor(this.#timings.selfFenceMs - elapsed))
+  }
+
+  /** The active node's heartbeat as this standby last saw it change, for status. */
+  observed(): { epoch: number; quietMs: number } | undefined {
+    const w = this.#watched
+    if (!w || w.epoch === 0) return undefined
+    return { epoch: w.epoch, quietMs: Math.round(this.#clock.monotonic() - w.since) }
+  }
+
   /**
    * Planned handover: this node stops being active (the 'standby' event), waits for `quiesce`
    * (its active-only children stopped or deactivated), then writes `released` into its heartbeat,

@@ -32,6 +32,8 @@ export interface ChildHandle {
   exited: Promise<ProcessExit>
   /** Subscribes to IPC messages; returns its undo. */
   onMessage(fn: (msg: unknown) => void): () => void
+  /** Sends on the IPC channel; false without one, or once it is closed. */
+  send(msg: unknown): boolean
 }
 
 export type Spawn = (req: SpawnRequest) => ChildHandle
@@ -89,6 +91,14 @@ export const spawnChild: Spawn = (req) => {
     onMessage(fn) {
       child.on('message', fn)
       return () => child.off('message', fn)
+    },
+    send(msg) {
+      if (!child.connected) return false
+      try {
+        return child.send(msg as never, (err) => err && undefined)
+      } catch {
+        return false
+      }
     },
   }
 }

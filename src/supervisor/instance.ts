@@ -58,7 +58,16 @@ export interface InstanceDeps {
   /** A child was spawned / has exited: pid records and the orphan watchdog follow these. */
   tracked(spec: InstanceSpec, pid: number): void
   untracked(spec: InstanceSpec, pid: number): void
+  /**
+   * The node's role for a child about to be spawned: TANDEM_ROLE (active or standby) and
+   * TANDEM_EPOCH. Without it every child starts active in epoch 0 (a node without ha).
+   */
+  role?: (spec: InstanceSpec) => { role: 'active' | 'standby'; epoch: number }
 }
+
+/** Whether an instance's child gets an IPC channel: for readiness, activation or its lease. */
+export const wantsIpc = (spec: InstanceSpec): boolean =>
+  spec.readiness.type === 'ipc' || (spec.runOn === 'active' && spec.activate.type === 'ipc')
 
 /** Status of one instance as `tandem status` shows it. */
 export interface InstanceStatus {
@@ -109,6 +118,16 @@ export class Instance {
   lastExit: ExitRecord | undefined
   /** Reported while a rollout drains it before the stop (status, /ready). */
   draining = false
+  /**
+   * The epoch this instance's process serves as active in: set when it was spawned active or
+   * activated (hot standby), undefined while it is a standby or not running.
+   */
+  activeEpoch: number | undefined
+
+  /** Sends a message on the child's IPC channel; false when there is none or no child. */
+  send(message: unknown): boolean {
+    return this.#run?.child?.send(message) ?? false
+  }
   /** The latest CPU and RSS sample of its process group (set by the Monitor). */
   usage: { cpuPercent: number; rssBytes: number } | undefined
   readonly #deps: InstanceDeps
@@ -172,6 +191,8 @@ export class Instance {
     const from = this.state
     checkTransition(this.id, from, to)
     this.state = to
+    // No process, no role: the next one gets its own at spawn.
+    if (to !== 'starting' && to !== 'ready' && to !== 'stopping') this.activeEpoch = undefined
     this.#emit(to, { from, ...details })
   }
 
@@ -231,12 +252,19 @@ export class Instance {
     }
     if (run.abort.signal.aborted) return this.#stopped(run)
     let child: ChildHandle
+    const role = this.#deps.role?.(spec) ?? { role: 'active', epoch: 0 }
+    this.activeEpoch = role.role === 'active' ? role.epoch : undefined
     try {
       child = this.#deps.spawn({
         argv: spec.argv,
         cwd: spec.cwd,
-        env: { ...this.#deps.baseEnv, ...spec.env },
-        ipc: spec.readiness.type === 'ipc',
+        env: {
+          ...this.#deps.baseEnv,
+          ...spec.env,
+          TANDEM_ROLE: role.role,
+          TANDEM_EPOCH: String(role.epoch),
+        },
+        ipc: wantsIpc(spec),
         parentDeathSignal: spec.stop.signal as NodeJS.Signals,
       })
     } catch (err) {

@@ -3,7 +3,13 @@ import type { InstanceSpec, Plan } from '../config/plan.js'
 import { planInstances } from '../config/plan.js'
 import { Instance, type InstanceDeps, type InstanceEvent, type InstanceStatus } from './instance.js'
 
-export type ReconcilerDeps = Omit<InstanceDeps, 'onEvent' | 'wake'>
+export type ReconcilerDeps = Omit<InstanceDeps, 'onEvent' | 'wake'> & {
+  /**
+   * Whether this node is active (with ha: holds the lease, checked synchronously); components
+   * with `runOn: active` and a cold standby run only then. Default: always (no ha).
+   */
+  nodeActive?: () => boolean
+}
 
 /** Why a stopped instance that is wanted does not start yet, for status. */
 const waitingReason = (deps: string[]): string => `waiting for ${deps.join(', ')} to be ready`
@@ -27,6 +33,7 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent]; shutdown:
   /** Instances a rollout holds down while it replaces them: not started by reconcile. */
   readonly #held = new Set<string>()
   readonly #instanceDeps: InstanceDeps
+  readonly #nodeActive: () => boolean
   #shuttingDown = false
   #scheduled = false
   #shutdown: Promise<void> | undefined
@@ -36,6 +43,7 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent]; shutdown:
     this.#plan = plan
     const known = new Set(planInstances(plan).map((i) => i.id))
     this.stoppedByOperator = new Set([...stoppedByOperator].filter((id) => known.has(id)))
+    this.#nodeActive = deps.nodeActive ?? (() => true)
     this.#instanceDeps = {
       ...deps,
       onEvent: (e) => {
@@ -86,11 +94,13 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent]; shutdown:
 
   /** Whether the instance should be running now. */
   desired(id: string): boolean {
+    const inst = this.instances.get(id)
     return (
       !this.#shuttingDown &&
       !this.stoppedByOperator.has(id) &&
       !this.#held.has(id) &&
-      this.instances.has(id)
+      inst !== undefined &&
+      (inst.spec.runOn !== 'active' || inst.spec.standby === 'hot' || this.#nodeActive())
     )
   }
 

@@ -24,6 +24,8 @@ import { Overrides } from './overrides.js'
 import { probeOnce } from './readiness.js'
 import { Reconciler } from './reconciler.js'
 import { acquireStateLock } from './state-lock.js'
+import { HaNode } from '../ha/ha-node.js'
+import { joinCluster } from '../ha/cluster-config.js'
 import { resolveTargets } from './targets.js'
 import { rollout, type RolloutEvent, type RolloutOptions, type RolloutResult } from './rollout.js'
 import { describeExit } from './instance.js'
@@ -100,6 +102,8 @@ const watchConfig = (file: string, reload: (why: string) => Promise<unknown>, lo
 export const runSupervisor = async (options: SupervisorOptions): Promise<number> => {
   const plan: Plan = loadConfig(options.configPath)
   checkSocketPath(plan)
+  // A shared dir that cannot be used, or another cluster's, starts nothing (ECLUSTER).
+  const haStore = plan.ha ? await joinCluster(plan.ha) : undefined
   mkdirSync(plan.stateDir, { recursive: true, mode: 0o700 })
   const releaseLock = await acquireStateLock(plan.stateDir, (m) => log.error({ event: 'lock' }, m))
   // Log file problems go to stderr at once (the file is what fails) and into the log.
@@ -117,6 +121,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   const pidRecords = new PidRecords(plan.stateDir)
   const watchdog = startWatchdog((m) => log.error({ event: 'watchdog' }, m))
   const overrides = new Overrides(plan.stateDir)
+  let ha: HaNode | undefined
   const reconciler = new Reconciler(
     plan,
     {
@@ -153,9 +158,21 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
         watchdog.unwatch(pid)
         pidRecords.remove(spec.id)
       },
+      role: () => ha?.roleFor() ?? { role: 'active', epoch: 0 },
+      nodeActive: () => ha?.isActive() ?? true,
     },
     overrides.read((m) => log.warn({ event: 'overrides' }, m)),
   )
+  if (plan.ha && haStore) {
+    ha = new HaNode({
+      ha: plan.ha,
+      node: plan.node,
+      store: haStore,
+      reconciler: () => reconciler,
+      log,
+      clock: systemClock,
+    })
+  }
   const monitor = new Monitor(() => reconciler.instances.values(), {
     intervalMs: plan.metrics.intervalMs,
     clock: systemClock,
@@ -175,7 +192,8 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   })
   const statusReply = (): StatusReply => ({
     node: plan.node,
-    role: 'active',
+    role: ha ? (ha.isActive() ? 'active' : 'standby') : 'standalone',
+    ...(ha ? { cluster: ha.status() } : {}),
     pid: process.pid,
     config: plan.configFile,
     instances: reconciler.status(),
@@ -193,6 +211,9 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       )
       monitor.stop()
       await configWatcher?.close()
+      // Stop competing first: a node going down must not be promoted meanwhile. Its epoch
+      // lapses (standbys take over after takeoverMs) unless it is released by switchover.
+      ha?.stop()
       await reconciler.shutdown()
       await closeControl()
       await closeHttp()
@@ -238,7 +259,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
             'ETARGET',
             `unknown component "${c}"; expected one of ${next.components.map((x) => x.name).join(', ')}`,
           )
-      for (const key of ['logs', 'metrics', 'control', 'node'] as const)
+      for (const key of ['logs', 'metrics', 'control', 'node', 'ha'] as const)
         if (!isDeepStrictEqual(next[key], plan[key]))
           log.warn(
             { event: 'rollout' },
@@ -290,6 +311,16 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       'POST /stop': (b) => act(b, (ids) => reconciler.stopInstances(ids)),
       'POST /start': (b) => act(b, (ids) => reconciler.startInstances(ids)),
       'POST /restart': (b) => act(b, (ids) => reconciler.restartInstances(ids)),
+      'POST /switchover': async () => {
+        if (!ha) {
+          throw new TandemError(
+            'EUSAGE',
+            `switchover needs an "ha" section in ${plan.configFile}: this node is standalone`,
+          )
+        }
+        const { epoch } = await ha.switchover()
+        return { released: epoch, node: plan.node, cluster: plan.ha!.name }
+      },
       'POST /shutdown': () => {
         void shutdown('tandem shutdown')
         return { ok: true, pid: process.pid }
@@ -310,6 +341,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
         {
           status: statusReply,
           ready: allWantedReady,
+          leader: () => (ha ? ha.leader() : { node: plan.node, epoch: 0 }),
           self: () => ({
             rssBytes: process.memoryUsage().rss,
             eventLoopLagMs: eventLoopLag(),
@@ -392,6 +424,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     )
   }
   reconciler.schedule()
+  ha?.start()
   monitor.start()
   const configWatcher = plan.watchConfig ? watchConfig(plan.configFile, reload, log) : undefined
   try {

@@ -308,6 +308,36 @@ const bad: BadCase[] = [
     fragments: ['port 8005 is already used by control.http'],
   },
   {
+    name: 'rejects ha timings where a standby could take over before the active fences',
+    content: {
+      ha: { name: 'c1', sharedDir: '/shared', selfFenceMs: 1000, takeoverMs: 1200 },
+      components: { a: { command: cmd } },
+    },
+    path: 'ha.takeoverMs',
+    fragments: ['expected at least ha.selfFenceMs + 500 (1500)', 'got 1200'],
+  },
+  {
+    name: 'rejects a renewMs over half of selfFenceMs',
+    content: {
+      ha: { name: 'c1', sharedDir: '/shared', renewMs: 600 },
+      components: { a: { command: cmd } },
+    },
+    path: 'ha.renewMs',
+    fragments: ['expected at most half of ha.selfFenceMs (1000)', 'got 600'],
+  },
+  {
+    name: 'rejects an ha section without a cluster name',
+    content: { ha: { sharedDir: '/shared' }, components: { a: { command: cmd } } },
+    path: 'ha.name',
+    fragments: [],
+  },
+  {
+    name: 'rejects a hot standby on a component that runs on every node',
+    content: { components: { a: { command: cmd, standby: 'hot' } } },
+    path: 'components.a.standby',
+    fragments: ['a hot standby needs "runOn": "active"'],
+  },
+  {
     name: 'rejects an unknown logs key',
     content: { logs: { directory: 'x' }, components: { a: { command: cmd } } },
     path: 'logs',

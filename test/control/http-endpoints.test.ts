@@ -38,6 +38,7 @@ const SELF: SupervisorSelf = {
 const sources = (over: Partial<HttpSources> = {}): HttpSources => ({
   status: () => STATUS,
   ready: () => true,
+  leader: () => ({ node: 'host-a', epoch: 7 }),
   self: () => SELF,
   ...over,
 })
@@ -78,7 +79,7 @@ t.test('policy constants', async (t) => {
   t.equal(HEADERS_TIMEOUT_MS, 4000)
   t.ok(HEADERS_TIMEOUT_MS <= REQUEST_TIMEOUT_MS, 'Node requires headers within the request')
   t.ok(CONNECTIONS_CHECK_MS <= 1000, 'timeouts are enforced within a second of being due')
-  t.same(HTTP_PATHS, ['/health', '/ready', '/metrics', '/status'])
+  t.same(HTTP_PATHS, ['/health', '/ready', '/leader', '/metrics', '/status'])
 })
 
 t.test('GET /health answers ok with the event-loop lag', async (t) => {
@@ -116,6 +117,17 @@ t.test(
     t.same(JSON.parse(res.body), { ready: false, notReady: ['gateway#0', 'gateway#2'] })
   },
 )
+
+t.test('GET /leader answers 200 with node and epoch only on the active node', async (t) => {
+  await start(t, 24720)
+  const active = await get(24720, '/leader')
+  t.equal(active.status, 200)
+  t.same(JSON.parse(active.body), { node: 'host-a', epoch: 7 })
+  await start(t, 24721, sources({ leader: () => undefined }))
+  const standby = await get(24721, '/leader')
+  t.equal(standby.status, 503)
+  t.same(JSON.parse(standby.body), { leader: false, node: 'host-a' })
+})
 
 t.test('GET /metrics answers the Prometheus text of status and self', async (t) => {
   await start(t, 24703)

@@ -1,0 +1,242 @@
+import { spawn } from 'node:child_process'
+import type { Logger } from 'pino'
+import type { HaSpec } from '../config/plan.js'
+import { errorMessage, TandemError } from '../errors.js'
+import type { Cancel, Clock } from '../seams/clock.js'
+import type { Instance } from '../supervisor/instance.js'
+import type { Reconciler } from '../supervisor/reconciler.js'
+import { FsLeaseStore } from './fs-store.js'
+import { Lease } from './lease.js'
+
+/** What status shows of the cluster. */
+export interface ClusterStatus {
+  name: string
+  epoch: number
+  sharedDir: string
+  /** On a standby: the epoch it watches, and how long its heartbeat has not changed. */
+  heartbeat?: { epoch: number; quietMs: number }
+}
+
+/** The IPC messages a cooperative child receives (see the child helper). */
+export type ChildMessage =
+  | { type: 'tandem:activate'; epoch: number }
+  | { type: 'tandem:lease'; epoch: number; validMs: number }
+
+/**
+ * A node of a hot-standby cluster: runs the Lease and makes the node's children follow it.
+ * Promoted: `runOn: active` components with a cold standby start (the reconciler asks
+ * `isActive()`), hot standby instances are activated (IPC message, signal or hook command),
+ * each only after a synchronous check that the lease is still held. Fenced or released: active
+ * children are stopped (hot ones come back as standbys). While active, each active child with
+ * an IPC channel gets its validity every renewMs (`tandem:lease`), so that it stops serving by
+ * itself if this supervisor freezes.
+ */
+export class HaNode {
+  readonly lease: Lease
+  readonly #ha: HaSpec
+  readonly #node: string
+  readonly #reconciler: () => Reconciler
+  readonly #log: Logger
+  readonly #clock: Clock
+  #cancelLeaseMessages: Cancel = () => {}
+
+  constructor(options: {
+    ha: HaSpec
+    node: string
+    store: FsLeaseStore
+    reconciler: () => Reconciler
+    log: Logger
+    clock: Clock
+  }) {
+    this.#ha = options.ha
+    this.#node = options.node
+    this.#reconciler = options.reconciler
+    this.#log = options.log
+    this.#clock = options.clock
+    this.lease = new Lease({
+      store: options.store,
+      clock: options.clock,
+      timings: options.ha,
+      cluster: options.ha.name,
+      node: options.node,
+    })
+    this.lease.on('active', ({ epoch, why }) => {
+      this.#log.warn(
+        { event: 'promoted', epoch, cluster: this.#ha.name },
+        `active for epoch ${epoch} (${why})`,
+      )
+      this.#reconciler().schedule()
+      for (const inst of this.#activeOnly()) this.#activate(inst)
+      this.#sendLeases()
+    })
+    this.lease.on('standby', ({ epoch, why }) => {
+      this.#log.warn(
+        {
+          event: why.startsWith('released') ? 'released' : 'fenced',
+          epoch,
+          cluster: this.#ha.name,
+        },
+        `no longer active in epoch ${epoch}: ${why}; stopping active children`,
+      )
+      void this.#stopActiveChildren()
+    })
+    this.lease.on('problem', (m) => this.#log.error({ event: 'ha', cluster: this.#ha.name }, m))
+  }
+
+  /** Starts competing; also wires the activation of hot instances that become ready. */
+  start(): void {
+    this.#reconciler().on('event', (e) => {
+      if (e.event !== 'ready') return
+      const inst = this.#reconciler().instances.get(e.id)
+      if (inst && inst.spec.runOn === 'active') this.#activate(inst)
+    })
+    this.lease.start()
+    const every = () => {
+      this.#cancelLeaseMessages = this.#clock.after(this.#ha.renewMs, () => {
+        this.#sendLeases()
+        every()
+      })
+    }
+    every()
+  }
+
+  stop(): void {
+    this.#cancelLeaseMessages()
+    this.lease.stop()
+  }
+
+  /** For the reconciler: synchronous, fences when the lease has lapsed. */
+  isActive(): boolean {
+    return this.lease.isActive()
+  }
+
+  /** The role and epoch a child spawned now gets. */
+  roleFor(): { role: 'active' | 'standby'; epoch: number } {
+    return this.isActive()
+      ? { role: 'active', epoch: this.lease.epoch }
+      : { role: 'standby', epoch: this.lease.epoch }
+  }
+
+  /** For status: the cluster, this node's epoch, and the active heartbeat as last seen. */
+  status(): ClusterStatus {
+    const seen = this.lease.observed()
+    return {
+      name: this.#ha.name,
+      epoch: this.lease.epoch,
+      sharedDir: this.#ha.sharedDir,
+      ...(seen && !this.isActive() ? { heartbeat: seen } : {}),
+    }
+  }
+
+  /** `/leader`: the node and epoch only while active. */
+  leader(): { node: string; epoch: number } | undefined {
+    return this.isActive() ? { node: this.#node, epoch: this.lease.epoch } : undefined
+  }
+
+  /**
+   * `tandem switchover`: stops being active, stops the active children, then writes `released`
+   * so that a standby takes over within pollMs. ECLUSTER when this node is not active.
+   */
+  async switchover(): Promise<{ epoch: number }> {
+    const epoch = this.lease.epoch
+    const released = await this.lease.release(() => this.#stopActiveChildren())
+    if (!released) {
+      throw new TandemError(
+        'ECLUSTER',
+        `node ${this.#node} is not the active node of cluster "${this.#ha.name}" (epoch ${epoch}): run switchover on the active one`,
+      )
+    }
+    return { epoch }
+  }
+
+  #activeOnly(): Instance[] {
+    return [...this.#reconciler().instances.values()].filter((i) => i.spec.runOn === 'active')
+  }
+
+  /** Stops every active-only child that serves as active; hot ones come back as standbys. */
+  async #stopActiveChildren(): Promise<void> {
+    await Promise.all(
+      this.#activeOnly()
+        .filter((i) => i.activeEpoch !== undefined || i.spec.standby === 'cold')
+        .map((i) => i.stop()),
+    )
+    this.#reconciler().schedule()
+  }
+
+  /** Tells a ready hot standby instance that the node is active, once per epoch. */
+  #activate(inst: Instance): void {
+    if (inst.state !== 'ready' || inst.activeEpoch !== undefined) return
+    // The check is synchronous and comes right before the visible act.
+    if (!this.isActive()) return
+    const epoch = this.lease.epoch
+    const a = inst.spec.activate
+    const fields = {
+      event: 'activate',
+      component: inst.spec.component,
+      instance: inst.spec.index,
+      epoch,
+    }
+    inst.activeEpoch = epoch
+    if (a.type === 'ipc') {
+      if (!inst.send({ type: 'tandem:activate', epoch } satisfies ChildMessage)) {
+        this.#log.error(fields, `${inst.id}: cannot send the activation (no IPC channel)`)
+        return
+      }
+    } else if (a.type === 'signal') {
+      try {
+        process.kill(inst.pid!, a.signal)
+      } catch (err) {
+        this.#log.error(fields, `${inst.id}: cannot send ${a.signal}: ${errorMessage(err)}`)
+        return
+      }
+    } else {
+      this.#runHook(inst, a.command, a.timeoutMs, epoch)
+    }
+    this.#log.info(fields, `${inst.id} activated for epoch ${epoch} (${a.type})`)
+    this.#sendLease(inst)
+  }
+
+  #runHook(inst: Instance, command: string[], timeoutMs: number, epoch: number): void {
+    const [program, ...args] = command
+    const fields = {
+      event: 'activate',
+      component: inst.spec.component,
+      instance: inst.spec.index,
+      epoch,
+    }
+    const child = spawn(program!, args, {
+      cwd: inst.spec.cwd,
+      env: {
+        ...process.env,
+        ...inst.spec.env,
+        TANDEM_ROLE: 'active',
+        TANDEM_EPOCH: String(epoch),
+        TANDEM_PID: String(inst.pid),
+      },
+      stdio: 'ignore',
+      timeout: timeoutMs,
+    })
+    child.once('error', (err) =>
+      this.#log.error(
+        fields,
+        `${inst.id}: activation hook ${program} failed: ${errorMessage(err)}`,
+      ),
+    )
+    child.once('exit', (code, signal) => {
+      if (code !== 0)
+        this.#log.error(fields, `${inst.id}: activation hook ${program} exited ${signal ?? code}`)
+    })
+  }
+
+  /** Each active child with an IPC channel learns how long it may still serve as active. */
+  #sendLeases(): void {
+    for (const inst of this.#activeOnly()) this.#sendLease(inst)
+  }
+
+  #sendLease(inst: Instance): void {
+    if (inst.activeEpoch === undefined || !this.isActive()) return
+    const validMs = this.lease.validForMs()
+    if (validMs > 0)
+      inst.send({ type: 'tandem:lease', epoch: inst.activeEpoch, validMs } satisfies ChildMessage)
+  }
+}

@@ -1,0 +1,268 @@
+// Hot standby with real supervisors sharing a directory: one active, failover after kill -9 and
+// after SIGSTOP (never two nodes answering 200 on /leader, sampled every 10 ms), a short pause
+// that changes nothing, switchover, and nodes refused for another cluster or other timings.
+// Ports 25100-25199 belong to this file (test files run in parallel).
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t, { type Test } from 'tap'
+import {
+  accepting,
+  cli,
+  fixture,
+  status,
+  Supervisor,
+  tempDir,
+  waitUntil,
+} from '../helpers/supervisor.js'
+
+const HA = { name: 'c1', renewMs: 250, selfFenceMs: 1000, takeoverMs: 2000, pollMs: 100 }
+
+interface Node {
+  name: string
+  config: string
+  sup: Supervisor
+  http: number
+  api: number
+}
+
+/** A node: its own state dir and ports; `api` runs only on the active node, `web` everywhere. */
+const node = (
+  t: Test,
+  shared: string,
+  name: string,
+  base: number,
+  ha: Record<string, unknown> = HA,
+): Node => {
+  const dir = tempDir(t)
+  const config = join(dir, 'tandem.json')
+  writeFileSync(
+    config,
+    JSON.stringify({
+      node: name,
+      stateDir: 'state',
+      ha: { ...ha, sharedDir: shared },
+      control: { http: { port: base } },
+      components: {
+        web: fixture({ port: base + 1 }),
+        api: fixture({ port: base + 2, runOn: 'active' }),
+      },
+    }),
+  )
+  const sup = new Supervisor(config)
+  t.teardown(() => sup.kill())
+  return { name, config, sup, http: base, api: base + 2 }
+}
+
+const leader = async (n: Node, timeoutMs = 2000): Promise<number> => {
+  try {
+    const res = await fetch(`http://127.0.0.1:${n.http}/leader`, {
+      signal: AbortSignal.timeout(timeoutMs),
+    })
+    await res.arrayBuffer()
+    return res.status
+  } catch {
+    return 0 // not answering (stopped, frozen, gone)
+  }
+}
+
+/**
+ * Asks /leader on each node every 10 ms, independently (a frozen node's requests wait without
+ * holding up the other's), until stop(). Two 200 answers from different nodes whose requests
+ * were in flight at overlapping times are an overlap: both may have been leader at one instant.
+ */
+const sampleLeaders = (nodes: Node[]) => {
+  let running = true
+  const answers: { node: string; from: number; to: number }[] = []
+  let asked = 0
+  const loops = nodes.map(async (n) => {
+    while (running) {
+      const from = performance.now()
+      const code = await leader(n, 10_000)
+      asked++
+      if (code === 200) answers.push({ node: n.name, from, to: performance.now() })
+      await new Promise((r) => setTimeout(r, 10))
+    }
+  })
+  return {
+    stop: async () => {
+      running = false
+      await Promise.all(loops)
+      const overlaps = answers.flatMap((x) =>
+        answers
+          .filter((y) => y.node > x.node && y.from <= x.to && x.from <= y.to)
+          .map(
+            (y) =>
+              `${x.node} ${x.from.toFixed(0)}-${x.to.toFixed(0)} / ${y.node} ${y.from.toFixed(0)}-${y.to.toFixed(0)}`,
+          ),
+      )
+      return { overlaps, asked }
+    },
+  }
+}
+
+/** Two nodes, `a` active (started first) and `b` standby, both up. */
+const pair = async (t: Test, base: number) => {
+  const shared = tempDir(t)
+  const a = node(t, shared, 'a', base)
+  await a.sup.waitLog('a promoted', (r) => r.event === 'promoted')
+  await waitUntil('a api up', () => accepting(a.api))
+  const b = node(t, shared, 'b', base + 10)
+  await b.sup.waitLog('b web ready', (r) => r.event === 'ready' && r.component === 'web')
+  await waitUntil('b on /leader answers 503', async () => (await leader(b)) === 503)
+  return { shared, a, b }
+}
+
+t.test('one active node: /leader, status, active-only components on it alone', async (t) => {
+  const { a, b } = await pair(t, 25100)
+  t.equal(await leader(a), 200)
+  t.same(await (await fetch(`http://127.0.0.1:${a.http}/leader`)).json(), { node: 'a', epoch: 1 })
+  t.equal(await leader(b), 503)
+  const sa = await status(a.config)
+  const sb = await status(b.config)
+  t.equal(sa.role, 'active')
+  t.equal(sb.role, 'standby')
+  t.match(sb, { cluster: { name: 'c1', epoch: 1, heartbeat: { epoch: 1 } } })
+  t.match(
+    sb.instances.find((i) => i.id === 'api#0'),
+    { state: 'stopped' },
+    'api not on b',
+  )
+  t.match(
+    sb.instances.find((i) => i.id === 'web#0'),
+    { state: 'ready' },
+    'web on both',
+  )
+  const text = await cli(['status', '-c', b.config])
+  t.match(text.out, /role standby/)
+  t.match(text.out, /cluster c1 {2}epoch 1 .*active heartbeat \(epoch 1\) last changed/)
+  const spawned = a.sup.records.find((r) => r.event === 'spawned' && r.component === 'api')
+  t.ok(spawned, 'api spawned on a')
+})
+
+t.test(
+  'kill -9 of the active: the standby takes over and starts its active-only children',
+  async (t) => {
+    const { a, b } = await pair(t, 25120)
+    a.sup.proc.kill('SIGKILL')
+    await waitUntil('b on /leader answers 200', async () => (await leader(b)) === 200)
+    const promoted = await b.sup.waitLog('b promoted', (r) => r.event === 'promoted')
+    t.match(promoted, { epoch: 2, msg: /heartbeat of epoch 1 unchanged for \d+ ms/ })
+    await waitUntil('b api up', () => accepting(b.api))
+    t.equal((await status(b.config)).role, 'active')
+  },
+)
+
+t.test(
+  'SIGSTOP of the active for 5 s: the standby promotes; the old one wakes fenced; never two leaders',
+  async (t) => {
+    const { a, b } = await pair(t, 25140)
+    const sampling = sampleLeaders([a, b])
+    a.sup.proc.kill('SIGSTOP')
+    t.teardown(() => a.sup.proc.kill('SIGCONT'))
+    const stoppedAt = Date.now()
+    await b.sup.waitLog('b promoted', (r) => r.event === 'promoted')
+    await waitUntil('5 s of SIGSTOP', () => Date.now() - stoppedAt >= 5000, 20_000)
+    a.sup.proc.kill('SIGCONT')
+    const fenced = await a.sup.waitLog('a fenced', (r) => r.event === 'fenced')
+    t.match(fenced.msg, /no longer active in epoch 1: fenced/)
+    await waitUntil('a api stopped', async () => !(await accepting(a.api)))
+    await waitUntil('a on /leader answers 503', async () => (await leader(a)) === 503)
+    const { overlaps, asked } = await sampling.stop()
+    t.same(overlaps, [], `no instant with two leaders in ${asked} answers`)
+    t.equal(await leader(b), 200)
+    t.equal((await status(a.config)).role, 'standby')
+  },
+)
+
+t.test('a SIGSTOP shorter than selfFenceMs changes nothing', async (t) => {
+  const { a, b } = await pair(t, 25160)
+  a.sup.proc.kill('SIGSTOP')
+  t.teardown(() => a.sup.proc.kill('SIGCONT'))
+  const stoppedAt = Date.now()
+  await waitUntil('400 ms', () => Date.now() - stoppedAt >= 400)
+  a.sup.proc.kill('SIGCONT')
+  // Long enough for a takeover to have happened if the pause had counted.
+  const resumed = Date.now()
+  await waitUntil('3 s later', () => Date.now() - resumed >= 3000, 10_000)
+  t.equal(await leader(a), 200)
+  t.equal(
+    b.sup.count((r) => r.event === 'promoted'),
+    0,
+    'b never promoted',
+  )
+  t.equal(
+    a.sup.count((r) => r.event === 'fenced'),
+    0,
+    'a never fenced',
+  )
+})
+
+t.test('switchover: the active hands over; the standby takes over within moments', async (t) => {
+  const { a, b } = await pair(t, 25180)
+  const sampling = sampleLeaders([a, b])
+  const r = await cli(['switchover', '-c', a.config])
+  t.equal(r.code, 0, r.err)
+  t.match(r.out, /node a released epoch 1 of cluster c1\nnode b is active \(epoch 2\)/)
+  await waitUntil('b api up', () => accepting(b.api))
+  t.notOk(await accepting(a.api), "a's api stopped before b's started")
+  t.equal(await leader(b), 200)
+  t.equal(await leader(a), 503)
+  t.match(await b.sup.waitLog('b promoted', (x) => x.event === 'promoted'), {
+    msg: /epoch 1 released by a/,
+  })
+  const { overlaps } = await sampling.stop()
+  t.same(overlaps, [])
+  const again = await cli(['switchover', '-c', a.config])
+  t.equal(again.code, 1)
+  t.match(again.err, /node a is not the active node of cluster "c1"/)
+})
+
+t.test('refused: another cluster in the same dir, other timings, a missing dir', async (t) => {
+  const shared = tempDir(t)
+  const a = node(t, shared, 'a', 25190)
+  await a.sup.waitLog('a promoted', (r) => r.event === 'promoted')
+  for (const [what, ha, message] of [
+    [
+      'another cluster',
+      { ...HA, name: 'c2' },
+      /belongs to cluster "c1", and this node's ha.name is "c2"/,
+    ],
+    [
+      'other timings',
+      { ...HA, takeoverMs: 3000 },
+      /cluster "c1" runs with takeoverMs 2000 .* this node has takeoverMs 3000/,
+    ],
+  ] as const) {
+    const dir = tempDir(t)
+    const config = join(dir, 'tandem.json')
+    writeFileSync(
+      config,
+      JSON.stringify({
+        node: 'x',
+        stateDir: 'state',
+        ha: { ...ha, sharedDir: shared },
+        components: { api: fixture({ port: 25195, runOn: 'active' }) },
+      }),
+    )
+    const r = await cli(['start', '-c', config])
+    t.equal(r.code, 1, what)
+    t.match(r.err, message, what)
+  }
+  const dir = tempDir(t)
+  const config = join(dir, 'tandem.json')
+  writeFileSync(
+    config,
+    JSON.stringify({
+      stateDir: 'state',
+      ha: { ...HA, sharedDir: join(dir, 'nowhere') },
+      components: { api: fixture({ port: 25196 }) },
+    }),
+  )
+  const r = await cli(['start', '-c', config])
+  t.equal(r.code, 1)
+  t.match(
+    r.err,
+    /ha.sharedDir .*nowhere cannot be used: .*ENOENT.*expected a directory on storage that every node of cluster "c1" mounts/,
+  )
+  t.notOk(await accepting(25196), 'nothing started')
+})
