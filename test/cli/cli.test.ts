@@ -120,7 +120,7 @@ t.test('status, stop, start, restart and shutdown through the control socket', a
 
   const s = await status(config)
   t.match(s, {
-    role: 'active',
+    role: 'standalone',
     instances: [
       { id: 'api#0', port: 24320, state: 'ready', restarts: 0 },
       { id: 'api#1', port: 24321 },

@@ -60,6 +60,11 @@ t.test('pins the restart and stop defaults', async (t) => {
     healthFailures: 3,
     memorySamples: 3,
     rolloutProgressDeadlineMs: 120_000,
+    haRenewMs: 250,
+    haSelfFenceMs: 1000,
+    haTakeoverMs: 2000,
+    haPollMs: 100,
+    haMinMarginMs: 500,
   })
 })
 
