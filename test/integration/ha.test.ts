@@ -1,13 +1,14 @@
 // Hot standby with real supervisors sharing a directory: one active, failover after kill -9 and
 // after SIGSTOP (never two nodes answering 200 on /leader, sampled every 10 ms), a short pause
 // that changes nothing, switchover, and nodes refused for another cluster or other timings.
-// Ports 25100-25199 belong to this file (test files run in parallel).
+// Ports 25100-25249 belong to this file (test files run in parallel).
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import {
   accepting,
   cli,
+  ROOT,
   fixture,
   status,
   Supervisor,
@@ -32,6 +33,7 @@ const node = (
   name: string,
   base: number,
   ha: Record<string, unknown> = HA,
+  components?: Record<string, unknown>,
 ): Node => {
   const dir = tempDir(t)
   const config = join(dir, 'tandem.json')
@@ -42,7 +44,7 @@ const node = (
       stateDir: 'state',
       ha: { ...ha, sharedDir: shared },
       control: { http: { port: base } },
-      components: {
+      components: components ?? {
         web: fixture({ port: base + 1 }),
         api: fixture({ port: base + 2, runOn: 'active' }),
       },
@@ -266,3 +268,76 @@ t.test('refused: another cluster in the same dir, other timings, a missing dir',
   )
   t.notOk(await accepting(25196), 'nothing started')
 })
+
+/** GET on a hot standby server: its status code, 0 when it does not answer. */
+const probe = async (port: number, timeoutMs = 10_000) => {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(timeoutMs) })
+    return { code: res.status, body: await res.text() }
+  } catch {
+    return { code: 0, body: '' }
+  }
+}
+
+t.test(
+  "hot standby with the child helper: pre-started as standby, activated on promotion; a frozen supervisor's child deactivates itself before the standby takes over",
+  async (t) => {
+    const shared = tempDir(t)
+    const svc = (port: number) => ({
+      svc: {
+        command: [process.execPath, join(ROOT, 'test/fixtures/ha-child.js')],
+        env: { PORT: '{port}' },
+        port,
+        runOn: 'active',
+        standby: 'hot',
+        activate: { type: 'ipc' },
+        stop: { signal: 'SIGTERM', timeoutMs: 2000 },
+      },
+    })
+    const a = node(t, shared, 'a', 25200, HA, svc(25201))
+    await a.sup.waitLog('a promoted', (r) => r.event === 'promoted')
+    await waitUntil('a svc active', async () => (await probe(25201)).body === 'active 1\n')
+    const b = node(t, shared, 'b', 25210, HA, svc(25211))
+    await b.sup.waitLog('b svc ready', (r) => r.event === 'ready' && r.component === 'svc')
+    t.same(await probe(25211), { code: 503, body: 'standby\n' }, 'pre-started on b as a standby')
+    // Both servers sampled independently every 10 ms: never two answering 200 at one time.
+    let running = true
+    const answers: { port: number; from: number; to: number }[] = []
+    const loops = [25201, 25211].map(async (port) => {
+      while (running) {
+        const from = performance.now()
+        const r = await probe(port)
+        if (r.code === 200) answers.push({ port, from, to: performance.now() })
+        await new Promise((res) => setTimeout(res, 10))
+      }
+    })
+    a.sup.proc.kill('SIGSTOP')
+    t.teardown(() => a.sup.proc.kill('SIGCONT'))
+    const stoppedAt = performance.now()
+    await waitUntil('a svc deactivated by itself', async () => (await probe(25201)).code === 503)
+    const deactivatedAfter = performance.now() - stoppedAt
+    await b.sup.waitLog('b promoted', (r) => r.event === 'promoted')
+    await waitUntil('b svc active', async () => (await probe(25211)).body === 'active 2\n')
+    a.sup.proc.kill('SIGCONT')
+    await a.sup.waitLog('a fenced', (r) => r.event === 'fenced')
+    running = false
+    await Promise.all(loops)
+    const overlaps = answers.filter(
+      (x) =>
+        x.port === 25201 &&
+        answers.some((y) => y.port === 25211 && y.from <= x.to && x.from <= y.to),
+    )
+    t.same(overlaps, [], `never both active (${answers.length} 200 answers)`)
+    t.comment(
+      `a's child stopped serving ${Math.round(deactivatedAfter)} ms after its supervisor froze`,
+    )
+    await a.sup.waitLog('a svc says why', (r) =>
+      /deactivated: the supervisor did not renew its lease in time/.test(r.msg),
+    )
+    await b.sup.waitLog('b svc activated', (r) => /activated for epoch 2/.test(r.msg))
+    await waitUntil(
+      'a svc back as a standby',
+      async () => (await probe(25201)).body === 'standby\n',
+    )
+  },
+)
