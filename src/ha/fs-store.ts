@@ -54,6 +54,8 @@ export class FsLeaseStore implements LeaseStore {
       await mkdir(dir)
     } catch (err) {
       if (!isCode(err, 'EEXIST')) throw err
+      // It exists, whatever a (cached) lookup said: look upwards from it from now on.
+      this.#highest = Math.max(this.#highest, epoch)
       // Ours if a reply to our own mkdir was lost (NFS retransmits): the owner file says so.
       const found = await this.readOwner(epoch)
       return found?.nonce === owner.nonce ? 'won' : 'lost'
