@@ -66,6 +66,10 @@ export const tandemChild = (env: NodeJS.ProcessEnv = process.env): TandemChild =
   }
   const onMessage = (m: Message) => {
     if (typeof m !== 'object' || m === null || typeof m.epoch !== 'number') return
+    if (m.type === 'tandem:activate' || m.type === 'tandem:lease') {
+      // Tells the supervisor this child deactivates by itself (its watchdog then spares it).
+      process.send?.({ type: 'tandem:ack', epoch: m.epoch })
+    }
     if (m.type === 'tandem:activate') {
       if (role === 'active' && epoch === m.epoch) return
       role = 'active'

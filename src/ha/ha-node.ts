@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import type { HaSpec } from '../config/plan.js'
 import { errorMessage, TandemError } from '../errors.js'
 import type { Cancel, Clock } from '../seams/clock.js'
+import type { Watchdog } from '../process/watchdog.js'
 import type { Instance } from '../supervisor/instance.js'
 import type { Reconciler } from '../supervisor/reconciler.js'
 import { FsLeaseStore } from './fs-store.js'
@@ -39,6 +40,7 @@ export class HaNode {
   readonly #log: Logger
   readonly #clock: Clock
   #cancelLeaseMessages: Cancel = () => {}
+  readonly #watchdog: Pick<Watchdog, 'lease'> | undefined
 
   constructor(options: {
     ha: HaSpec
@@ -47,7 +49,10 @@ export class HaNode {
     reconciler: () => Reconciler
     log: Logger
     clock: Clock
+    /** Kills active children if this process freezes (see Watchdog.lease). */
+    watchdog?: Pick<Watchdog, 'lease'>
   }) {
+    this.#watchdog = options.watchdog
     this.#ha = options.ha
     this.#node = options.node
     this.#reconciler = options.reconciler
@@ -86,9 +91,11 @@ export class HaNode {
   /** Starts competing; also wires the activation of hot instances that become ready. */
   start(): void {
     this.#reconciler().on('event', (e) => {
-      if (e.event !== 'ready') return
       const inst = this.#reconciler().instances.get(e.id)
-      if (inst && inst.spec.runOn === 'active') this.#activate(inst)
+      if (!inst || inst.spec.runOn !== 'active') return
+      if (e.event === 'ready') this.#activate(inst)
+      // A child spawned active is the watchdog's to kill if this process freezes.
+      else if (e.event === 'spawned' && inst.activeEpoch !== undefined) this.#sendLeases()
     })
     this.lease.start()
     const every = () => {
@@ -100,9 +107,20 @@ export class HaNode {
     every()
   }
 
+  /**
+   * Leaves the cluster: an active node hands over as switchover does (its active children
+   * stopped first, then `released`, so a standby takes over within pollMs rather than after
+   * takeoverMs, and never beside it); then it stops competing.
+   */
+  async leave(): Promise<void> {
+    if (this.lease.isActive()) await this.lease.release(() => this.#stopActiveChildren())
+    this.stop()
+  }
+
   stop(): void {
     this.#cancelLeaseMessages()
     this.lease.stop()
+    this.#watchdog?.lease(0, [])
   }
 
   /** For the reconciler: synchronous, fences when the lease has lapsed. */
@@ -193,7 +211,7 @@ export class HaNode {
       this.#runHook(inst, a.command, a.timeoutMs, epoch)
     }
     this.#log.info(fields, `${inst.id} activated for epoch ${epoch} (${a.type})`)
-    this.#sendLease(inst)
+    this.#sendLeases()
   }
 
   #runHook(inst: Instance, command: string[], timeoutMs: number, epoch: number): void {
@@ -228,9 +246,21 @@ export class HaNode {
     })
   }
 
-  /** Each active child with an IPC channel learns how long it may still serve as active. */
+  /**
+   * Each active child with an IPC channel learns how long it may still serve as active; the
+   * watchdog learns the same for all of them, and kills them if this process freezes.
+   */
   #sendLeases(): void {
     for (const inst of this.#activeOnly()) this.#sendLease(inst)
+    // Children that acknowledge the lease messages deactivate by themselves; the others are
+    // the watchdog's to kill if this process freezes.
+    const serving = this.#activeOnly().filter(
+      (i) => i.activeEpoch !== undefined && i.pid && !i.cooperative,
+    )
+    this.#watchdog?.lease(
+      this.isActive() ? this.lease.validForMs() : 0,
+      serving.map((i) => i.pid!),
+    )
   }
 
   #sendLease(inst: Instance): void {

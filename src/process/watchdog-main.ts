@@ -5,6 +5,12 @@
  * `-<pgid>` to forget it. When stdin ends without a final `bye` line, the supervisor is gone
  * (even by SIGKILL, since the kernel closes its end of the pipe): every watched group gets its
  * stop signal, then SIGKILL after its timeout, so no child serves on without supervision.
+ *
+ * With hot standby, `L <validMs> [<pgid>,...]` says which groups serve as active and for how
+ * long the supervisor's lease still holds, measured from the line's arrival on this process's
+ * own clock. A supervisor that is frozen (SIGSTOP, a stuck event loop) stops sending these; when
+ * the validity runs out, those groups get SIGKILL at once: a child must not go on serving as
+ * active after its supervisor has fenced itself, and a standby is about to take over.
  */
 import { createInterface } from 'node:readline'
 
@@ -36,9 +42,35 @@ const kill = (pgid: number, signal: NodeJS.Signals) => {
 // The supervisor's terminal or init system may signal us with it; we outlive it on purpose.
 for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const) process.on(s, () => {})
 
+/** The groups serving as active, and until when (performance.now()) the lease holds. */
+let active: number[] = []
+let leaseTimer: NodeJS.Timeout | undefined
+const onLease = (validMs: number, pgids: number[]) => {
+  clearTimeout(leaseTimer)
+  active = pgids
+  if (active.length === 0) return
+  leaseTimer = setTimeout(() => {
+    const serving = active.filter((g) => groups.has(g) && alive(g))
+    if (serving.length === 0) return
+    process.stderr.write(
+      `tandem watchdog: the supervisor's lease ran out (frozen?); killing active group(s) ${serving.join(', ')}\n`,
+    )
+    for (const g of serving) kill(g, 'SIGKILL')
+    active = []
+  }, validMs)
+}
+
 const rl = createInterface({ input: process.stdin })
 rl.on('line', (line) => {
-  const [head = '', signal = 'SIGTERM', timeout = '10000'] = line.trim().split(' ')
+  const words = line.trim().split(' ')
+  if (words[0] === 'L') {
+    const pgids = (words[2] ?? '').split(',').map(Number)
+    return onLease(
+      Number(words[1]),
+      pgids.filter((g) => g > 0),
+    )
+  }
+  const [head = '', signal = 'SIGTERM', timeout = '10000'] = words
   const pgid = Number(head.slice(1))
   if (head === 'bye') clean = true
   else if (head.startsWith('+') && pgid > 0) {

@@ -10,6 +10,11 @@ import { fileURLToPath } from 'node:url'
 export interface Watchdog {
   watch(pgid: number, signal: NodeJS.Signals, timeoutMs: number): void
   unwatch(pgid: number): void
+  /**
+   * The groups serving as active and how long the lease still holds (ms): if no new call comes
+   * within that, the watchdog kills them (the supervisor froze). An empty list: none.
+   */
+  lease(validMs: number, pgids: readonly number[]): void
   /** Ends the helper without it killing anything (orderly shutdown). Idempotent. */
   close(): Promise<void>
 }
@@ -43,6 +48,9 @@ export const startWatchdog = (onError: (message: string) => void): Watchdog => {
     },
     unwatch(pgid) {
       if (watched.delete(pgid)) child.stdin!.write(`-${pgid}\n`)
+    },
+    lease(validMs, pgids) {
+      child.stdin!.write(`L ${Math.max(0, Math.floor(validMs))} ${pgids.join(',')}\n`)
     },
     close() {
       closing ??= new Promise<void>((resolve) => {

@@ -124,6 +124,9 @@ export class Instance {
    */
   activeEpoch: number | undefined
 
+  /** The child acknowledged an activation or lease message (it uses tandem/child). */
+  cooperative = false
+
   /** Sends a message on the child's IPC channel; false when there is none or no child. */
   send(message: unknown): boolean {
     return this.#run?.child?.send(message) ?? false
@@ -278,6 +281,12 @@ export class Instance {
       })
     }
     run.child = child
+    this.cooperative = false
+    // A child using tandem/child acknowledges activation and lease messages: it stops serving
+    // as active by itself when its validity runs out, and the watchdog need not kill it.
+    child.onMessage((m) => {
+      if ((m as { type?: unknown } | null)?.type === 'tandem:ack') this.cooperative = true
+    })
     // A restart is a process spawned after an earlier one: attempts that found the port held
     // spawned nothing and do not count.
     if (this.#spawns++ > 0) this.restarts++

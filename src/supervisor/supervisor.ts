@@ -171,6 +171,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       reconciler: () => reconciler,
       log,
       clock: systemClock,
+      watchdog,
     })
   }
   const monitor = new Monitor(() => reconciler.instances.values(), {
@@ -211,9 +212,9 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       )
       monitor.stop()
       await configWatcher?.close()
-      // Stop competing first: a node going down must not be promoted meanwhile. Its epoch
-      // lapses (standbys take over after takeoverMs) unless it is released by switchover.
-      ha?.stop()
+      // An active node hands over first (a standby takes over within pollMs); then it stops
+      // competing, so that it is not promoted while it goes down.
+      await ha?.leave()
       await reconciler.shutdown()
       await closeControl()
       await closeHttp()

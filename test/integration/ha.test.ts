@@ -102,6 +102,31 @@ const sampleLeaders = (nodes: Node[]) => {
   }
 }
 
+/**
+ * Tries to connect to each port every 10 ms, independently, until stop(); resolves with the
+ * overlaps: two ports accepting in overlapping attempts (two active-only servers up at once).
+ */
+const sampleAccepting = (ports: number[]) => {
+  let running = true
+  const ups: { port: number; from: number; to: number }[] = []
+  const loops = ports.map(async (port) => {
+    while (running) {
+      const from = performance.now()
+      if (await accepting(port)) ups.push({ port, from, to: performance.now() })
+      await new Promise((r) => setTimeout(r, 10))
+    }
+  })
+  return {
+    stop: async () => {
+      running = false
+      await Promise.all(loops)
+      return ups
+        .filter((x) => ups.some((y) => y.port > x.port && y.from <= x.to && x.from <= y.to))
+        .map((x) => `${x.port} up at ${x.from.toFixed(0)} while another was`)
+    },
+  }
+}
+
 /** Two nodes, `a` active (started first) and `b` standby, both up. */
 const pair = async (t: Test, base: number) => {
   const shared = tempDir(t)
@@ -159,10 +184,14 @@ t.test(
   async (t) => {
     const { a, b } = await pair(t, 25140)
     const sampling = sampleLeaders([a, b])
+    const serving = sampleAccepting([a.api, b.api])
     a.sup.proc.kill('SIGSTOP')
     t.teardown(() => a.sup.proc.kill('SIGCONT'))
     const stoppedAt = Date.now()
     await b.sup.waitLog('b promoted', (r) => r.event === 'promoted')
+    await waitUntil('b api up', () => accepting(b.api))
+    // a's api does not cooperate: the watchdog, not frozen with a, killed it when a's lease ran out.
+    t.same(await serving.stop(), [], "a's api was gone before b's started")
     await waitUntil('5 s of SIGSTOP', () => Date.now() - stoppedAt >= 5000, 20_000)
     a.sup.proc.kill('SIGCONT')
     const fenced = await a.sup.waitLog('a fenced', (r) => r.event === 'fenced')
@@ -197,6 +226,11 @@ t.test('a SIGSTOP shorter than selfFenceMs changes nothing', async (t) => {
     0,
     'a never fenced',
   )
+  t.equal(
+    a.sup.count((r) => r.event === 'spawned' && r.component === 'api'),
+    1,
+    "a's api was never killed by the watchdog nor restarted",
+  )
 })
 
 t.test('switchover: the active hands over; the standby takes over within moments', async (t) => {
@@ -217,6 +251,17 @@ t.test('switchover: the active hands over; the standby takes over within moments
   const again = await cli(['switchover', '-c', a.config])
   t.equal(again.code, 1)
   t.match(again.err, /node a is not the active node of cluster "c1"/)
+})
+
+t.test('shutdown of the active hands over at once, as switchover does', async (t) => {
+  const { a, b } = await pair(t, 25220)
+  const r = await cli(['shutdown', '-c', a.config])
+  t.equal(r.code, 0, r.err)
+  t.match(await b.sup.waitLog('b promoted', (x) => x.event === 'promoted'), {
+    msg: /epoch 1 released by a/,
+  })
+  await waitUntil('b api up', () => accepting(b.api))
+  t.equal((await a.sup.exited).code, 0)
 })
 
 t.test('refused: another cluster in the same dir, other timings, a missing dir', async (t) => {
