@@ -69,6 +69,10 @@ export const formatStatus = (s: StatusReply): string => {
               : ''),
         ]
       : []),
+    ...(s.cluster?.peers ?? []).map(
+      (p) =>
+        `peer ${p.node}  role ${p.role}  epoch ${p.epoch}  pid ${p.pid}  presence last changed ${formatDuration(p.lastChangeAgoMs)} ago`,
+    ),
     line(head),
     ...rows.map(line),
     ...(s.logs ?? []).flatMap((w) =>

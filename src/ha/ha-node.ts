@@ -8,6 +8,7 @@ import type { Instance } from '../supervisor/instance.js'
 import type { Reconciler } from '../supervisor/reconciler.js'
 import { FsLeaseStore } from './fs-store.js'
 import { Lease } from './lease.js'
+import { Presence, type Peer } from './presence.js'
 
 /** What status shows of the cluster. */
 export interface ClusterStatus {
@@ -16,6 +17,8 @@ export interface ClusterStatus {
   sharedDir: string
   /** On a standby: the epoch it watches, and how long its heartbeat has not changed. */
   heartbeat?: { epoch: number; quietMs: number }
+  /** The other nodes seen in the shared dir, with the age of their last presence change. */
+  peers: Peer[]
 }
 
 /** The IPC messages a cooperative child receives (see the child helper). */
@@ -41,6 +44,7 @@ export class HaNode {
   readonly #clock: Clock
   #cancelLeaseMessages: Cancel = () => {}
   readonly #watchdog: Pick<Watchdog, 'lease'> | undefined
+  readonly #presence: Presence
 
   constructor(options: {
     ha: HaSpec
@@ -53,6 +57,17 @@ export class HaNode {
     watchdog?: Pick<Watchdog, 'lease'>
   }) {
     this.#watchdog = options.watchdog
+    this.#presence = new Presence(
+      options.ha.sharedDir,
+      () => ({
+        node: options.node,
+        pid: process.pid,
+        role: this.lease.role,
+        epoch: this.lease.epoch,
+      }),
+      options.clock,
+      (m) => this.#log.error({ event: 'ha', cluster: options.ha.name }, m),
+    )
     this.#ha = options.ha
     this.#node = options.node
     this.#reconciler = options.reconciler
@@ -98,6 +113,7 @@ export class HaNode {
       else if (e.event === 'spawned' && inst.activeEpoch !== undefined) this.#sendLeases()
     })
     this.lease.start()
+    this.#presence.start()
     const every = () => {
       this.#cancelLeaseMessages = this.#clock.after(this.#ha.renewMs, () => {
         this.#sendLeases()
@@ -120,6 +136,7 @@ export class HaNode {
   stop(): void {
     this.#cancelLeaseMessages()
     this.lease.stop()
+    this.#presence.stop()
     this.#watchdog?.lease(0, [])
   }
 
@@ -143,6 +160,7 @@ export class HaNode {
       epoch: this.lease.epoch,
       sharedDir: this.#ha.sharedDir,
       ...(seen && !this.isActive() ? { heartbeat: seen } : {}),
+      peers: this.#presence.peers(),
     }
   }
 

@@ -159,9 +159,15 @@ t.test('one active node: /leader, status, active-only components on it alone', a
     { state: 'ready' },
     'web on both',
   )
+  const peers = await waitUntil('a sees b as a peer', async () => {
+    const s = (await status(a.config)) as unknown as { cluster: { peers: { node: string }[] } }
+    return s.cluster.peers.length === 1 && s.cluster.peers
+  })
+  t.match(peers, [{ node: 'b', role: 'standby', epoch: 1 }])
   const text = await cli(['status', '-c', b.config])
   t.match(text.out, /role standby/)
   t.match(text.out, /cluster c1 {2}epoch 1 .*active heartbeat \(epoch 1\) last changed/)
+  t.match(text.out, /peer a {2}role active {2}epoch 1 {2}pid \d+ {2}presence last changed/)
   const spawned = a.sup.records.find((r) => r.event === 'spawned' && r.component === 'api')
   t.ok(spawned, 'api spawned on a')
 })

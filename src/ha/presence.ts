@@ -1,0 +1,106 @@
+import { mkdir, open, readdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { errorMessage } from '../errors.js'
+import type { Cancel, Clock } from '../seams/clock.js'
+
+/** How often each node rewrites its presence file, and reads the others'. */
+export const PRESENCE_MS = 500
+
+/** What a node says of itself in `<sharedDir>/nodes/<node>`. */
+export interface PresenceRecord {
+  node: string
+  pid: number
+  seq: number
+  role: string
+  epoch: number
+}
+
+/** A peer as this node sees it: its last record, and how long ago it last changed (own clock). */
+export interface Peer extends PresenceRecord {
+  lastChangeAgoMs: number
+}
+
+/**
+ * Who is in the cluster, for `status` and `tandem upgrade --cluster`: every node rewrites its own
+ * `nodes/<node>` every PRESENCE_MS with a growing `seq` (and never touches another's); each one
+ * reads the others' and notes when each last changed on its own monotonic clock. Informational
+ * only: leadership is the lease's business, never decided from this.
+ */
+export class Presence {
+  readonly #dir: string
+  readonly #self: () => Omit<PresenceRecord, 'seq'>
+  readonly #clock: Clock
+  readonly #onError: (m: string) => void
+  readonly #seen = new Map<string, { raw: string; record: PresenceRecord; since: number }>()
+  #seq = 0
+  #cancel: Cancel = () => {}
+  #stopped = false
+  #lastError = ''
+
+  constructor(
+    sharedDir: string,
+    self: () => Omit<PresenceRecord, 'seq'>,
+    clock: Clock,
+    onError: (m: string) => void,
+  ) {
+    this.#dir = join(sharedDir, 'nodes')
+    this.#self = self
+    this.#clock = clock
+    this.#onError = onError
+  }
+
+  start(): void {
+    const tick = () => {
+      void this.#tick().finally(() => {
+        if (!this.#stopped) this.#cancel = this.#clock.after(PRESENCE_MS, tick)
+      })
+    }
+    tick()
+  }
+
+  stop(): void {
+    this.#stopped = true
+    this.#cancel()
+  }
+
+  /** The other nodes seen, with the age of their last change. */
+  peers(): Peer[] {
+    const now = this.#clock.monotonic()
+    const me = this.#self().node
+    return [...this.#seen.values()]
+      .filter((p) => p.record.node !== me)
+      .map((p) => ({ ...p.record, lastChangeAgoMs: Math.round(now - p.since) }))
+      .sort((a, b) => a.node.localeCompare(b.node))
+  }
+
+  async #tick(): Promise<void> {
+    try {
+      await mkdir(this.#dir, { recursive: true })
+      const record: PresenceRecord = { ...this.#self(), seq: ++this.#seq }
+      const fh = await open(join(this.#dir, record.node), 'w', 0o644)
+      try {
+        await fh.writeFile(JSON.stringify(record) + '\n')
+      } finally {
+        await fh.close()
+      }
+      for (const name of await readdir(this.#dir)) {
+        const raw = await readFile(join(this.#dir, name), 'utf8').catch(() => undefined)
+        if (raw === undefined) continue
+        const prev = this.#seen.get(name)
+        if (prev?.raw === raw) continue
+        try {
+          const r = JSON.parse(raw) as PresenceRecord
+          if (typeof r.node === 'string' && typeof r.seq === 'number')
+            this.#seen.set(name, { raw, record: r, since: this.#clock.monotonic() })
+        } catch {
+          // a write in progress (in place): read again next time
+        }
+      }
+      this.#lastError = ''
+    } catch (err) {
+      const message = `presence in ${this.#dir}: ${errorMessage(err)}`
+      if (message !== this.#lastError) this.#onError(message)
+      this.#lastError = message
+    }
+  }
+}
