@@ -1,7 +1,11 @@
 import { Command, CommanderError } from 'commander'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { loadConfig } from '../config/load-config.js'
 import { planInstances, planPorts, type HaSpec } from '../config/plan.js'
+import { readUpgradeResults, writeUpgradeRequest } from '../ha/cluster-upgrade.js'
 import { FsLeaseStore } from '../ha/fs-store.js'
+import { PRESENCE_MS } from '../ha/presence.js'
 import { controlRequest, controlStream } from '../control/client.js'
 import { checkSocketPath } from '../control/socket-path.js'
 import { errorMessage, hasCode, TandemError } from '../errors.js'
@@ -30,6 +34,23 @@ interface Io {
 const defaultIo: Io = {
   out: (t) => process.stdout.write(t + '\n'),
   err: (t) => process.stderr.write(t + '\n'),
+}
+
+/**
+ * Follows nodes' presence files from the command line: a node is alive while its file changed
+ * less than `freshMs` ago, as this process saw it (first sight counts as a change).
+ */
+const presenceWatch = (ha: HaSpec, freshMs: number) => {
+  const seen = new Map<string, { raw: string; at: number }>()
+  return {
+    alive: async (node: string): Promise<boolean> => {
+      const raw = await readFile(join(ha.sharedDir, 'nodes', node), 'utf8').catch(() => '')
+      const now = performance.now()
+      const prev = seen.get(node)
+      if (!prev || prev.raw !== raw) seen.set(node, { raw, at: now })
+      return now - (seen.get(node)?.at ?? now) < freshMs
+    },
+  }
 }
 
 /** How long `tandem switchover` waits for a standby beyond takeoverMs. */
@@ -209,6 +230,62 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
       live?.stop()
     }
   }
+  /**
+   * `tandem upgrade --cluster`: writes a request into the shared dir, then follows the nodes that
+   * are alive (this one and its peers whose presence changed lately) until each has written its
+   * result or gone away. Exit 1 if any failed or went away.
+   */
+  const clusterUpgrade = async (components: string[], all: boolean, json: boolean) => {
+    const plan = loadConfig(configPath())
+    if (!plan.ha) {
+      throw new TandemError('EUSAGE', `--cluster needs an "ha" section in ${plan.configFile}`)
+    }
+    const ha = plan.ha
+    const alive = async () => {
+      const s = (await controlRequest(plan.stateDir, 'GET', '/status')) as StatusReply
+      const fresh = ha.takeoverMs + PRESENCE_MS * 4
+      return [
+        s.node,
+        ...(s.cluster?.peers ?? []).filter((p) => p.lastChangeAgoMs < fresh).map((p) => p.node),
+      ]
+    }
+    const nodes = await alive()
+    const presence = presenceWatch(ha, ha.takeoverMs + PRESENCE_MS * 4)
+    const request = await writeUpgradeRequest(ha, plan.node, { all, components })
+    const say = (o: Record<string, unknown>, text: string) =>
+      io.out(json ? JSON.stringify(o) : text)
+    say(
+      { event: 'requested', id: request.id, nodes },
+      `cluster upgrade ${request.id}: asked ${nodes.join(', ')}`,
+    )
+    const pending = new Set(nodes)
+    const failed: string[] = []
+    while (pending.size) {
+      await new Promise((r) => setTimeout(r, 250))
+      const results = await readUpgradeResults(ha, request.id, [...pending])
+      for (const [node, r] of results) {
+        pending.delete(node)
+        if (!r.ok) failed.push(`${node}: ${r.message}`)
+        say({ event: 'result', ...r }, `node ${node}: ${r.ok ? r.message : `failed: ${r.message}`}`)
+      }
+      for (const node of [...pending]) {
+        if (await presence.alive(node)) continue
+        pending.delete(node)
+        failed.push(`${node}: went away before finishing its part`)
+        say({ event: 'gone', node }, `node ${node} went away before finishing its part`)
+      }
+    }
+    if (failed.length) {
+      throw new TandemError(
+        'EROLLOUT',
+        `cluster upgrade ${request.id} incomplete: ${failed.join('; ')}`,
+      )
+    }
+    say(
+      { event: 'done', id: request.id },
+      `cluster upgrade ${request.id} done on ${nodes.join(', ')}`,
+    )
+  }
   program
     .command('upgrade')
     .description(
@@ -216,9 +293,15 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
     )
     .argument('[components...]', 'components to roll (default: every changed one)')
     .option('--all', 'replace every instance of them even if unchanged (new code in place)')
+    .option(
+      '--cluster',
+      'ask every node of the cluster (ha) to do its part; instances restart one roll slot at a time across nodes',
+    )
     .option('--json', 'one JSON event per line')
-    .action((components: string[], o: { all?: boolean; json?: boolean }) =>
-      rolloutCommand('/upgrade', { components, all: o.all === true }, o.json === true),
+    .action((components: string[], o: { all?: boolean; json?: boolean; cluster?: boolean }) =>
+      o.cluster
+        ? clusterUpgrade(components, o.all === true, o.json === true)
+        : rolloutCommand('/upgrade', { components, all: o.all === true }, o.json === true),
     )
   program
     .command('reload')

@@ -35,6 +35,11 @@ export interface RolloutOptions {
   components?: readonly string[]
   /** Start components the new plan adds and stop those it removes (reload). */
   addRemove: boolean
+  /**
+   * Runs the replacement of one instance of `component` exclusively (with ha: holding one of
+   * its cluster-wide roll slots, for components that run on every node). Default: just runs it.
+   */
+  exclusive?: <T>(component: ComponentSpec, fn: () => Promise<T>) => Promise<T>
 }
 
 export interface RolloutResult {
@@ -146,6 +151,7 @@ export const rollout = async (
     say({ phase: 'added', id, message: `${id} added; it starts once its dependencies are ready` })
   }
 
+  const exclusive = options.exclusive ?? ((_c, fn) => fn())
   const done: { inst: Instance; old: InstanceSpec }[] = []
   const of = toReplace.length
   let n = 0
@@ -158,7 +164,9 @@ export const rollout = async (
           const pos = ++n
           const old = inst.spec
           done.push({ inst, old })
-          await replace(reconciler, inst, spec, c.rollout, clock, (e) => say({ ...e, n: pos, of }))
+          await exclusive(c, () =>
+            replace(reconciler, inst, spec, c.rollout, clock, (e) => say({ ...e, n: pos, of })),
+          )
           result.replaced.push(inst.id)
         }),
       )
@@ -166,7 +174,7 @@ export const rollout = async (
       if (failure) {
         const why = (failure.reason as Error).message
         say({ phase: 'failed', message: `rollout stopped: ${why}` })
-        const undone = await rollBack(reconciler, done, clock, say)
+        const undone = await rollBack(reconciler, done, clock, say, exclusive)
         // The plan is what runs: the previous definition of what was rolled back.
         reconciler.replacePlan(restore(target, previous, undone))
         const after = reconciler.shuttingDown
@@ -273,6 +281,7 @@ const rollBack = async (
   done: { inst: Instance; old: InstanceSpec }[],
   clock: Clock,
   say: (e: Omit<RolloutEvent, 'event' | 'elapsedMs'>) => void,
+  exclusive: NonNullable<RolloutOptions['exclusive']>,
 ): Promise<string[]> => {
   const undone: string[] = []
   for (const { inst, old } of [...done].reverse()) {
@@ -285,7 +294,9 @@ const rollBack = async (
     })
     const component = reconciler.plan.components.find((c) => c.name === inst.spec.component)!
     try {
-      await replace(reconciler, inst, old, component.rollout, clock, say)
+      await exclusive(component, () =>
+        replace(reconciler, inst, old, component.rollout, clock, say),
+      )
       undone.push(inst.id)
     } catch (err) {
       say({

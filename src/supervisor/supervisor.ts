@@ -26,6 +26,8 @@ import { Reconciler } from './reconciler.js'
 import { acquireStateLock } from './state-lock.js'
 import { HaNode } from '../ha/ha-node.js'
 import { joinCluster } from '../ha/cluster-config.js'
+import { watchUpgradeRequests } from '../ha/cluster-upgrade.js'
+import { RollLocks } from '../ha/roll-lock.js'
 import { resolveTargets } from './targets.js'
 import { rollout, type RolloutEvent, type RolloutOptions, type RolloutResult } from './rollout.js'
 import { describeExit } from './instance.js'
@@ -174,6 +176,17 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       watchdog,
     })
   }
+  // Instances of components that run on every node restart one roll slot at a time across
+  // the cluster (rollout.maxUnavailable slots in the shared dir).
+  const rollLocks = plan.ha ? new RollLocks(plan.ha, plan.node, systemClock) : undefined
+  const exclusive: RolloutOptions['exclusive'] = rollLocks
+    ? (c, fn) =>
+        c.instances[0]?.runOn === 'all'
+          ? rollLocks.hold(c.name, c.rollout.maxUnavailable, fn, (m) =>
+              log.info({ event: 'rollout', phase: 'waiting', component: c.name }, m),
+            )
+          : fn()
+    : undefined
   const monitor = new Monitor(() => reconciler.instances.values(), {
     intervalMs: plan.metrics.intervalMs,
     clock: systemClock,
@@ -204,6 +217,12 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   let resolveDone!: (code: number) => void
   const done = new Promise<number>((r) => (resolveDone = r))
   let stopping: Promise<void> | undefined
+  // Assigned once everything runs; a signal may arrive before (shutdown must not reach a
+  // variable still in its temporal dead zone).
+  const later: {
+    clusterRequests?: { close(): Promise<void> }
+    configWatcher?: { close(): Promise<void> }
+  } = {}
   const shutdown = (why: string): Promise<void> =>
     (stopping ??= (async () => {
       log.info(
@@ -211,7 +230,8 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
         `shutting down (${why}): stopping instances in reverse dependency order`,
       )
       monitor.stop()
-      await configWatcher?.close()
+      await later.configWatcher?.close()
+      await later.clusterRequests?.close()
       // An active node hands over first (a standby takes over within pollMs); then it stops
       // competing, so that it is not promoted while it goes down.
       await ha?.leave()
@@ -267,7 +287,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
             `${what}: the change of "${key}" takes effect at the next supervisor start`,
           )
       log.info({ event: 'rollout', phase: 'begin' }, `${what} of ${plan.configFile} begins`)
-      return await rollout(reconciler, next, options, systemClock, (e) => {
+      return await rollout(reconciler, next, { ...options, exclusive }, systemClock, (e) => {
         if (e.phase === 'added' || e.phase === 'removed') monitor.sync()
         const { message, ...fields } = e
         ;(e.phase === 'failed' ? log.error : log.info).call(log, fields, message)
@@ -426,8 +446,43 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   }
   reconciler.schedule()
   ha?.start()
+  later.clusterRequests =
+    ha && plan.ha
+      ? watchUpgradeRequests(
+          plan.ha,
+          plan.node,
+          async (req) => {
+            log.info(
+              { event: 'cluster-upgrade', id: req.id, by: req.by },
+              `cluster upgrade ${req.id} requested by ${req.by}: doing this node's part`,
+            )
+            const next = loadConfig(plan.configFile)
+            const inScope = (name: string) =>
+              !req.components.length || req.components.includes(name)
+            // Active-only components are rolled while this node is a standby: hand over first.
+            const activeOnlyChanges = next.components.some((c) => {
+              if (!inScope(c.name) || c.instances[0]?.runOn !== 'active') return false
+              const now = reconciler.plan.components.find((x) => x.name === c.name)
+              return req.all || !now || !isDeepStrictEqual(now.instances, c.instances)
+            })
+            if (activeOnlyChanges && ha.isActive()) {
+              log.info(
+                { event: 'cluster-upgrade', id: req.id },
+                'handing over before rolling active-only components',
+              )
+              await ha.switchover()
+            }
+            return runRollout('upgrade', {
+              all: req.all,
+              addRemove: false,
+              ...(req.components.length ? { components: req.components } : {}),
+            })
+          },
+          (m) => log.error({ event: 'cluster-upgrade' }, m),
+        )
+      : undefined
   monitor.start()
-  const configWatcher = plan.watchConfig ? watchConfig(plan.configFile, reload, log) : undefined
+  later.configWatcher = plan.watchConfig ? watchConfig(plan.configFile, reload, log) : undefined
   try {
     return await done
   } catch (err) {

@@ -1,8 +1,8 @@
 // Hot standby with real supervisors sharing a directory: one active, failover after kill -9 and
 // after SIGSTOP (never two nodes answering 200 on /leader, sampled every 10 ms), a short pause
 // that changes nothing, switchover, and nodes refused for another cluster or other timings.
-// Ports 25100-25249 belong to this file (test files run in parallel).
-import { writeFileSync } from 'node:fs'
+// Ports 25100-25299 belong to this file (test files run in parallel).
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import {
@@ -389,6 +389,109 @@ t.test(
     await waitUntil(
       'a svc back as a standby',
       async () => (await probe(25201)).body === 'standby\n',
+    )
+  },
+)
+
+/** A node whose `web` (2 instances, every node) starts slowly, and `api` on the active node. */
+const rollingNode = (t: Test, shared: string, name: string, base: number, version: string) =>
+  node(t, shared, name, base, HA, rollingComponents(base, version))
+const rollingComponents = (base: number, version: string) => ({
+  web: fixture(
+    { instances: 2, port: base + 1, readiness: { type: 'http', path: '/' } },
+    { VERSION: version, READY_DELAY_MS: '300' },
+  ),
+  api: fixture({ port: base + 5, runOn: 'active' }, { VERSION: version }),
+})
+const rewrite = (n: Node, base: number, version: string) => {
+  const c = JSON.parse(readFileSync(n.config, 'utf8')) as Record<string, unknown>
+  writeFileSync(n.config, JSON.stringify({ ...c, components: rollingComponents(base, version) }))
+}
+
+/** When each web instance of each node was down (stopping to ready), from the nodes' logs. */
+const downIntervals = (nodes: Node[]) =>
+  nodes.flatMap((n) => {
+    const out: { who: string; from: number; to: number }[] = []
+    const open = new Map<number, number>()
+    for (const r of n.sup.records) {
+      if (r.component !== 'web' || typeof r.time !== 'number') continue
+      if (r.event === 'stopping') open.set(r.instance!, r.time)
+      else if (r.event === 'ready' && open.has(r.instance!)) {
+        out.push({ who: `${n.name} web#${r.instance}`, from: open.get(r.instance!)!, to: r.time })
+        open.delete(r.instance!)
+      }
+    }
+    return out
+  })
+
+t.test(
+  'upgrade --cluster: every node does its part; one web instance down at a time across nodes; the active hands over before rolling api',
+  async (t) => {
+    const shared = tempDir(t)
+    const a = rollingNode(t, shared, 'a', 25250, 'v1')
+    await a.sup.waitLog('a promoted', (r) => r.event === 'promoted')
+    const b = rollingNode(t, shared, 'b', 25260, 'v1')
+    await b.sup.waitLog('b all ready', (r) => r.event === 'all-ready')
+    await waitUntil('a sees b', async () => {
+      const s = (await status(a.config)) as unknown as { cluster: { peers: unknown[] } }
+      return s.cluster.peers.length === 1
+    })
+    rewrite(a, 25250, 'v2')
+    rewrite(b, 25260, 'v2')
+    const r = await cli(['upgrade', '--cluster', '-c', a.config])
+    t.equal(r.code, 0, r.err)
+    t.match(r.out, /cluster upgrade \S+: asked a, b/)
+    t.match(r.out, /node a: \d+ replaced/)
+    t.match(r.out, /node b: \d+ replaced/)
+    for (const n of [a, b]) {
+      const s = await status(n.config)
+      t.ok(
+        s.instances.filter((i) => i.id.startsWith('web')).every((i) => i.state === 'ready'),
+        `${n.name}: web ready`,
+      )
+      t.equal(
+        n.sup.count((x) => x.event === 'spawned' && x.component === 'web'),
+        4,
+        `${n.name}: both web replaced`,
+      )
+    }
+    const down = downIntervals([a, b])
+    t.equal(down.length, 4)
+    const overlaps = down.filter((x) => down.some((y) => y !== x && y.from < x.to && x.from < y.to))
+    t.same(overlaps, [], 'never two web instances down at once, across both nodes')
+    t.match(await a.sup.waitLog('a handed over', (x) => x.event === 'released'), {})
+    await waitUntil('b api v2 up', () => accepting(25265))
+    t.equal((await status(b.config)).role, 'active')
+  },
+)
+
+t.test(
+  'upgrade --cluster with the node holding the roll slot killed midway: the other node goes on',
+  async (t) => {
+    const shared = tempDir(t)
+    const a = rollingNode(t, shared, 'a', 25270, 'v1')
+    await a.sup.waitLog('a promoted', (r) => r.event === 'promoted')
+    const b = rollingNode(t, shared, 'b', 25280, 'v1')
+    await b.sup.waitLog('b all ready', (r) => r.event === 'all-ready')
+    await waitUntil('b sees a', async () => {
+      const s = (await status(b.config)) as unknown as { cluster: { peers: unknown[] } }
+      return s.cluster.peers.length === 1
+    })
+    rewrite(b, 25280, 'v2')
+    const upgrade = cli(['upgrade', '--cluster', 'web', '--all', '-c', b.config])
+    await a.sup.waitLog(
+      'a restarting a web instance',
+      (x) => x.event === 'rollout' && x.phase === 'stopping',
+    )
+    a.sup.proc.kill('SIGKILL')
+    const r = await upgrade
+    t.equal(r.code, 1)
+    t.match(r.out, /node b: 2 replaced/)
+    t.match(r.out + r.err, /node a went away before finishing its part/)
+    t.equal(
+      b.sup.count((x) => x.event === 'spawned' && x.component === 'web'),
+      4,
+      'b replaced both',
     )
   },
 )
