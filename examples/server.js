@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // A small example server for config.example.json: answers every request with who it is, and
 // GET /health with 200. It stops gracefully on SIGTERM: stops accepting, finishes what it has.
+// Its role in a cluster (active or standby, and the epoch) comes from tandem's child helper.
 import { createServer } from 'node:http'
+import { tandemChild } from 'tandem/child'
 
 const name = process.argv[2] ?? 'server'
 const port = Number(process.env.PORT)
@@ -11,6 +13,9 @@ if (!Number.isInteger(port) || port <= 0) {
   )
   process.exit(2)
 }
+const role = tandemChild()
+role.onActivate((epoch) => console.log(`${name}: active now (epoch ${epoch})`))
+role.onDeactivate((why) => console.log(`${name}: no longer active: ${why}`))
 const me = {
   component: name,
   instance: Number(process.env.TANDEM_INSTANCE ?? 0),
@@ -20,7 +25,11 @@ const me = {
 
 const server = createServer((req, res) => {
   res.writeHead(200, { 'content-type': 'application/json' })
-  res.end(JSON.stringify(req.url === '/health' ? { status: 'UP' } : { ...me, url: req.url }) + '\n')
+  const body =
+    req.url === '/health'
+      ? { status: 'UP' }
+      : { ...me, role: role.role, epoch: role.epoch, url: req.url }
+  res.end(JSON.stringify(body) + '\n')
 })
 server.listen(port, () => console.log(`${name} listening on port ${port}`))
 process.on('SIGTERM', () => {
