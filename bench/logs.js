@@ -27,7 +27,10 @@
 // Environment: DURATION (seconds, default 10), LINES_PER_WRITE (default 64: the writers write
 // about 6.4 KB per write(); 1: one write() per line), LINE_BYTES (default 100), BENCH_PM2=0
 // (skip PM2), BENCH_PM2_TIME=1 (PM2 apps with `time: true`: it then splits lines and prefixes
-// each with a date, per-line work like tandem's), BENCH_DIRECT=0 (skip the no-supervisor ceiling), PM2_CACHE (where pm2 is
+// each with a date, per-line work like tandem's), BENCH_ORDER=pm2-first (PM2 runs before tandem:
+// on a VM, the system that writes second can reuse the page cache memory the first one's deleted
+// logs freed, which is much cheaper to write into than memory the guest has not touched yet; see
+// docs/benchmarks.md), BENCH_DIRECT=0 (skip the no-supervisor ceiling), PM2_CACHE (where pm2 is
 // installed; default ~/.cache/tandem-bench/pm2), BENCH_CPU_PROF=<dir> (run the tandem
 // supervisor under `node --cpu-prof`, copy the profile there and print where its main thread's
 // time goes), BENCH_KEEP=1 (keep the temp dir with the logs).
@@ -63,6 +66,7 @@ const LINE_BYTES = Number(process.env.LINE_BYTES ?? 100)
 const WITH_PM2 = process.env.BENCH_PM2 !== '0'
 const WITH_DIRECT = process.env.BENCH_DIRECT !== '0'
 const PM2_TIME = process.env.BENCH_PM2_TIME === '1'
+const PM2_FIRST = process.env.BENCH_ORDER === 'pm2-first'
 const PM2_CACHE =
   process.env.PM2_CACHE ??
   join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'tandem-bench', 'pm2')
@@ -751,11 +755,27 @@ const main = async () => {
     console.log(
       `  tandem: logs.stdout false, no rotation, one JSON record per line in tandem.log${WITH_PM2 ? `; PM2 ${pm2Version}: fork mode, default log files (one per app)${PM2_TIME ? ', time: true (a date before each line)' : ''}, own PM2_HOME` : ''}`,
     )
+    if (WITH_PM2) console.log(`  order: ${PM2_FIRST ? 'PM2, then tandem' : 'tandem, then PM2'}`)
 
-    const tandem = await runTandem(join(runDir, 'tandem'))
-    if (!KEEP) rmSync(join(runDir, 'tandem', 'logs'), { recursive: true, force: true })
-    const pm2 = WITH_PM2 ? await runPm2(join(runDir, 'pm2')) : undefined
-    if (pm2 && !KEEP) rmSync(join(runDir, 'pm2', 'home', 'logs'), { recursive: true, force: true })
+    const withTandem = async () => {
+      const r = await runTandem(join(runDir, 'tandem'))
+      if (!KEEP) rmSync(join(runDir, 'tandem', 'logs'), { recursive: true, force: true })
+      return r
+    }
+    const withPm2 = async () => {
+      const r = await runPm2(join(runDir, 'pm2'))
+      if (!KEEP) rmSync(join(runDir, 'pm2', 'home', 'logs'), { recursive: true, force: true })
+      return r
+    }
+    let tandem
+    let pm2
+    if (PM2_FIRST && WITH_PM2) {
+      pm2 = await withPm2()
+      tandem = await withTandem()
+    } else {
+      tandem = await withTandem()
+      pm2 = WITH_PM2 ? await withPm2() : undefined
+    }
     const direct = WITH_DIRECT ? await runDirect(join(runDir, 'direct')) : undefined
 
     const systems = [

@@ -1,3 +1,6 @@
+import { isUtf8 } from 'node:buffer'
+import type { RecordSink } from './record-sink.js'
+
 /** pino's numeric levels: the unified log's one scale. */
 export const LEVELS = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 } as const
 export type LevelName = keyof typeof LEVELS
@@ -29,6 +32,57 @@ export const levelOf = (value: unknown): number | undefined => {
   return undefined
 }
 
+const NL = 0x0a
+const QUOTE = 0x22
+const BACKSLASH = 0x5c
+const OPEN_BRACE = 0x7b
+const CLOSE_BRACE = 0x7d
+/** KIND of a byte: copied into a JSON string as it is, */
+const PLAIN = 0
+/** part of a multi-byte UTF-8 character (copied once the line is known to be valid UTF-8), */
+const HIGH = 1
+/** or escaped (a control character, a quote, a backslash). */
+const ESCAPED = 2
+const KIND = new Uint8Array(256).fill(ESCAPED, 0, 0x20).fill(HIGH, 0x80)
+KIND[QUOTE] = ESCAPED
+KIND[BACKSLASH] = ESCAPED
+/** What JSON.stringify writes after the backslash for each byte it escapes (`u`: \u00XX). */
+const ESCAPE = new Uint8Array(0x80).fill(0x75, 0, 0x20) // u
+ESCAPE[0x08] = 0x62 // b
+ESCAPE[0x09] = 0x74 // t
+ESCAPE[0x0a] = 0x6e // n
+ESCAPE[0x0c] = 0x66 // f
+ESCAPE[0x0d] = 0x72 // r
+ESCAPE[QUOTE] = QUOTE
+ESCAPE[BACKSLASH] = BACKSLASH
+/** Lower-case hex digits, as JSON.stringify writes them. */
+const HEX = Buffer.from('0123456789abcdef')
+/** The end of a cut line's record (a whole line's is `"}` and the newline). */
+const TRUNCATED_END = Buffer.from('","truncated":true}\n')
+/** Bytes of a record beyond its fixed start and its message: the longer of the two ends. */
+const MAX_END = TRUNCATED_END.length
+
+/** Copies bytes[start, end) into `buf` at `p`, escaped as JSON.stringify does; returns the end. */
+const escapeInto = (bytes: Buffer, start: number, end: number, buf: Buffer, p: number): number => {
+  for (let i = start; i < end; i++) {
+    const b = bytes[i]!
+    if (KIND[b] !== ESCAPED) {
+      buf[p++] = b
+      continue
+    }
+    const e = ESCAPE[b]!
+    buf[p++] = BACKSLASH
+    buf[p++] = e
+    if (e === 0x75) {
+      buf[p++] = 0x30
+      buf[p++] = 0x30
+      buf[p++] = HEX[b >> 4]!
+      buf[p++] = HEX[b & 15]!
+    }
+  }
+  return p
+}
+
 /** Where a child's line came from: the fields every record of that pipe carries. */
 export interface LineSource {
   node: string
@@ -52,6 +106,9 @@ export class ChildRecords {
   readonly #pid: number
   readonly #tail: string
   readonly #level: number
+  /** The bytes of a record up to its message's opening quote, for the time in #startTime. */
+  #start: Buffer = Buffer.alloc(0)
+  #startTime = Number.NaN
 
   constructor(source: LineSource, supervisorPid = process.pid) {
     this.#source = source
@@ -70,6 +127,78 @@ export class ChildRecords {
       if (merged) return merged
     }
     return `{"level":${this.#level},"time":${time}${this.#tail},"msg":${JSON.stringify(line)}${truncated ? ',"truncated":true' : ''}}\n`
+  }
+
+  /**
+   * The record for the line `bytes[start, end)` read at `time`, as UTF-8 into `out`: the same
+   * bytes as `record()` of the decoded line. A line that is valid UTF-8 and not a JSON object
+   * (nearly every line) is copied into the record byte by byte, escaped as JSON.stringify
+   * escapes it, behind a start that is built once per pipe and millisecond: no string is made.
+   * Anything else (invalid UTF-8, decoded with U+FFFD as before; a JSON object, merged) goes
+   * through `record()`.
+   */
+  encode(
+    bytes: Buffer,
+    start: number,
+    end: number,
+    truncated: boolean,
+    time: number,
+    out: RecordSink,
+  ): void {
+    const jsonObject =
+      !truncated && end - start > 1 && bytes[start] === OPEN_BRACE && bytes[end - 1] === CLOSE_BRACE
+    if (!jsonObject) {
+      if (time !== this.#startTime) this.#startAt(time)
+      const head = this.#start
+      // An escaped byte takes at most 6 bytes (\u00XX).
+      const buf = out.reserve(head.length + 6 * (end - start) + MAX_END)
+      const at = out.offset
+      buf.set(head, at)
+      // Copied first, then looked at: a tight loop without branches is the fast one (four
+      // bytes a turn, then the rest).
+      let p = at + head.length
+      let kinds = PLAIN
+      let i = start
+      for (; i + 4 <= end; i += 4, p += 4) {
+        const b0 = bytes[i]!
+        const b1 = bytes[i + 1]!
+        const b2 = bytes[i + 2]!
+        const b3 = bytes[i + 3]!
+        buf[p] = b0
+        buf[p + 1] = b1
+        buf[p + 2] = b2
+        buf[p + 3] = b3
+        kinds |= KIND[b0]! | KIND[b1]! | KIND[b2]! | KIND[b3]!
+      }
+      for (; i < end; i++) {
+        const b = bytes[i]!
+        buf[p++] = b
+        kinds |= KIND[b]!
+      }
+      if (kinds & ESCAPED) p = escapeInto(bytes, start, end, buf, at + head.length)
+      // Bytes >= 0x80 are copied as they are only when they form valid UTF-8 (no surrogates).
+      if (!(kinds & HIGH) || isUtf8(bytes.subarray(start, end))) {
+        if (truncated) {
+          buf.set(TRUNCATED_END, p)
+          p += TRUNCATED_END.length
+        } else {
+          buf[p++] = QUOTE
+          buf[p++] = CLOSE_BRACE
+          buf[p++] = NL
+        }
+        out.commit(p - at)
+        return
+      }
+    }
+    const text = this.record(bytes.toString('utf8', start, end), truncated, time)
+    // A UTF-16 code unit takes at most 3 bytes in UTF-8.
+    const buf = out.reserve(text.length * 3)
+    out.commit(buf.write(text, out.offset))
+  }
+
+  #startAt(time: number): void {
+    this.#start = Buffer.from(`{"level":${this.#level},"time":${time}${this.#tail},"msg":"`)
+    this.#startTime = time
   }
 
   #merged(line: string, time: number): string | undefined {

@@ -1,5 +1,9 @@
-/** A line as read from a child's pipe: its text (UTF-8, without the newline) and whether it was cut. */
-export type LineHandler = (line: string, truncated: boolean) => void
+/**
+ * A line as read from a child's pipe: `bytes[start, end)` (as the child wrote them, without the
+ * newline; UTF-8 if the child wrote UTF-8) and whether it was cut. The bytes are the handler's
+ * only during the call: a handler that keeps a line copies or decodes it.
+ */
+export type LineHandler = (bytes: Buffer, start: number, end: number, truncated: boolean) => void
 
 const NL = 0x0a
 const CR = 0x0d
@@ -32,9 +36,9 @@ export class LineSplitter {
         return
       }
       if (this.#bytes === 0 && !this.#truncated && nl - start <= this.#max) {
-        // The common case: a whole line inside one chunk.
+        // The common case: a whole line inside one chunk, handed on in place.
         const end = nl > start && chunk[nl - 1] === CR ? nl - 1 : nl
-        this.#emit(chunk.toString('utf8', start, end), false)
+        this.#emit(chunk, start, end, false)
       } else {
         this.#keep(chunk.subarray(start, nl))
         this.#flush()
@@ -64,13 +68,14 @@ export class LineSplitter {
   }
 
   #flush(): void {
-    let buf = this.#parts.length === 1 ? this.#parts[0]! : Buffer.concat(this.#parts, this.#bytes)
-    if (!this.#truncated && buf.length > 0 && buf[buf.length - 1] === CR) buf = buf.subarray(0, -1)
+    const buf = this.#parts.length === 1 ? this.#parts[0]! : Buffer.concat(this.#parts, this.#bytes)
     const truncated = this.#truncated
+    const end =
+      !truncated && buf.length > 0 && buf[buf.length - 1] === CR ? buf.length - 1 : buf.length
     this.#parts = []
     this.#bytes = 0
     this.#truncated = false
-    this.#emit(buf.toString('utf8'), truncated)
+    this.#emit(buf, 0, end, truncated)
   }
 }
 

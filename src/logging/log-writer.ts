@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events'
 import { closeSync, fstatSync, mkdirSync, openSync, renameSync, rmSync, write } from 'node:fs'
 import { dirname } from 'node:path'
 import { errorMessage } from '../errors.js'
+import type { RecordSink } from './record-sink.js'
 
 /** What `status` shows of one log destination. */
 export interface WriterStatus {
@@ -30,25 +31,48 @@ export interface LogWriterOptions {
   onProblem?: (message: string) => void
 }
 
-const MAX_WRITE_BYTES = 1024 * 1024
+/**
+ * Records are copied into blocks of this size as they come, and a write takes at most one block:
+ * large writes, and no joining of strings. A writer's first block (and the first after a quiet
+ * spell) is smaller, so that a writer that sees little traffic (a per-instance file) holds little.
+ */
+const BLOCK_BYTES = 1024 * 1024
+const FIRST_BLOCK_BYTES = 64 * 1024
+/** Written blocks kept for reuse while the writer is busy (more than that are left to the GC). */
+const SPARE_BLOCKS = 2
+const NL = 0x0a
+const NO_BYTES = Buffer.alloc(0)
 
 /**
- * An append-only line writer with bounded memory. Lines are queued and written in large
- * asynchronous writes, in order. When the queue passes `highWaterBytes`, `congested` is true
- * until it drains ('drain' event): the supervisor then stops reading children's pipes, so a slow
- * disk slows the children as a slow file would, instead of growing memory. When the destination
- * fails (disk full, permissions, a vanished directory), the failed write is kept and retried
- * every `retryMs`, reopening the file; producers are not held back (children keep running),
- * lines queue up to `maxBufferBytes` and beyond that are dropped and counted, and the writer is
- * never congested while failing. Rotation is rename and reopen, never copy-and-truncate.
+ * An append-only line writer with bounded memory. Lines are copied into blocks as they come (or
+ * encoded straight into them: a LogWriter is a RecordSink) and written in large asynchronous
+ * writes, in order: a block, or the part of it filled so far. When the queue passes
+ * `highWaterBytes`, `congested` is true until it drains ('drain' event): the supervisor then
+ * stops reading children's pipes, so a slow disk slows the children as a slow file would,
+ * instead of growing memory. When the destination fails (disk full, permissions, a vanished
+ * directory), the failed write is kept and retried every `retryMs`, reopening the file;
+ * producers are not held back (children keep running), lines queue up to `maxBufferBytes` and
+ * beyond that are dropped and counted, and the writer is never congested while failing.
+ * Rotation is rename and reopen, never copy-and-truncate.
  */
-export class LogWriter extends EventEmitter<{ drain: []; recovered: [dropped: number] }> {
+export class LogWriter
+  extends EventEmitter<{ drain: []; recovered: [dropped: number] }>
+  implements RecordSink
+{
   readonly path: string
   readonly #opts: Required<Omit<LogWriterOptions, 'fd' | 'rotate'>> &
     Pick<LogWriterOptions, 'rotate'>
   readonly #ownsFd: boolean
   #fd: number | undefined
-  #queue: string[] = []
+  /** Filled blocks (the parts not yet taken for writing), oldest first. */
+  #full: Buffer[] = []
+  /** The block being filled: bytes [#start, #end) are queued, [0, #start) taken for writing. */
+  #block: Buffer = NO_BYTES
+  #start = 0
+  #end = 0
+  /** Memory of written blocks, reused for the next ones. */
+  #spare: ArrayBuffer[] = []
+  /** Bytes queued: in #full and in #block, not counting #pending. */
   #queuedBytes = 0
   /** Bytes taken from the queue and not yet written (kept across a failure). */
   #pending: Buffer | undefined
@@ -99,17 +123,73 @@ export class LogWriter extends EventEmitter<{ drain: []; recovered: [dropped: nu
 
   /** Queues one line (with its newline). Returns false when the writer is congested. */
   write(line: string): boolean {
+    // A UTF-16 code unit takes at most 3 bytes in UTF-8.
+    const n = this.reserve(line.length * 3).write(line, this.#end)
+    return this.commit(n)
+  }
+
+  /** Queues one line (with its newline) given as `bytes[start, end)`, copied at once. */
+  writeBytes(bytes: Uint8Array, start: number, end: number): boolean {
+    this.reserve(end - start).set(bytes.subarray(start, end), this.#end)
+    return this.commit(end - start)
+  }
+
+  /** RecordSink: room for a line of up to `n` bytes, to be written in place at `offset`. */
+  reserve(n: number): Buffer {
+    this.#room(n)
+    return this.#block
+  }
+
+  get offset(): number {
+    return this.#end
+  }
+
+  /**
+   * RecordSink: queues the line of `length` bytes written at `offset`. Returns false when the
+   * writer is congested.
+   */
+  commit(length: number): boolean {
     if (this.#closed) return false
-    if (this.#error && this.#queuedBytes + line.length > this.#opts.maxBufferBytes) {
-      this.#dropped++
-      this.#droppedTotal++
-      return true
-    }
-    this.#queue.push(line)
-    this.#queuedBytes += line.length
+    if (this.#error && this.#queuedBytes + length > this.#opts.maxBufferBytes) return this.#drop()
+    this.#end += length
+    this.#queuedBytes += length
     if (!this.#writing && !this.#error) this.#writeNext()
     if (!this.#error && this.#queuedBytes > this.#opts.highWaterBytes) this.#congested = true
     return !this.#congested
+  }
+
+  #drop(): boolean {
+    this.#dropped++
+    this.#droppedTotal++
+    return true
+  }
+
+  /** Makes room for `n` more bytes at #end: a new block when the current one is too full. */
+  #room(n: number): void {
+    if (this.#end + n <= this.#block.length) return
+    const old = this.#block
+    const queued = this.#end > this.#start
+    if (queued) this.#full.push(old.subarray(this.#start, this.#end))
+    const spare = n <= BLOCK_BYTES ? this.#spare.pop() : undefined
+    this.#block = spare
+      ? Buffer.from(spare)
+      : // A block filled up: the writer is busy, so a full-size one; else a small one first.
+        Buffer.allocUnsafeSlow(Math.max(n, old.length > 0 ? BLOCK_BYTES : FIRST_BLOCK_BYTES))
+    this.#start = 0
+    this.#end = 0
+    // All of the old block was taken for writing: it is free unless that write is still on.
+    if (!queued && this.#pending?.buffer !== old.buffer) this.#reuse(old.buffer)
+  }
+
+  /** Keeps a block's memory for reuse once nothing queued or being written is in it. */
+  #reuse(memory: ArrayBufferLike): void {
+    if (
+      memory.byteLength === BLOCK_BYTES &&
+      memory !== this.#block.buffer &&
+      memory !== this.#full[0]?.buffer &&
+      this.#spare.length < SPARE_BLOCKS
+    )
+      this.#spare.push(memory as ArrayBuffer)
   }
 
   /** Reopens the file at its path (after an external logrotate renamed it), between writes. */
@@ -121,7 +201,7 @@ export class LogWriter extends EventEmitter<{ drain: []; recovered: [dropped: nu
 
   /** Resolves when everything queued is written, or at once while the destination fails. */
   flush(): Promise<void> {
-    if (this.#error || (!this.#writing && this.#queue.length === 0 && !this.#pending))
+    if (this.#error || (!this.#writing && this.#queuedBytes === 0 && !this.#pending))
       return Promise.resolve()
     return new Promise((resolve) => this.#idle.push(resolve))
   }
@@ -187,22 +267,23 @@ export class LogWriter extends EventEmitter<{ drain: []; recovered: [dropped: nu
       return this.#failed(err)
     }
     if (!this.#pending) {
-      if (this.#queue.length === 0) return this.#becameIdle()
-      // One large write, but not far past a rotation point: files end near maxBytes.
+      if (this.#queuedBytes === 0) return this.#idleNow()
+      const fromFull = this.#full.length > 0
+      const piece = fromFull ? this.#full[0]! : this.#block.subarray(this.#start, this.#end)
+      // Not far past a rotation point: up to the end of the line that crosses it, so that
+      // files end near maxBytes.
       const rotate = this.#opts.rotate
-      const budget =
-        rotate && rotate.maxBytes > 0
-          ? Math.min(MAX_WRITE_BYTES, rotate.maxBytes - this.#size)
-          : MAX_WRITE_BYTES
-      let take = 0
-      let bytes = 0
-      while (take < this.#queue.length && (take === 0 || bytes < budget))
-        bytes += this.#queue[take++]!.length
-      const text =
-        take === this.#queue.length ? this.#queue.join('') : this.#queue.slice(0, take).join('')
-      this.#queue = take === this.#queue.length ? [] : this.#queue.slice(take)
-      this.#queuedBytes -= bytes
-      this.#pending = Buffer.from(text)
+      const budget = rotate && rotate.maxBytes > 0 ? rotate.maxBytes - this.#size : Infinity
+      let take = piece.length
+      if (budget < take) {
+        const nl = piece.indexOf(NL, Math.max(0, budget - 1))
+        if (nl !== -1) take = nl + 1
+      }
+      if (!fromFull) this.#start += take
+      else if (take === piece.length) this.#full.shift()
+      else this.#full[0] = piece.subarray(take)
+      this.#queuedBytes -= take
+      this.#pending = take === piece.length ? piece : piece.subarray(0, take)
     }
     const buf = this.#pending
     this.#writing = true
@@ -221,6 +302,7 @@ export class LogWriter extends EventEmitter<{ drain: []; recovered: [dropped: nu
       if (err) return this.#failed(err)
       this.#size += n
       this.#pending = n < buf.length ? buf.subarray(n) : undefined
+      if (!this.#pending) this.#reuse(buf.buffer)
       this.#recovered()
       if (this.#congested && this.#queuedBytes <= this.#opts.highWaterBytes / 2) {
         this.#congested = false
@@ -228,6 +310,18 @@ export class LogWriter extends EventEmitter<{ drain: []; recovered: [dropped: nu
       }
       if (!this.#closed) this.#writeNext()
     })
+  }
+
+  /**
+   * Everything is written: the current block is reused from its start (an outsized one, made for
+   * one huge line, is let go), and so are the spare blocks: an idle writer holds one block.
+   */
+  #idleNow(): void {
+    if (this.#block.length > BLOCK_BYTES) this.#block = NO_BYTES
+    this.#start = 0
+    this.#end = 0
+    this.#spare = []
+    this.#becameIdle()
   }
 
   #becameIdle(): void {

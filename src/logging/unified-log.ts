@@ -5,6 +5,7 @@ import { prettyFactory } from 'pino-pretty'
 import type { LogsSpec } from '../config/plan.js'
 import { ChildRecords, type LineSource } from './child-record.js'
 import { LogWriter, type WriterStatus } from './log-writer.js'
+import { RecordBuffer } from './record-sink.js'
 
 /** How a record looks on a terminal: one line, a child's line prefixed with where it came from. */
 export const PRETTY_OPTIONS = {
@@ -26,9 +27,10 @@ export interface PipeLog {
  * The node's one log: every child line and every supervisor event, as pino JSON records, in the
  * order they happened, to `<logs.dir>/tandem.log` (rotated by size), to stdout (pretty on a
  * terminal) and, with `logs.perInstance`, to `<logs.dir>/<component>.<index>.log`.
- * Supervisor events go through `logger` (pino); child lines are serialized here directly, which
- * is several times cheaper per line than a pino call. When a destination is congested, the
- * instances stop reading their children's pipes until it drains (`congested`, `whenDrained`).
+ * Supervisor events go through `logger` (pino); child lines are encoded here directly, from the
+ * pipe's bytes into the writers' blocks (ChildRecords.encode), many times cheaper per line than
+ * a pino call. When a destination is congested, the instances stop reading their children's
+ * pipes until it drains (`congested`, `whenDrained`).
  */
 export class UnifiedLog {
   readonly logger: Logger
@@ -39,6 +41,8 @@ export class UnifiedLog {
   readonly #node: string
   readonly #onProblem: (message: string) => void
   readonly #instanceFiles = new Map<string, LogWriter>()
+  /** The child record being written when it has several destinations: encoded once, copied. */
+  readonly #record = new RecordBuffer()
   #drainWaiters: (() => void)[] = []
 
   constructor(
@@ -71,12 +75,29 @@ export class UnifiedLog {
     }
   }
 
-  /** One line of a child's output. */
-  childLine(pipe: PipeLog, line: string, truncated: boolean): void {
-    const record = pipe.records.record(line, truncated, Date.now())
-    this.file.write(record)
-    this.#stdout?.write(this.#pretty ? this.#pretty(record) : record)
-    pipe.instanceFile?.write(record)
+  /** One line of a child's output, `bytes[start, end)`, read at `time` (epoch ms). */
+  childLine(
+    pipe: PipeLog,
+    bytes: Buffer,
+    start: number,
+    end: number,
+    truncated: boolean,
+    time: number,
+  ): void {
+    if (!this.#stdout && !pipe.instanceFile) {
+      // The file is the only destination: the record is encoded straight into its queue.
+      pipe.records.encode(bytes, start, end, truncated, time, this.file)
+      return
+    }
+    const record = this.#record
+    pipe.records.encode(bytes, start, end, truncated, time, record)
+    this.file.writeBytes(record.bytes, 0, record.length)
+    if (this.#stdout) {
+      if (this.#pretty)
+        this.#stdout.write(this.#pretty(record.bytes.toString('utf8', 0, record.length)))
+      else this.#stdout.writeBytes(record.bytes, 0, record.length)
+    }
+    pipe.instanceFile?.writeBytes(record.bytes, 0, record.length)
   }
 
   /** Whether readers of children's pipes should pause until `whenDrained`. */

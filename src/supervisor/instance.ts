@@ -1,6 +1,6 @@
 import type { InstanceSpec } from '../config/plan.js'
 import { errorMessage, hasCode } from '../errors.js'
-import { LineSplitter, type LineHandler } from '../logging/line-splitter.js'
+import { LineSplitter } from '../logging/line-splitter.js'
 import { groupAlive, signalGroup } from '../process/process-group.js'
 import type { ChildHandle, ProcessExit, Spawn } from '../process/spawn-child.js'
 import type { Cancel, Clock } from '../seams/clock.js'
@@ -36,6 +36,18 @@ export interface InstanceEvent {
   stderrTail?: string[]
 }
 
+/**
+ * Takes a child's line, `bytes[start, end)` (see LineHandler: the bytes are only lent), with
+ * when it was read (epoch ms; the lines of one chunk read from the pipe share that time).
+ */
+export type LineOutput = (
+  bytes: Buffer,
+  start: number,
+  end: number,
+  truncated: boolean,
+  time: number,
+) => void
+
 /** What an instance needs from the outside world; tests pass fakes for what they control. */
 export interface InstanceDeps {
   clock: Clock
@@ -50,7 +62,7 @@ export interface InstanceDeps {
   /** A restart delay elapsed (`due` is now set): the reconciler should look again. */
   wake(): void
   /** Where a child's pipe goes: called once per pipe; returns what takes each of its lines. */
-  output(spec: InstanceSpec, stream: 'out' | 'err', childPid: number): LineHandler
+  output(spec: InstanceSpec, stream: 'out' | 'err', childPid: number): LineOutput
   /** The log's back-pressure: while it is congested, children's pipes are not read. */
   logFlow: { readonly congested: boolean; whenDrained(fn: () => void): void }
   /** A longer line is cut and marked truncated. */
@@ -353,15 +365,23 @@ export class Instance {
   #pipeLines(child: ChildHandle, stream: 'out' | 'err'): Promise<void> {
     const input = stream === 'out' ? child.stdout : child.stderr
     const output = this.#deps.output(this.spec, stream, child.pid)
-    const splitter = new LineSplitter(this.#deps.maxLineBytes, (line, truncated) => {
+    const clock = this.#deps.clock
+    // One time for the lines of one chunk: they were read at the same moment.
+    let time = 0
+    const splitter = new LineSplitter(this.#deps.maxLineBytes, (bytes, start, end, truncated) => {
       if (stream === 'err') {
-        this.#stderrTail.push(line)
+        this.#stderrTail.push(bytes.toString('utf8', start, end))
         if (this.#stderrTail.length > STDERR_TAIL_LINES) this.#stderrTail.shift()
       }
-      output(line, truncated)
+      output(bytes, start, end, truncated, time)
     })
+    const ended = () => {
+      time = clock.now()
+      splitter.end()
+    }
     const flow = this.#deps.logFlow
     input.on('data', (chunk: Buffer) => {
+      time = clock.now()
       splitter.push(chunk)
       // A slow log slows the child, as a slow file would; memory stays bounded.
       if (flow.congested && !input.isPaused()) {
@@ -370,9 +390,9 @@ export class Instance {
       }
     })
     return new Promise((resolve) => {
-      input.once('end', () => splitter.end())
+      input.once('end', ended)
       input.once('close', () => {
-        splitter.end()
+        ended()
         resolve()
       })
     })

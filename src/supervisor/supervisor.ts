@@ -141,7 +141,8 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
           childPid,
           stream,
         })
-        return (line, truncated) => unified.childLine(pipe, line, truncated)
+        return (bytes, start, end, truncated, time) =>
+          unified.childLine(pipe, bytes, start, end, truncated, time)
       },
       logFlow: unified,
       maxLineBytes: plan.logs.maxLineBytes,

@@ -3,7 +3,9 @@ import { LineSplitter } from '../../src/logging/line-splitter.js'
 
 const split = (chunks: (string | Buffer)[], max = 64 * 1024, end = true) => {
   const out: [string, boolean][] = []
-  const s = new LineSplitter(max, (line, truncated) => out.push([line, truncated]))
+  const s = new LineSplitter(max, (bytes, start, end, truncated) =>
+    out.push([bytes.toString('utf8', start, end), truncated]),
+  )
   for (const c of chunks) s.push(Buffer.isBuffer(c) ? c : Buffer.from(c))
   if (end) s.end()
   return out
@@ -76,7 +78,9 @@ t.test('a cut never splits a UTF-8 character', async (t) => {
 
 t.test('an endless line holds at most maxLineBytes', async (t) => {
   const lines: string[] = []
-  const s = new LineSplitter(1024, (l) => lines.push(l))
+  const s = new LineSplitter(1024, (bytes, start, end) =>
+    lines.push(bytes.toString('utf8', start, end)),
+  )
   const chunk = Buffer.alloc(64 * 1024, 'x')
   for (let i = 0; i < 200; i++) s.push(chunk) // 12.5 MiB without a newline
   t.same(lines, [], 'nothing emitted before the newline')

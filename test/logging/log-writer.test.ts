@@ -7,6 +7,7 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs'
+import * as fs from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { LogWriter } from '../../src/logging/log-writer.js'
@@ -157,4 +158,106 @@ t.test('congested above highWaterBytes until it drains', async (t) => {
     seqs(readFileSync(join(dir, 'tandem.log'), 'utf8').split('\n').slice(0, -1)),
     range(0, 200),
   )
+})
+
+t.test(
+  'many blocks: strings, bytes and records written in place keep their order, across rotations',
+  async (t) => {
+    const dir = tempDir(t)
+    const w = new LogWriter({
+      path: join(dir, 'tandem.log'),
+      rotate: { maxBytes: 3_000_000, keep: 100 },
+      highWaterBytes: 4 * 1024 * 1024,
+    })
+    const LINES = 120_000 // about 7 MB: several 1 MiB blocks
+    for (let i = 0; i < LINES; i++) {
+      const line = `line ${i} ${'ü'.repeat(i % 7)}${'x'.repeat(40)}\n`
+      if (i % 3 === 0) w.write(line)
+      else if (i % 3 === 1) {
+        const bytes = Buffer.from(`..${line}..`)
+        w.writeBytes(bytes, 2, bytes.length - 2)
+      } else {
+        const buf = w.reserve(line.length * 3)
+        w.commit(buf.write(line, w.offset))
+      }
+      if (w.congested) await new Promise<void>((r) => w.once('drain', () => r()))
+    }
+    await w.close()
+    const lines = readAll(dir)
+    t.same(seqs(lines), range(0, LINES))
+    t.ok(
+      lines.every((l, i) => l.endsWith(`${'ü'.repeat(i % 7)}${'x'.repeat(40)}`)),
+      'every line whole',
+    )
+    t.ok(readdirSync(dir).length >= 2, 'rotated')
+  },
+)
+
+t.test('a line larger than a block is written whole', async (t) => {
+  const dir = tempDir(t)
+  const w = new LogWriter({ path: join(dir, 'tandem.log') })
+  const big = `big ${'y'.repeat(3 * 1024 * 1024)}\n`
+  w.write('before\n')
+  w.write(big)
+  w.write('after\n')
+  await w.close()
+  t.equal(readFileSync(join(dir, 'tandem.log'), 'utf8'), `before\n${big}after\n`)
+})
+
+t.test('a block is reused only once every byte of it is written', async (t) => {
+  // Writes are held until the test lets them run, and take their bytes only then, as the
+  // kernel would: a block reused too early shows as lines overwritten in the file.
+  const held: (() => void)[] = []
+  let holding = true
+  const { LogWriter: HeldWriter } = await t.mockImport<
+    typeof import('../../src/logging/log-writer.js')
+  >('../../src/logging/log-writer.js', {
+    'node:fs': {
+      ...fs,
+      write: (
+        fd: number,
+        buf: Buffer,
+        offset: number,
+        length: number,
+        position: null,
+        cb: (err: NodeJS.ErrnoException | null, n: number) => void,
+      ) => {
+        const run = () => fs.write(fd, Buffer.from(buf.subarray(offset, offset + length)), cb)
+        if (holding) held.push(run)
+        else run()
+      },
+    },
+  })
+  const release = async () => {
+    held.shift()!()
+    await waitUntil('the write to complete', () => held.length > 0)
+  }
+  const dir = tempDir(t)
+  const w = new HeldWriter({
+    path: join(dir, 'tandem.log'),
+    rotate: { maxBytes: 1_500_000, keep: 9 },
+  })
+  const lines = numbered(0, 100_000) // 48 bytes each: 4.8 MB
+  let next = 0
+  const writeMB = (mb: number) => {
+    const end = Math.min(lines.length, next + Math.ceil((mb * 1024 * 1024) / 48))
+    while (next < end) w.write(lines[next++]!)
+  }
+  w.write(lines[next++]!) // written at once: the start of the first (small) block
+  writeMB(1.1) // the rest of that block, a full 1 MiB one, and part of the next one, C
+  await release() // the first line; the rest of the first block goes next
+  await release() // the rest of the first block; the full 1 MiB one goes next
+  await release() // that one (its memory is free now); the start of C goes next
+  writeMB(1.1) // C fills up; its rest waits behind the write of its start; more blocks
+  await release() // the start of C: its memory is not free, its rest goes next
+  writeMB(1.1) // new blocks, while the rest of C is being written: C must not be one of them
+  while (next < lines.length) {
+    writeMB(0.5)
+    await release()
+  }
+  holding = false
+  held.splice(0).forEach((run) => run())
+  await w.close()
+  t.same(seqs(readAll(dir)), range(0, lines.length), 'every line once, in order, none overwritten')
+  t.ok(readdirSync(dir).length >= 2, 'rotated, cutting a block')
 })

@@ -39,7 +39,7 @@ const make = (t: Test, component: Record<string, unknown>, deps: Partial<Instanc
     baseEnv: process.env,
     onEvent: (e) => events.push(e),
     wake: () => wakes++,
-    output: () => (line) => lines.push(line),
+    output: () => (bytes, start, end) => lines.push(bytes.toString('utf8', start, end)),
     logFlow: { congested: false, whenDrained: (fn) => fn() },
     maxLineBytes: 64 * 1024,
     tracked: () => {},
