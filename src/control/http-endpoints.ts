@@ -1,7 +1,8 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import type { StatusReply } from '../cli/format-status.js'
-import { TandemError, errorMessage } from '../errors.js'
+import { errorMessage } from '../errors.js'
+import { listenOn } from './listen.js'
 import {
   formatMetrics,
   METRICS_CONTENT_TYPE,
@@ -96,22 +97,6 @@ let shared: { read(): EventLoopLag } | undefined
  */
 export const eventLoopLag = (): EventLoopLag => (shared ??= createEventLoopLag()).read()
 
-export const hostPort = (host: string, port: number) =>
-  host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
-
-export const listenReason = (err: unknown): string => {
-  switch ((err as { code?: unknown }).code) {
-    case 'EADDRINUSE':
-      return 'the port is already in use (EADDRINUSE)'
-    case 'EACCES':
-      return 'permission denied (EACCES)'
-    case 'EADDRNOTAVAIL':
-      return 'the address is not one of this host (EADDRNOTAVAIL)'
-    default:
-      return errorMessage(err)
-  }
-}
-
 interface Reply {
   status: number
   type: string
@@ -191,7 +176,6 @@ export const startHttpEndpoints = async (
   sources: HttpSources,
   onError: (message: string) => void,
 ): Promise<() => Promise<void>> => {
-  const where = hostPort(options.host, options.port)
   const server = createServer(
     {
       requestTimeout: REQUEST_TIMEOUT_MS,
@@ -219,19 +203,7 @@ export const startHttpEndpoints = async (
     },
   )
   server.maxConnections = MAX_CONNECTIONS
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen({ host: options.host, port: options.port }, () => {
-        server.off('error', reject)
-        resolve()
-      })
-    })
-  } catch (err) {
-    const message = `control.http cannot listen on ${where}: ${listenReason(err)}`
-    throw new TandemError('ECONTROL', message, { cause: err })
-  }
-  server.on('error', (err) => onError(`control.http on ${where}: ${errorMessage(err)}`))
+  await listenOn(server, 'control.http', options, onError)
   let closing: Promise<void> | undefined
   return () =>
     (closing ??= new Promise<void>((resolve) => {

@@ -1,7 +1,7 @@
 import { createServer, type Socket } from 'node:net'
 import type { StatusReply } from '../cli/format-status.js'
-import { errorMessage, TandemError } from '../errors.js'
-import { hostPort, listenReason } from './http-endpoints.js'
+import { errorMessage } from '../errors.js'
+import { listenOn } from './listen.js'
 
 /** HAProxy sends its `agent-send` string at once; a client silent this long gets no answer. */
 export const AGENT_READ_TIMEOUT_MS = 2000
@@ -47,7 +47,6 @@ export const startLbAgent = async (
   status: () => StatusReply,
   onError: (message: string) => void,
 ): Promise<() => Promise<void>> => {
-  const where = hostPort(options.host, options.port)
   const sockets = new Set<Socket>()
   const server = createServer({ allowHalfOpen: true }, (socket) => {
     sockets.add(socket)
@@ -83,19 +82,7 @@ export const startLbAgent = async (
     })
   })
   server.maxConnections = AGENT_MAX_CONNECTIONS
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen({ host: options.host, port: options.port }, () => {
-        server.off('error', reject)
-        resolve()
-      })
-    })
-  } catch (err) {
-    const message = `control.agent cannot listen on ${where}: ${listenReason(err)}`
-    throw new TandemError('ECONTROL', message, { cause: err })
-  }
-  server.on('error', (err) => onError(`control.agent on ${where}: ${errorMessage(err)}`))
+  await listenOn(server, 'control.agent', options, onError)
   let closing: Promise<void> | undefined
   return () =>
     (closing ??= new Promise<void>((resolve) => {

@@ -305,6 +305,19 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       log.error({ event: 'rollout' }, `reload (${why}) failed: ${errorMessage(err)}`),
     )
 
+  /**
+   * A listener that cannot start ends the start: nothing runs yet, so leave nothing behind
+   * either (the listeners already open, given newest first, then the watchdog, log and lock).
+   */
+  const giveUp =
+    (...opened: (() => Promise<void>)[]) =>
+    async (err: unknown): Promise<never> => {
+      for (const close of opened) await close()
+      await watchdog.close()
+      await unified.close()
+      await releaseLock()
+      throw err
+    }
   const closeControl = await startControlServer(
     socketPath(plan.stateDir),
     {
@@ -349,13 +362,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       },
     },
     (m) => log.error({ event: 'control' }, m),
-  ).catch(async (err: unknown) => {
-    // Nothing runs yet: leave nothing behind either.
-    await watchdog.close()
-    await unified.close()
-    await releaseLock()
-    throw err
-  })
+  ).catch(giveUp())
   const http = plan.control.http
   const closeHttp = http
     ? await startHttpEndpoints(
@@ -371,25 +378,12 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
           }),
         },
         (m) => log.error({ event: 'control' }, m),
-      ).catch(async (err: unknown) => {
-        await closeControl()
-        await watchdog.close()
-        await unified.close()
-        await releaseLock()
-        throw err
-      })
+      ).catch(giveUp(closeControl))
     : () => Promise.resolve()
   const agent = plan.control.agent
   const closeAgent = agent
     ? await startLbAgent(agent, statusReply, (m) => log.error({ event: 'control' }, m)).catch(
-        async (err: unknown) => {
-          await closeHttp()
-          await closeControl()
-          await watchdog.close()
-          await unified.close()
-          await releaseLock()
-          throw err
-        },
+        giveUp(closeHttp, closeControl),
       )
     : () => Promise.resolve()
 

@@ -189,7 +189,16 @@ const cluster = (t: Test, names: string[], timings = T) => {
     }
   }
   const active = () => nodes.filter((n) => n.lease.isActive()).map((n) => n.name)
-  return { clock, dir, nodes, run, active }
+  /** The first node starts and claims; 100 ms later the second starts; `ms` after that, both run. */
+  const startPair = async (ms = 1000) => {
+    const [a, b] = nodes as [(typeof nodes)[0], (typeof nodes)[0]]
+    a.lease.start()
+    await run(100)
+    b.lease.start()
+    await run(ms)
+    return [a, b] as const
+  }
+  return { clock, dir, nodes, run, active, startPair }
 }
 
 t.test('the first node claims epoch 1 and renews; a second one stays standby', async (t) => {
@@ -209,11 +218,7 @@ t.test(
   'crash: the standby claims the next epoch after takeoverMs of silence, not before',
   async (t) => {
     const c = cluster(t, ['a', 'b'])
-    const [a, b] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]]
-    a.lease.start()
-    await c.run(100)
-    b.lease.start()
-    await c.run(1000)
+    const [a, b] = await c.startPair()
     a.lease.stop() // the process died: no more renews, no more checks
     const last = a.store.lastWriteAt
     await c.run(2000 - (c.clock.monotonic() - last) - 10)
@@ -229,11 +234,7 @@ t.test(
   'frozen I/O (hard mount): the active fences by its timer before anyone takes over',
   async (t) => {
     const c = cluster(t, ['a', 'b'])
-    const [a, b] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]]
-    a.lease.start()
-    await c.run(100)
-    b.lease.start()
-    await c.run(1000)
+    const [a] = await c.startPair()
     a.store.hang()
     await c.run(1100)
     t.match(
@@ -255,11 +256,7 @@ t.test(
   'frozen process (SIGSTOP 5 s): it wakes up fenced, never active beside the new one',
   async (t) => {
     const c = cluster(t, ['a', 'b'])
-    const [a, b] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]]
-    a.lease.start()
-    await c.run(100)
-    b.lease.start()
-    await c.run(1000)
+    const [a, b] = await c.startPair()
     a.clock.pause()
     await c.run(5000)
     t.same(b.events, ['active 2'])
@@ -330,11 +327,7 @@ t.test(
   'switchover: released, a standby claims within pollMs, the old one does not take it back',
   async (t) => {
     const c = cluster(t, ['a', 'b'])
-    const [a, b] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]]
-    a.lease.start()
-    await c.run(100)
-    b.lease.start()
-    await c.run(1000)
+    const [a, b] = await c.startPair()
     let quiesced = false
     const releasing = a.lease.release(async () => {
       t.notOk(a.lease.isActive(), 'no longer active while its children stop')

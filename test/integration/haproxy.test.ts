@@ -5,7 +5,14 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { Haproxy, haproxyBin, lbConfig, startLoad, versionsServed } from '../helpers/haproxy.js'
+import {
+  Haproxy,
+  haproxyBin,
+  lbConfig,
+  startLoad,
+  versionsServed,
+  type LoadResult,
+} from '../helpers/haproxy.js'
 import { cli, fixture, status, Supervisor, tempDir, waitUntil } from '../helpers/supervisor.js'
 
 const bin = haproxyBin()
@@ -85,6 +92,13 @@ if (!bin) {
     return { config, sup, lb, url, write, web, moreServed, watchStates }
   }
 
+  /** The load ran, and not one of its requests failed. */
+  const noneFailed = (t: Test, r: LoadResult) => {
+    t.ok(r.requests >= 400, `load ran (${r.requests} requests, p99 ${r.p99Ms} ms)`)
+    t.equal(r.errors, 0, 'no request went unanswered')
+    t.equal(r.non2xx, 0, 'no request got an error status')
+  }
+
   for (const agent of [true, false]) {
     t.test(
       `upgrade under load: 0 failed requests, every instance on the new version (${agent ? 'agent drains first' : 'no agent: retries alone'})`,
@@ -97,10 +111,7 @@ if (!bin) {
         t.equal(up.code, 0, `upgrade exits 0: ${up.err}`)
         await s.lb.waitAllUp('tandem_web', 3)
         await s.moreServed(200)
-        const r = await load.stop()
-        t.ok(r.requests >= 400, `load ran (${r.requests} requests, p99 ${r.p99Ms} ms)`)
-        t.equal(r.errors, 0, 'no request went unanswered')
-        t.equal(r.non2xx, 0, 'no request got an error status')
+        noneFailed(t, await load.stop())
         t.same(await versionsServed(s.url, 12), { '200 v2': 12 }, 'all serve v2')
         if (agent) {
           for (const i of [0, 1, 2])
@@ -133,10 +144,7 @@ if (!bin) {
       t.match(up.out, /rolling back|rollback|rolled back/i, 'says it rolls back')
       await s.lb.waitAllUp('tandem_web', 3)
       await s.moreServed(200)
-      const r = await load.stop()
-      t.ok(r.requests >= 400, `load ran (${r.requests} requests, p99 ${r.p99Ms} ms)`)
-      t.equal(r.errors, 0, 'no request went unanswered')
-      t.equal(r.non2xx, 0, 'no request got an error status')
+      noneFailed(t, await load.stop())
       t.same(await versionsServed(s.url, 12), { '200 v1': 12 }, 'all serve v1 again')
       const web1 = (await status(s.config)).instances.filter((i) => i.id !== 'web#0')
       t.ok(
