@@ -1,0 +1,883 @@
+#!/usr/bin/env node
+// Failover benchmark: `npm run bench:failover` (builds first) or `node bench/failover.js`.
+//
+// Two `tandem start` supervisors on this machine form one hot-standby cluster, as in
+// test/integration/ha.test.ts: nodes `a` and `b`, each with its own state dir, control HTTP port
+// and component ports, one shared dir (a local filesystem) reused for the whole run, and the
+// default lease timings (renewMs 250, selfFenceMs 1000, takeoverMs 2000, pollMs 100). Each node
+// runs two active-only components:
+//   api  cold standby: test/fixtures/server.js, started only on the active node;
+//   svc  hot standby: test/fixtures/ha-child.js (the child helper), pre-started on the standby
+//        (GET answers 503 "standby"), activated by IPC on promotion (GET answers 200 "active N").
+//
+// Three scenarios, interleaved (kill, stop, switchover, kill, ...) so that the machine's load
+// drifts over all of them alike, TRIALS times each:
+//   kill        SIGKILL of the active supervisor (its children die with it: parent-death signal
+//               and the orphan watchdog); afterwards it is started again, as the new standby.
+//   stop        SIGSTOP of the active supervisor process (not its group: a frozen supervisor,
+//               its children and watchdog run on); once the standby has taken over, SIGCONT: it
+//               wakes up fenced and stays as the new standby.
+//   switchover  `tandem switchover -c <active's config>` run as an operator would (a new Node
+//               process: its start-up is part of the time).
+// Each trial is timed from the instant the signal is sent or the command spawned, on this
+// process's monotonic clock, to the first answer received of:
+//   /leader 200  the standby's control HTTP /leader answering 200;
+//   api serving  the standby's cold api answering an HTTP GET (not a bare connect: the
+//                supervisor's port-free check listens for an instant before spawning);
+//   svc active   the standby's hot svc answering 200 "active <epoch>";
+//   complete     the latest of those three: the new active fully serving.
+// Each of the six endpoints (/leader, api, svc on both nodes) is asked every 10 ms, each in its
+// own loop, for the whole trial (from before the trigger to the cluster having two nodes
+// again), so a frozen node's pending request does not hold up the others; the same answers give
+// the timings. Two 200 answers of one kind from different nodes whose requests were in flight
+// at overlapping times are an overlap (two actives, or two active-only servers serving, at one
+// instant): must be 0. The supervisors' own log lines (`promoted`, `released`, `fenced`,
+// `ready`), timed on arrival here, give the breakdown.
+//
+// Environment:
+//   TRIALS=N             trials per scenario (default 20; 3 with QUICK=1)
+//   QUICK=1              a quick try: 3 trials per scenario
+//   BENCH_SCENARIOS=...  comma-separated subset of kill,stop,switchover (default all three)
+//   BENCH_HOT=0          leave out the hot svc component (cold api only)
+//
+// Ports: found free in 28000-28099, below the kernel's ephemeral range (32768-60999), so that
+// the benchmark's own connections and their TIME_WAITs never hold one of them. Every process
+// runs in its own process group and is killed by group at the end, and on Ctrl-C; the
+// children's command lines carry the temp dir, so the last check finds any leftover of ours.
+import { execFile, spawn } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { Agent, request } from 'node:http'
+import { createServer } from 'node:net'
+import { cpus, loadavg, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const CLI = join(ROOT, 'bin', 'tandem.js')
+const SERVER = join(ROOT, 'test', 'fixtures', 'server.js')
+const HA_CHILD = join(ROOT, 'test', 'fixtures', 'ha-child.js')
+const QUICK = process.env.QUICK === '1'
+const TRIALS = Number(process.env.TRIALS ?? (QUICK ? 3 : 20))
+const HOT = process.env.BENCH_HOT !== '0'
+const SCENARIOS = (process.env.BENCH_SCENARIOS ?? 'kill,stop,switchover')
+  .split(',')
+  .map((s) => s.trim())
+  .filter(Boolean)
+const HOST = '127.0.0.1'
+const SAMPLE_MS = 10
+/** Longer than any SIGSTOP here: a frozen node's late answer is still seen, and still counts. */
+const REQUEST_TIMEOUT_MS = 10_000
+const STEP_TIMEOUT_MS = 20_000
+const PORT_BASE = 28000
+const PORT_SPAN = 100
+const GOALS = { crashP99Ms: 2500, switchoverP99Ms: 500 }
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+const run = promisify(execFile)
+
+// ---------------------------------------------------------------------------------------------
+// Ports, probes, processes
+
+/** Whether the port can be bound on the wildcard address (as a child may bind it). */
+const canBind = (port) =>
+  new Promise((resolve) => {
+    const s = createServer()
+    s.once('error', () => resolve(false))
+    s.listen({ port, host: '::', ipv6Only: false, exclusive: true }, () =>
+      s.close(() => resolve(true)),
+    )
+  })
+
+const freePorts = async (count) => {
+  const found = []
+  const start = Math.floor(Math.random() * PORT_SPAN)
+  for (let i = 0; i < PORT_SPAN && found.length < count; i++) {
+    const port = PORT_BASE + ((start + i) % PORT_SPAN)
+    if (await canBind(port)) found.push(port)
+  }
+  if (found.length < count)
+    throw new Error(
+      `found only ${found.length} free ports in ${PORT_BASE}-${PORT_BASE + PORT_SPAN - 1}`,
+    )
+  return found
+}
+
+/** One HTTP GET: {code, body}; code 0 when there is no answer (refused, reset, timed out). */
+const get = (agent, port, path, timeoutMs) =>
+  new Promise((resolve) => {
+    const req = request(
+      { host: HOST, port, path, agent, signal: AbortSignal.timeout(timeoutMs) },
+      (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (c) => (body += c))
+        res.on('end', () => resolve({ code: res.statusCode ?? 0, body }))
+        res.on('error', () => resolve({ code: 0, body: '' }))
+      },
+    )
+    req.on('error', () => resolve({ code: 0, body: '' }))
+    req.end()
+  })
+
+const pidAlive = (pid) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return err.code === 'EPERM'
+  }
+}
+
+const killGroup = (pgid, signal) => {
+  try {
+    process.kill(-pgid, signal)
+    return true
+  } catch {
+    return false
+  }
+}
+
+const cmdline = (pid) => {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim()
+  } catch {
+    return undefined
+  }
+}
+
+/** Every process {pid, cmd} whose command line contains `needle`, this one excepted. */
+const processesWith = (needle) => {
+  const found = []
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue
+    const cmd = cmdline(Number(name))
+    if (cmd?.includes(needle)) found.push({ pid: Number(name), cmd })
+  }
+  return found
+}
+
+/** Direct children of `pid` whose command line contains `needle`. */
+const childrenWith = (pid, needle) => {
+  const found = []
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+      if (ppid === pid && cmdline(Number(name))?.includes(needle)) found.push(Number(name))
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found
+}
+
+/** Polls cond() every `everyMs` until it returns something truthy, and returns that. */
+const waitUntil = async (what, cond, timeoutMs = STEP_TIMEOUT_MS, everyMs = 5) => {
+  const deadline = performance.now() + timeoutMs
+  for (;;) {
+    const v = await cond()
+    if (v) return v
+    if (performance.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await sleep(everyMs)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics
+
+const quantile = (sorted, q) =>
+  sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]
+const summary = (xs) => {
+  const s = xs.filter((x) => x !== undefined && !Number.isNaN(x)).sort((a, b) => a - b)
+  return {
+    n: s.length,
+    min: s[0],
+    p50: quantile(s, 0.5),
+    p95: quantile(s, 0.95),
+    p99: quantile(s, 0.99),
+    max: s[s.length - 1],
+  }
+}
+const f0 = (x) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(0))
+const r1 = (x) => (x === undefined || Number.isNaN(x) ? null : Math.round(x * 10) / 10)
+const mean = (xs) => xs.reduce((s, x) => s + x, 0) / xs.length
+
+// ---------------------------------------------------------------------------------------------
+// The cluster
+
+const dir = mkdtempSync(join(tmpdir(), 'tandem-bench-failover-'))
+const shared = join(dir, 'shared')
+/** Every supervisor pid, child pid (from the logs) and watchdog pid of this run, for cleanup. */
+const started = { supervisors: new Set(), children: new Set(), watchdogs: new Set() }
+
+const writeConfig = (n) => {
+  const components = {
+    api: {
+      command: [process.execPath, SERVER, n.dir], // the dir: lets the final check find it
+      env: { PORT: '{port}' },
+      port: n.ports.api,
+      runOn: 'active',
+      stop: { signal: 'SIGTERM', timeoutMs: 2000 },
+    },
+  }
+  if (HOT) {
+    components.svc = {
+      command: [process.execPath, HA_CHILD, n.dir],
+      env: { PORT: '{port}' },
+      port: n.ports.svc,
+      runOn: 'active',
+      standby: 'hot',
+      activate: { type: 'ipc' },
+      stop: { signal: 'SIGTERM', timeoutMs: 2000 },
+    }
+  }
+  writeFileSync(
+    n.cfg,
+    JSON.stringify(
+      {
+        node: n.name,
+        stateDir: 'state',
+        ha: { name: 'bench', sharedDir: shared }, // default timings
+        control: { http: { port: n.ports.http } },
+        components,
+      },
+      null,
+      2,
+    ),
+  )
+}
+
+/** `tandem start` for node n, with its log records as they arrive (seenAt: our clock). */
+const startSupervisor = (n) => {
+  const child = spawn(process.execPath, [CLI, 'start', '-c', n.cfg], {
+    cwd: ROOT,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  started.supervisors.add(child.pid)
+  const sup = { child, pid: child.pid, events: [], stderr: [], gone: false }
+  createInterface({ input: child.stdout, crlfDelay: Infinity }).on('line', (line) => {
+    let e
+    try {
+      e = JSON.parse(line)
+    } catch {
+      return
+    }
+    e.seenAt = performance.now()
+    if (typeof e.childPid === 'number') started.children.add(e.childPid)
+    sup.events.push(e)
+  })
+  createInterface({ input: child.stderr, crlfDelay: Infinity }).on('line', (l) =>
+    sup.stderr.push(l),
+  )
+  sup.exited = new Promise((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  )
+  void sup.exited.then(() => (sup.gone = true))
+  child.once('close', () => (sup.closed = true)) // and its output read to the end
+  n.sup = sup
+  return sup
+}
+
+/**
+ * Starts node n's supervisor again after a kill -9, retrying every 250 ms while it refuses
+ * because the dead one's state dir lock is not stale yet (see the report). Returns the refused
+ * attempts and when the start that went through was made.
+ */
+const restartAfterKill = async (n) => {
+  let refused = 0
+  let lastWhy
+  for (;;) {
+    const at = performance.now()
+    const sup = startSupervisor(n)
+    const outcome = await waitUntil(`${n.name} supervisor started`, () =>
+      sup.events.length > 0 ? 'up' : sup.closed ? 'exited' : false,
+    )
+    if (outcome === 'up') return { refused, at, why: lastWhy }
+    const why = sup.stderr.join(' | ')
+    if (!why.includes('already running')) throw new Error(`${n.name} did not start: ${why}`)
+    lastWhy = why
+    refused++
+    await sleep(250)
+  }
+}
+
+/** Its orphan watchdog, to kill at the end if it outlives it (once the supervisor is up). */
+const noteWatchdog = (n) => {
+  for (const pid of childrenWith(n.sup.pid, 'watchdog-main')) started.watchdogs.add(pid)
+}
+
+const diagnostics = (nodes) =>
+  nodes
+    .map((n) => {
+      const tail = (n.sup?.events ?? []).slice(-12).map((e) => `    ${e.msg}`)
+      return `  node ${n.name} (pid ${n.sup?.pid}):\n${tail.join('\n')}\n  stderr: ${n.sup?.stderr.slice(-5).join(' | ') || '-'}`
+    })
+    .join('\n')
+
+const statusJson = async (n) => {
+  const { stdout } = await run(process.execPath, [CLI, 'status', '--json', '-c', n.cfg], {
+    cwd: ROOT,
+  })
+  return JSON.parse(stdout)
+}
+
+/** What one answer of each endpoint means. */
+const isLeader = (r) => r.code === 200
+const isServing = (r) => r.code === 200
+const isActiveSvc = (r) => r.code === 200 && r.body.startsWith('active')
+const isStandbySvc = (r) => r.code === 503 && r.body.startsWith('standby')
+
+/** One GET on a fresh connection. */
+const once = async (port, path) => {
+  const agent = new Agent({ keepAlive: false })
+  try {
+    return await get(agent, port, path, 2000)
+  } finally {
+    agent.destroy()
+  }
+}
+
+/**
+ * Waits until `active` is the active node and `standby` a standby watching its epoch: /leader
+ * 200 and 503, api serving on the active only, svc active there and a ready standby on the
+ * other, and the standby's status showing the active's heartbeat. Returns the epoch.
+ */
+const settle = async (active, standby) => {
+  try {
+    await waitUntil(
+      `${active.name} active and ${standby.name} standby`,
+      async () => {
+        if (active.sup.gone || standby.sup.gone) throw new Error('a supervisor exited')
+        const [la, ls, aa, as, sa, ss] = await Promise.all([
+          once(active.ports.http, '/leader'),
+          once(standby.ports.http, '/leader'),
+          once(active.ports.api, '/'),
+          once(standby.ports.api, '/'),
+          HOT ? once(active.ports.svc, '/') : undefined,
+          HOT ? once(standby.ports.svc, '/') : undefined,
+        ])
+        return (
+          isLeader(la) &&
+          ls.code === 503 &&
+          isServing(aa) &&
+          as.code === 0 &&
+          (!HOT || (isActiveSvc(sa) && isStandbySvc(ss)))
+        )
+      },
+      STEP_TIMEOUT_MS,
+      50,
+    )
+    const epoch = JSON.parse((await once(active.ports.http, '/leader')).body).epoch
+    await waitUntil(
+      `${standby.name} watching epoch ${epoch}`,
+      async () => (await statusJson(standby)).cluster?.heartbeat?.epoch === epoch,
+      STEP_TIMEOUT_MS,
+      50,
+    )
+    noteWatchdog(active)
+    noteWatchdog(standby)
+    return epoch
+  } catch (err) {
+    throw new Error(`${err.message}\n${diagnostics([active, standby])}`, { cause: err })
+  }
+}
+
+/**
+ * Asks each endpoint every SAMPLE_MS in its own loop until stop(); keeps every answer with the
+ * moment its request was sent (from) and its answer read (to).
+ */
+const startSampling = (nodes) => {
+  let running = true
+  const answers = []
+  const targets = nodes.flatMap((n) => [
+    { node: n.name, kind: 'leader', port: n.ports.http, path: '/leader', ok: isLeader },
+    { node: n.name, kind: 'api', port: n.ports.api, path: '/', ok: isServing },
+    ...(HOT ? [{ node: n.name, kind: 'svc', port: n.ports.svc, path: '/', ok: isActiveSvc }] : []),
+  ])
+  let asked = 0
+  const loops = targets.map(async (t) => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+    while (running) {
+      const from = performance.now()
+      const r = await get(agent, t.port, t.path, REQUEST_TIMEOUT_MS)
+      asked++
+      answers.push({ node: t.node, kind: t.kind, from, to: performance.now(), ok: t.ok(r), r })
+      await sleep(SAMPLE_MS)
+    }
+    agent.destroy()
+  })
+  return {
+    answers,
+    targets: targets.length,
+    /** The first positive answer of `kind` from node `name` received after t0. */
+    first: (name, kind, t0) =>
+      answers.find((a) => a.node === name && a.kind === kind && a.ok && a.to > t0),
+    /** The last positive answer of `kind` from node `name` whose request was sent after t0. */
+    last: (name, kind, t0) =>
+      answers.findLast((a) => a.node === name && a.kind === kind && a.ok && a.from >= t0),
+    stop: async () => {
+      running = false
+      await Promise.all(loops)
+      const overlaps = {}
+      for (const kind of ['leader', 'api', ...(HOT ? ['svc'] : [])]) {
+        const pos = answers.filter((a) => a.kind === kind && a.ok)
+        overlaps[kind] = pos.flatMap((x) =>
+          pos
+            .filter((y) => y.node > x.node && y.from <= x.to && x.from <= y.to)
+            .map(
+              (y) =>
+                `${kind}: ${x.node} ${x.from.toFixed(0)}-${x.to.toFixed(0)} ${JSON.stringify(x.r.body.trim())} / ${y.node} ${y.from.toFixed(0)}-${y.to.toFixed(0)} ${JSON.stringify(y.r.body.trim())}`,
+            ),
+        )
+      }
+      return { overlaps, asked }
+    },
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One trial
+
+/**
+ * One failover from `active` to `standby` by `scenario`, then the cluster back to two nodes
+ * (the old active as the new standby). Returns the timings (ms from the trigger) and overlaps.
+ */
+const trial = async (scenario, active, standby, epochBefore) => {
+  const sampling = startSampling([active, standby])
+  const oldSup = active.sup
+  const markOld = oldSup.events.length
+  const markNew = standby.sup.events.length
+  const out = { scenario, from: active.name, to: standby.name }
+  let cli
+  let t0
+  try {
+    // Every loop has answered once before the trigger.
+    await waitUntil(
+      'first samples',
+      () => new Set(sampling.answers.map((a) => a.node + a.kind)).size === sampling.targets,
+    )
+    if (scenario === 'kill') {
+      t0 = performance.now()
+      process.kill(oldSup.pid, 'SIGKILL')
+    } else if (scenario === 'stop') {
+      t0 = performance.now()
+      process.kill(oldSup.pid, 'SIGSTOP')
+      active.stopped = true
+    } else {
+      t0 = performance.now()
+      const child = spawn(process.execPath, [CLI, 'switchover', '-c', active.cfg], {
+        cwd: ROOT,
+        detached: true,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+      cli = { out: '', err: '' }
+      child.stdout.on('data', (d) => (cli.out += d))
+      child.stderr.on('data', (d) => (cli.err += d))
+      cli.done = new Promise((resolve) =>
+        child.once('exit', (code) => resolve({ code, at: performance.now() })),
+      )
+    }
+    const leader = await waitUntil(`${standby.name} /leader 200`, () =>
+      sampling.first(standby.name, 'leader', t0),
+    )
+    const api = await waitUntil(`${standby.name} api serving`, () =>
+      sampling.first(standby.name, 'api', t0),
+    )
+    const svc = HOT
+      ? await waitUntil(`${standby.name} svc active`, () => sampling.first(standby.name, 'svc', t0))
+      : undefined
+    out.leaderMs = leader.to - t0
+    out.apiMs = api.to - t0
+    out.svcMs = svc ? svc.to - t0 : undefined
+    out.completeMs = Math.max(out.leaderMs, out.apiMs, out.svcMs ?? 0)
+    const body = JSON.parse(leader.r.body)
+    out.epoch = body.epoch
+    if (body.node !== standby.name)
+      throw new Error(`/leader of ${standby.name} names ${leader.r.body}`)
+    const newEvents = () => standby.sup.events.slice(markNew)
+    const promoted = newEvents().find((e) => e.event === 'promoted')
+    out.promotedMs = promoted ? promoted.seenAt - t0 : undefined
+    out.promotedWhy = promoted?.msg
+    const apiReady = await waitUntil(`${standby.name} api ready logged`, () =>
+      newEvents().find((e) => e.event === 'ready' && e.component === 'api'),
+    )
+    out.apiReadyLogMs = apiReady.seenAt - t0
+    if (scenario === 'switchover') {
+      const done = await cli.done
+      out.cliExitMs = done.at - t0
+      if (done.code !== 0)
+        throw new Error(
+          `tandem switchover exited ${done.code}: ${cli.err.trim() || cli.out.trim()}`,
+        )
+      const released = oldSup.events.slice(markOld).find((e) => e.event === 'released')
+      out.releasedMs = released ? released.seenAt - t0 : undefined
+      // The handover itself, without the CLI's start-up and the old children's stop.
+      out.leaderFromReleasedMs = released ? out.leaderMs - out.releasedMs : undefined
+      out.completeFromReleasedMs = released ? out.completeMs - out.releasedMs : undefined
+    }
+    // Bring the cluster back to two nodes, the old active as the standby.
+    if (scenario === 'kill') {
+      await oldSup.exited
+      const again = await restartAfterKill(active)
+      out.restartRefused = again.refused
+      out.restartOkMs = again.at - t0
+      out.restartRefusal = again.why
+    } else if (scenario === 'stop') {
+      const contAt = performance.now()
+      process.kill(oldSup.pid, 'SIGCONT')
+      active.stopped = false
+      const fenced = await waitUntil(`${active.name} fenced`, () =>
+        oldSup.events.slice(markOld).find((e) => e.event === 'fenced'),
+      )
+      out.stoppedMs = contAt - t0
+      out.fencedAfterContMs = fenced.seenAt - contAt
+    }
+    out.epochAfter = await settle(standby, active)
+    if (out.epochAfter !== out.epoch || out.epoch <= epochBefore)
+      throw new Error(
+        `epochs: ${epochBefore} before, ${out.epoch} on /leader, ${out.epochAfter} after settling`,
+      )
+  } catch (err) {
+    if (active.stopped) {
+      process.kill(oldSup.pid, 'SIGCONT')
+      active.stopped = false
+    }
+    await sampling.stop()
+    throw new Error(
+      `${scenario} trial ${active.name} -> ${standby.name}: ${err.message}\n${diagnostics([active, standby])}`,
+      { cause: err },
+    )
+  }
+  const { overlaps, asked } = await sampling.stop()
+  out.overlaps = overlaps
+  out.asked = asked
+  // How long the old active went on answering as active after the trigger (its last positive
+  // answer to a request sent after the trigger; 0: none).
+  for (const [kind, key] of [
+    ['leader', 'oldLeaderLastMs'],
+    ['api', 'oldApiLastMs'],
+    ...(HOT ? [['svc', 'oldSvcLastMs']] : []),
+  ]) {
+    const last = sampling.last(active.name, kind, t0)
+    // Only up to the promotion: afterwards it is the new standby, and api is not expected.
+    out[key] = last && last.to - t0 < out.leaderMs ? last.to - t0 : 0
+  }
+  const errors = [
+    ...oldSup.events.slice(markOld).map((e) => [active.name, e]),
+    ...(active.sup !== oldSup ? active.sup.events.map((e) => [active.name, e]) : []),
+    ...standby.sup.events.slice(markNew).map((e) => [standby.name, e]),
+  ].filter(([, e]) => e.level >= 50)
+  if (errors.length) out.errors = errors.map(([name, e]) => `${name}: ${e.msg}`)
+  return out
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const cleanup = async (nodes, orderly) => {
+  for (const n of nodes) if (n.sup && !n.sup.gone) killGroup(n.sup.pid, 'SIGCONT')
+  if (orderly) {
+    // The standby first, so that the active's leaving is not a handover to it.
+    const order = [
+      ...nodes.filter((n) => n.role !== 'active'),
+      ...nodes.filter((n) => n.role === 'active'),
+    ]
+    for (const n of order) {
+      if (!n.sup || n.sup.gone) continue
+      process.kill(n.sup.pid, 'SIGTERM')
+      await Promise.race([n.sup.exited, sleep(5_000)])
+    }
+  }
+  for (const pid of started.supervisors) killGroup(pid, 'SIGKILL')
+  for (const pid of started.children) if (cmdline(pid)?.includes(dir)) killGroup(pid, 'SIGKILL')
+  for (const pid of started.watchdogs)
+    if (cmdline(pid)?.includes('watchdog-main')) killGroup(pid, 'SIGKILL')
+}
+
+/** Processes of this run still there: command line with the temp dir, or a watchdog of ours. */
+const leftovers = () => [
+  ...processesWith(dir),
+  ...[...started.watchdogs]
+    .filter((pid) => pidAlive(pid) && cmdline(pid)?.includes('watchdog-main'))
+    .map((pid) => ({ pid, cmd: cmdline(pid) })),
+]
+
+const report = (results, ctx) => {
+  const { loadBefore, loads, cliStartMs, commit, srcDirty } = ctx
+  const metrics = [
+    ['leaderMs', '/leader 200'],
+    ['apiMs', 'api serving (cold)'],
+    ...(HOT ? [['svcMs', 'svc active (hot)']] : []),
+    ['completeMs', 'complete'],
+  ]
+  const kindOf = { leaderMs: 'leader', apiMs: 'api', svcMs: 'svc' }
+  const table = {}
+  console.log('')
+  console.log(
+    '  ms from the kill / SIGSTOP / switchover command     n     p50     p95     p99     max   overlaps',
+  )
+  for (const scenario of SCENARIOS) {
+    const rs = results.filter((r) => r.scenario === scenario)
+    const ov = {}
+    for (const kind of Object.keys(rs[0].overlaps))
+      ov[kind] = rs.reduce((s, r) => s + r.overlaps[kind].length, 0)
+    table[scenario] = { overlaps: ov }
+    const rows = [
+      ...metrics,
+      ...(scenario === 'switchover'
+        ? [
+            ['leaderFromReleasedMs', '/leader 200, from "released" logged'],
+            ['completeFromReleasedMs', 'complete, from "released" logged'],
+          ]
+        : []),
+    ]
+    for (const [key, label] of rows) {
+      const s = summary(rs.map((r) => r[key]))
+      table[scenario][key] = {
+        p50: r1(s.p50),
+        p95: r1(s.p95),
+        p99: r1(s.p99),
+        max: r1(s.max),
+        min: r1(s.min),
+      }
+      const kind = kindOf[key]
+      console.log(
+        `  ${scenario.padEnd(10)} ${label.padEnd(36)} ${String(s.n).padStart(3)} ${f0(s.p50).padStart(7)} ${f0(s.p95).padStart(7)} ${f0(s.p99).padStart(7)} ${f0(s.max).padStart(7)}   ${kind ? ov[kind] : ''}`,
+      )
+    }
+  }
+  console.log('')
+  console.log('  breakdown, medians (ms from the trigger; log lines timed on arrival here):')
+  const med = (scenario, key) =>
+    summary(results.filter((r) => r.scenario === scenario).map((r) => r[key])).p50
+  const breakdown = {}
+  for (const scenario of SCENARIOS) {
+    const keys = [
+      ...(scenario === 'switchover' ? [['releasedMs', '"released" logged by the old active']] : []),
+      ['promotedMs', '"promoted" logged by the new active'],
+      ['leaderMs', '/leader 200 on the new active'],
+      ['apiReadyLogMs', 'api "ready" logged by the new active'],
+      ...(scenario === 'switchover' ? [['cliExitMs', 'tandem switchover exited']] : []),
+      ['oldLeaderLastMs', 'old active: last /leader 200 asked after the trigger (0: none)'],
+      ['oldApiLastMs', 'old active: last api answer asked after the trigger (0: none)'],
+      ...(HOT ? [['oldSvcLastMs', 'old active: last svc "active" asked after the trigger']] : []),
+      ...(scenario === 'kill'
+        ? [
+            ['restartOkMs', 'killed node started again, as the new standby (first try taken)'],
+            ['restartRefused', '  `tandem start` attempts refused before that (250 ms apart)'],
+          ]
+        : []),
+      ...(scenario === 'stop'
+        ? [
+            ['stoppedMs', 'SIGCONT sent (the old active was stopped this long)'],
+            ['fencedAfterContMs', '"fenced" logged by the old active, ms after SIGCONT'],
+          ]
+        : []),
+    ]
+    breakdown[scenario] = {}
+    console.log(`    ${scenario}`)
+    for (const [key, label] of keys) {
+      breakdown[scenario][key] = r1(med(scenario, key))
+      console.log(`      ${label.padEnd(64)} ${f0(med(scenario, key)).padStart(6)}`)
+    }
+  }
+  const allOverlaps = results.flatMap((r) => Object.values(r.overlaps).flat())
+  const leaderOverlaps = results.reduce((s, r) => s + r.overlaps.leader.length, 0)
+  const errors = results.flatMap((r) => r.errors ?? [])
+  const verdict = {}
+  const crash = SCENARIOS.filter((s) => s !== 'switchover')
+  for (const s of crash) verdict[s] = table[s].completeMs.p99 <= GOALS.crashP99Ms
+  if (SCENARIOS.includes('switchover'))
+    verdict.switchover = table.switchover.completeMs.p99 <= GOALS.switchoverP99Ms
+  verdict.overlaps = allOverlaps.length === 0
+  console.log('')
+  for (const s of crash)
+    console.log(
+      `  ${s}: failover complete p99 ${f0(table[s].completeMs.p99)} ms (goal <= ${GOALS.crashP99Ms}): ${verdict[s] ? 'MET' : 'NOT MET'}`,
+    )
+  if (SCENARIOS.includes('switchover'))
+    console.log(
+      `  switchover: complete p99 ${f0(table.switchover.completeMs.p99)} ms (goal <= ${GOALS.switchoverP99Ms}): ${verdict.switchover ? 'MET' : 'NOT MET'}` +
+        ` (/leader 200 p99 ${f0(table.switchover.leaderMs.p99)} ms)`,
+    )
+  console.log(
+    `  overlaps: ${leaderOverlaps} on /leader, ${allOverlaps.length - leaderOverlaps} between active-only services: ${verdict.overlaps ? 'none (MET)' : 'NOT MET'}`,
+  )
+  for (const o of allOverlaps.slice(0, 10)) console.log(`    ${o}`)
+  console.log(
+    `  error log lines from the supervisors: ${errors.length}${errors.length ? ` (first: ${errors[0]})` : ''}`,
+  )
+  const refusal = results.find((r) => r.restartRefusal)?.restartRefusal
+  if (refusal)
+    console.log(
+      `  restarting a killed node: ${results.filter((r) => r.restartRefused).length} of ${results.filter((r) => r.scenario === 'kill').length} first attempts refused: ${refusal}`,
+    )
+  const promotedWhy = [...new Set(results.map((r) => r.promotedWhy?.replace(/\d+/g, 'N')))]
+  console.log(`  promotion reasons logged: ${promotedWhy.join(' | ')}`)
+  console.log(
+    `  requests asked: ${results.reduce((s, r) => s + r.asked, 0)}; 1-minute load average: ${loadBefore[0].toFixed(2)} before, ${mean(loads).toFixed(2)} mean over trials, ${loadavg()[0].toFixed(2)} after`,
+  )
+  console.log(
+    JSON.stringify({
+      bench: 'failover',
+      node: process.version,
+      cpus: cpus().length,
+      trials: TRIALS,
+      hot: HOT,
+      scenarios: table,
+      breakdownP50Ms: breakdown,
+      goals: GOALS,
+      verdict,
+      errorLines: errors.length,
+      cliStartMs: r1(cliStartMs),
+      commit,
+      srcDirty,
+      load1: [r1(loadBefore[0]), r1(mean(loads)), r1(loadavg()[0])],
+    }),
+  )
+}
+
+const main = async () => {
+  const nodes = []
+  const onSignal = (signal) => {
+    void cleanup(nodes, false).finally(() => {
+      rmSync(dir, { recursive: true, force: true })
+      process.exit(signal === 'SIGINT' ? 130 : 143)
+    })
+  }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  let failure
+  try {
+    for (const s of SCENARIOS)
+      if (!['kill', 'stop', 'switchover'].includes(s))
+        throw new Error(`unknown scenario ${s} in BENCH_SCENARIOS`)
+    mkdirSync(shared)
+    const ports = await freePorts(6)
+    for (const [i, name] of ['a', 'b'].entries()) {
+      const nd = join(dir, name)
+      mkdirSync(nd)
+      const n = {
+        name,
+        dir: nd,
+        cfg: join(nd, 'tandem.json'),
+        ports: { http: ports[3 * i], api: ports[3 * i + 1], svc: ports[3 * i + 2] },
+      }
+      writeConfig(n)
+      nodes.push(n)
+    }
+    const [a, b] = nodes
+
+    const git = (...args) =>
+      run('git', args, { cwd: ROOT }).then(
+        (r) => r.stdout.trim(),
+        () => undefined,
+      )
+    const commit = await git('rev-parse', '--short', 'HEAD')
+    const srcDirty = (await git('status', '--porcelain', '--', 'src')) ? true : false
+    const others = processesWith('tandem.js').length + processesWith('fixtures/').length
+    // The CLI's own start-up, part of every switchover (min of 3).
+    const cliStart = []
+    for (let i = 0; i < 3; i++) {
+      const t = performance.now()
+      await run(process.execPath, [CLI, '--help'], { cwd: ROOT })
+      cliStart.push(performance.now() - t)
+    }
+    const cliStartMs = Math.min(...cliStart)
+    const loadBefore = loadavg()
+    console.log('tandem failover benchmark')
+    console.log(
+      `  commit ${commit ?? 'unknown'}${srcDirty ? ' with uncommitted changes in src/' : ''}`,
+    )
+    console.log(
+      `  node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), ${process.platform} ${process.arch}`,
+    )
+    console.log(
+      `  load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')}; tandem/fixture processes of others running: ${others}`,
+    )
+    console.log(
+      `  two nodes, shared dir ${shared} (local fs), default timings (renewMs 250, selfFenceMs 1000, takeoverMs 2000, pollMs 100)`,
+    )
+    console.log(
+      `  active-only: api (cold, server.js)${HOT ? ', svc (hot, ha-child.js, activate ipc)' : ''}; ports ${a.name} ${JSON.stringify(a.ports)} ${b.name} ${JSON.stringify(b.ports)}`,
+    )
+    console.log(
+      `  ${TRIALS} trials each of ${SCENARIOS.join(', ')}, interleaved; every endpoint asked every ${SAMPLE_MS} ms`,
+    )
+    console.log(
+      `  tandem CLI start-up (node bin/tandem.js --help, min of 3): ${f0(cliStartMs)} ms, part of each switchover`,
+    )
+    console.log(
+      `  goals: crash failover (kill, stop) complete p99 <= ${GOALS.crashP99Ms} ms; switchover complete p99 <= ${GOALS.switchoverP99Ms} ms; overlaps 0`,
+    )
+
+    startSupervisor(a)
+    await waitUntil('a promoted', () => {
+      if (a.sup.gone) throw new Error(`a exited: ${a.sup.stderr.join(' | ')}`)
+      return a.sup.events.find((e) => e.event === 'promoted')
+    })
+    startSupervisor(b)
+    let epoch = await settle(a, b)
+    let [active, standby] = [a, b]
+    active.role = 'active'
+    standby.role = 'standby'
+
+    const results = []
+    const loads = []
+    for (let i = 0; i < TRIALS; i++) {
+      for (const scenario of SCENARIOS) {
+        const r = await trial(scenario, active, standby, epoch)
+        loads.push(loadavg()[0])
+        results.push(r)
+        epoch = r.epochAfter
+        ;[active, standby] = [standby, active]
+        active.role = 'active'
+        standby.role = 'standby'
+        const ov = Object.values(r.overlaps).flat()
+        const line = `  ${scenario.padEnd(10)} ${String(i + 1).padStart(2)}/${TRIALS} ${r.from}->${r.to} epoch ${r.epoch}: /leader ${f0(r.leaderMs)} ms, api ${f0(r.apiMs)} ms${HOT ? `, svc ${f0(r.svcMs)} ms` : ''}${ov.length ? `, OVERLAPS ${ov.length}` : ''}`
+        if (ov.length || r.errors) {
+          if (process.stdout.isTTY) process.stdout.write('\r\x1b[K')
+          console.log(`${line}\n    ${[...ov, ...(r.errors ?? [])].join('\n    ')}`)
+        } else if (process.stdout.isTTY) process.stdout.write(`\r\x1b[K${line}`)
+      }
+    }
+    if (process.stdout.isTTY) process.stdout.write('\r\x1b[K')
+    report(results, { loadBefore, loads, cliStartMs, commit, srcDirty })
+  } catch (err) {
+    failure = err
+  } finally {
+    await cleanup(nodes, !failure)
+    await sleep(200)
+    let left = leftovers()
+    if (left.length) {
+      for (const p of left) {
+        if (killGroup(p.pid, 'SIGKILL')) continue // a group leader: its group
+        try {
+          process.kill(p.pid, 'SIGKILL') // else the process alone
+        } catch {
+          // gone
+        }
+      }
+      await sleep(500)
+      left = leftovers()
+    }
+    console.log(
+      `  leftover processes: ${left.length ? left.map((p) => `${p.pid} ${p.cmd}`).join('; ') : 'none'}`,
+    )
+    rmSync(dir, { recursive: true, force: true })
+  }
+  if (failure) throw failure
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(`bench/failover: ${err?.stack ?? err}`)
+    process.exit(1)
+  },
+)
