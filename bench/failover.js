@@ -39,6 +39,7 @@
 //   QUICK=1              a quick try: 3 trials per scenario
 //   BENCH_SCENARIOS=...  comma-separated subset of kill,stop,switchover (default all three)
 //   BENCH_HOT=0          leave out the hot svc component (cold api only)
+//   BENCH_OUT=file       also write every trial's figures there (JSON), for a closer look
 //
 // Ports: found free in 28000-28099, below the kernel's ephemeral range (32768-60999), so that
 // the benchmark's own connections and their TIME_WAITs never hold one of them. Every process
@@ -848,6 +849,8 @@ const main = async () => {
     }
     if (process.stdout.isTTY) process.stdout.write('\r\x1b[K')
     report(results, { loadBefore, loads, cliStartMs, commit, srcDirty })
+    if (process.env.BENCH_OUT)
+      writeFileSync(process.env.BENCH_OUT, JSON.stringify({ commit, results }, null, 1))
   } catch (err) {
     failure = err
   } finally {
