@@ -179,6 +179,8 @@ export class Lease extends EventEmitter<LeaseEvents> {
   #holdOffUntil = 0
   #releasedEpoch = 0
   #stopped = false
+  /** The heartbeat write of the renew in progress, if any. */
+  #renewing: Promise<void> = Promise.resolve()
   #cancels: Cancel[] = []
   #reported = new Set<string>()
 
@@ -273,6 +275,8 @@ export class Lease extends EventEmitter<LeaseEvents> {
     this.#releasedEpoch = epoch
     this.#toStandby('released (switchover)')
     await quiesce()
+    // A renew already under way must not land after `released` and overwrite it.
+    await this.#renewing
     try {
       await this.#store.writeHeartbeat(this.#heartbeat(epoch, this.#seq + 1, 'released'))
     } catch (err) {
@@ -310,10 +314,15 @@ export class Lease extends EventEmitter<LeaseEvents> {
   async #poll(): Promise<void> {
     if (this.#holding()) return
     const epoch = await this.#store.highestClaim()
-    const [raw, owner] =
+    const [read, owner] =
       epoch > 0
         ? await Promise.all([this.#store.readHeartbeat(epoch), this.#store.readOwner(epoch)])
         : [undefined, undefined]
+    // The heartbeat is rewritten in place: an empty read is a write caught in the middle, not
+    // content. It counts as what was there before (neither a change nor a problem), so that a
+    // file left empty by a writer that died still lets the wait run out.
+    const prev = this.#watched
+    const raw = read === '' && prev?.epoch === epoch ? prev.raw : read
     if (this.#stopped || this.#holding()) return
     const d = standbyDecision(
       { epoch, raw, owner },
@@ -363,7 +372,9 @@ export class Lease extends EventEmitter<LeaseEvents> {
     while (!this.#stopped && this.#role === 'active' && this.#epoch === epoch) {
       const start = { monotonic: this.#clock.monotonic(), wall: this.#clock.now() }
       try {
-        await this.#store.writeHeartbeat(this.#heartbeat(epoch, ++this.#seq, 'active'))
+        const writing = this.#store.writeHeartbeat(this.#heartbeat(epoch, ++this.#seq, 'active'))
+        this.#renewing = writing.catch(() => undefined)
+        await writing
         const higher = await this.#store.highestClaim()
         if (this.#role !== 'active' || this.#epoch !== epoch) return
         if (higher > epoch) return this.#fence(`a higher claim appeared: epoch ${higher}`)

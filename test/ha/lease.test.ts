@@ -94,10 +94,17 @@ class NodeView implements LeaseStore {
     this.#hung ??= []
   }
   unhang(): void {
-    const waiting = this.#hung ?? []
+    const waiting = [...(this.#hung ?? []), ...this.#held]
     this.#hung = undefined
+    this.#held = []
     for (const go of waiting) go()
   }
+  /** Operations waiting now stay held until `unhang()`; new ones go through (out of order). */
+  overtake(): void {
+    this.#held.push(...(this.#hung ?? []))
+    this.#hung = undefined
+  }
+  #held: (() => void)[] = []
   #io<T>(fn: () => T): Promise<T> {
     if (!this.#hung) return Promise.resolve(fn())
     const hung = this.#hung
@@ -421,4 +428,40 @@ t.test('a node with other timings refuses to compete, saying why', async (t) => 
   t.equal(b.role, 'standby', 'never claims')
   t.match(problems, [/node a runs the cluster with other timings or another cluster name/])
   t.not(timingsHash('c1', T), timingsHash('c2', T), 'the cluster name is part of the hash')
+})
+
+t.test(
+  'an empty heartbeat read (a write in progress) is neither a change nor a problem',
+  async (t) => {
+    const c = cluster(t, ['b'])
+    const b = c.nodes[0]!
+    const hb = (seq: number) =>
+      JSON.stringify({ epoch: 1, seq, state: 'active', node: 'a', cfgHash: timingsHash('c1', T) })
+    c.dir.claims.set(1, { node: 'a', pid: 1, nonce: 'n' })
+    c.dir.hb.set(1, hb(1))
+    b.lease.start()
+    await c.run(1000)
+    c.dir.hb.set(1, '') // caught between truncate and write, and left so (its writer died)
+    await c.run(900)
+    t.same(c.active(), [], 'the wait still counts from the last content')
+    t.same(b.events, [], 'no problem reported')
+    await c.run(200)
+    t.same(c.active(), ['b'], 'an empty file left by a dead writer still lets the wait run out')
+  },
+)
+
+t.test('release waits for a renew in flight, so released is the last word', async (t) => {
+  const c = cluster(t, ['a'])
+  const a = c.nodes[0]!
+  a.lease.start()
+  await c.run(500)
+  a.store.hang() // the next renew's write is in flight and slow
+  await c.run(250)
+  a.store.overtake() // later writes would land before it
+  const releasing = a.lease.release()
+  await c.run(100)
+  a.store.unhang()
+  await c.run(10)
+  t.ok(await releasing)
+  t.match(JSON.parse(c.dir.hb.get(1)!), { state: 'released' }, 'not overwritten by the late renew')
 })

@@ -116,6 +116,27 @@ t.test('a second supervisor on the same state dir exits 1 naming the running one
   t.equal((await status(config)).instances[0]!.state, 'ready', 'the first one is unaffected')
 })
 
+t.test(
+  'a supervisor killed with SIGKILL can be started again at once on its state dir',
+  async (t) => {
+    const dir = tempDir(t)
+    const config = writeConfig(dir, { one: fixture({ port: 24235 }) })
+    const first = new Supervisor(config)
+    t.teardown(() => first.kill())
+    await first.waitLog('ready', (r) => r.event === 'ready')
+    first.proc.kill('SIGKILL')
+    await first.exited
+    // Its lock is still there (nobody removed it) and not yet stale: its holder is dead, though.
+    const second = new Supervisor(config)
+    t.teardown(() => second.kill())
+    await second.waitLog('ready again', (r) => r.event === 'ready')
+    t.equal(second.stderr.join('\n'), '', 'not refused')
+    const third = await cli(['start', '-c', config])
+    t.equal(third.code, 1, 'a live holder is still exclusive')
+    t.match(third.err, new RegExp(`another supervisor \\(pid ${second.pid}\\) is already running`))
+  },
+)
+
 t.test('what an operator stopped stays stopped across a supervisor restart', async (t) => {
   const dir = tempDir(t)
   const config = writeConfig(dir, { web: fixture({ port: 24240, instances: 2 }) })
