@@ -3,7 +3,6 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { loadConfig } from '../config/load-config.js'
 import { planInstances, planPorts, type HaSpec } from '../config/plan.js'
-import { readUpgradeResults, writeUpgradeRequest } from '../ha/cluster-upgrade.js'
 import { FsLeaseStore } from '../ha/fs-store.js'
 import { PRESENCE_MS } from '../ha/presence.js'
 import { controlRequest, controlStream } from '../control/client.js'
@@ -11,10 +10,9 @@ import { checkSocketPath } from '../control/socket-path.js'
 import { errorMessage, hasCode, TandemError } from '../errors.js'
 import { ephemeralPortWarning } from '../process/port-holder.js'
 import type { RolloutEvent } from '../supervisor/rollout.js'
-import { runSupervisor } from '../supervisor/supervisor.js'
 import { formatStatus, type StatusReply } from './format-status.js'
 import { haproxyConfig } from './lb-config.js'
-import { runLogs, type LogsOptions } from './logs.js'
+import type { LogsOptions } from './logs.js'
 
 /** Exit codes: 0 success, 1 runtime failure, 2 usage, 78 configuration error (EX_CONFIG). */
 export const EXIT = { ok: 0, failure: 1, usage: 2, config: 78 } as const
@@ -180,6 +178,9 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
     .option('--json', 'print the result as JSON (with targets)')
     .action(async (targets: string[], o: { json?: boolean }) => {
       if (targets.length) return action('/start', targets, o.json === true)
+      // Loaded here: the supervisor's modules (pino, chokidar, ...) would slow every other
+      // command's start (a switchover's time counts from it).
+      const { runSupervisor } = await import('../supervisor/supervisor.js')
       code = await runSupervisor({ configPath: configPath() })
     })
   program
@@ -249,6 +250,7 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
         ...(s.cluster?.peers ?? []).filter((p) => p.lastChangeAgoMs < fresh).map((p) => p.node),
       ]
     }
+    const { readUpgradeResults, writeUpgradeRequest } = await import('../ha/cluster-upgrade.js')
     const nodes = await alive()
     const presence = presenceWatch(ha, ha.takeoverMs + PRESENCE_MS * 4)
     const request = await writeUpgradeRequest(ha, plan.node, { all, components })
@@ -355,6 +357,7 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
     .option('--json', 'the JSON lines as written')
     .option('--reopen', 'ask the running supervisor to reopen its log files (after logrotate)')
     .action(async (targets: string[], o: LogsOptions) => {
+      const { runLogs } = await import('./logs.js')
       code = await runLogs(loadConfig(configPath()), targets, o, io)
     })
   program
