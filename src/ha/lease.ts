@@ -323,6 +323,9 @@ export class Lease extends EventEmitter<LeaseEvents> {
     // file left empty by a writer that died still lets the wait run out.
     const prev = this.#watched
     const raw = read === '' && prev?.epoch === epoch ? prev.raw : read
+    // Bad content is reported once it is read the same twice: a first read (after a start or a
+    // release) can catch a write in the middle too, with nothing earlier to stand in for it.
+    const steady = prev?.epoch === epoch && prev.raw === raw
     if (this.#stopped || this.#holding()) return
     const d = standbyDecision(
       { epoch, raw, owner },
@@ -334,9 +337,10 @@ export class Lease extends EventEmitter<LeaseEvents> {
     if (raw !== undefined) {
       const parsed = parseHeartbeat(raw, epoch)
       if ('problem' in parsed) {
-        this.#problem(
-          `hb/${epoch} is not a valid heartbeat (${parsed.problem}); waiting for it to change`,
-        )
+        if (steady)
+          this.#problem(
+            `hb/${epoch} is not a valid heartbeat (${parsed.problem}); waiting for it to change`,
+          )
       } else if (parsed.hb.cfgHash !== this.#cfgHash) {
         this.#problem(
           `node ${parsed.hb.node} runs the cluster with other timings or another cluster name (hash ${parsed.hb.cfgHash}, ours ${this.#cfgHash}): not competing`,

@@ -450,6 +450,33 @@ t.test(
   },
 )
 
+t.test(
+  'a first read that catches a write in the middle is not reported; content that stays bad is',
+  async (t) => {
+    const c = cluster(t, ['b'])
+    const b = c.nodes[0]!
+    c.dir.claims.set(1, { node: 'a', pid: 1, nonce: 'n' })
+    c.dir.hb.set(1, '') // the standby's very first read comes between truncate and write
+    b.lease.start()
+    await c.run(50)
+    c.dir.hb.set(
+      1,
+      JSON.stringify({
+        epoch: 1,
+        seq: 1,
+        state: 'active',
+        node: 'a',
+        cfgHash: timingsHash('c1', T),
+      }),
+    )
+    await c.run(500)
+    t.same(b.events, [], 'no problem reported')
+    c.dir.hb.set(1, 'torn')
+    await c.run(250)
+    t.match(b.events, [/^problem: hb\/1 is not a valid heartbeat \(not JSON: "torn"\)/])
+  },
+)
+
 t.test('release waits for a renew in flight, so released is the last word', async (t) => {
   const c = cluster(t, ['a'])
   const a = c.nodes[0]!
