@@ -1,5 +1,6 @@
 import { constants } from 'node:os'
 import { z } from 'zod'
+import { DEFAULT_STATE_DIR } from './state-dir.js'
 
 /**
  * The config file's schema. It is the single source of the JSON Schema in `config.schema.json`
@@ -11,8 +12,9 @@ import { z } from 'zod'
 export const DEFAULTS = {
   /** Long enough for a JVM server (Zowe's) to come up; a start slower than this is a failed start. */
   readinessTimeoutMs: 60_000,
-  /** Poll often: readiness latency adds directly to restart latency. */
-  readinessIntervalMs: 25,
+  /** Poll often: readiness latency adds directly to restart and rollout time (a refused connect
+   * on loopback costs microseconds; 100 of them a second while an instance starts is nothing). */
+  readinessIntervalMs: 10,
   /** Ten seconds, like systemd's and Kubernetes' grace periods scaled down for single servers. */
   stopTimeoutMs: 10_000,
   /** Second consecutive failure waits this long; the first restart after a healthy run is immediate. */
@@ -263,7 +265,7 @@ export const configSchema = z.strictObject({
   node: name.optional().describe("This node's name; default the host name."),
   stateDir: z
     .string()
-    .default('.tandem')
+    .default(DEFAULT_STATE_DIR)
     .describe('Control socket, pid records, operator overrides; relative to the config file.'),
   logs: z
     .strictObject({

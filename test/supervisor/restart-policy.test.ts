@@ -42,7 +42,7 @@ const exit = (reason: EndReason, over: Partial<ExitRecord> = {}): ExitRecord => 
 t.test('pins the restart and stop defaults', async (t) => {
   t.same(DEFAULTS, {
     readinessTimeoutMs: 60_000,
-    readinessIntervalMs: 25,
+    readinessIntervalMs: 10,
     stopTimeoutMs: 10_000,
     backoffInitialMs: 250,
     backoffFactor: 2,
