@@ -36,16 +36,25 @@ const start = (
   return { dir, config, sup, logDir: join(dir, 'logs') }
 }
 
-/** Records of tandem.log and its rotated files, oldest first. */
+/**
+ * Records of tandem.log and its rotated files, oldest first. A rotation while the files are read
+ * renames them under the reader (tandem.log.27 becomes .28): then the whole read starts again.
+ */
 const readLog = (logDir: string, base = 'tandem.log'): LogRecord[] => {
-  const rotated = readdirSync(logDir)
-    .map((f) => (f.startsWith(`${base}.`) ? Number(f.slice(base.length + 1)) : NaN))
-    .filter((n) => Number.isInteger(n))
-    .sort((a, b) => b - a)
-  return [...rotated.map((n) => `${base}.${n}`), base]
-    .filter((f) => existsSync(join(logDir, f)))
-    .flatMap((f) => readFileSync(join(logDir, f), 'utf8').split('\n').slice(0, -1))
-    .map((l) => JSON.parse(l) as LogRecord)
+  for (;;) {
+    const rotated = readdirSync(logDir)
+      .map((f) => (f.startsWith(`${base}.`) ? Number(f.slice(base.length + 1)) : NaN))
+      .filter((n) => Number.isInteger(n))
+      .sort((a, b) => b - a)
+    try {
+      return [...rotated.map((n) => `${base}.${n}`), base]
+        .filter((f) => existsSync(join(logDir, f)))
+        .flatMap((f) => readFileSync(join(logDir, f), 'utf8').split('\n').slice(0, -1))
+        .map((l) => JSON.parse(l) as LogRecord)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    }
+  }
 }
 
 t.test(
