@@ -741,7 +741,7 @@ const main = async () => {
       `  load: ${RATE} requests/s over ${CONNECTIONS} keep-alive connections through HAProxy (autocannon, timeout ${REQUEST_TIMEOUT_S} s); ${WARMUP_S} s warm-up, ${BEFORE_S} s before, the upgrade, ${AFTER_S} s after every server is UP again`,
     )
     console.log(
-      `  tandem: control.agent on, rollout drainMs ${DRAIN_MS}, minReadyMs 0, maxUnavailable ${MAX_UNAVAILABLE}, readiness http /ready (every 25 ms), stop SIGTERM; \`tandem upgrade --all --json\``,
+      `  tandem: control.agent on, rollout drainMs ${DRAIN_MS}, minReadyMs 0, maxUnavailable ${MAX_UNAVAILABLE}, readiness http /ready (default interval), stop SIGTERM; \`tandem upgrade --all --json\``,
     )
     if (WITH_PM2)
       console.log(
