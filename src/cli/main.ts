@@ -1,9 +1,13 @@
 import { Command, CommanderError } from 'commander'
+import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
-import { loadConfig } from '../config/load-config.js'
+import { isAbsolute, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { controlStateDir } from '../config/state-dir.js'
+import { COMPLETE_COMMAND } from './complete-command.js'
 import { planInstances, planPorts, type HaSpec } from '../config/plan.js'
 import { FsLeaseStore } from '../ha/fs-store.js'
+import type { Plan } from '../config/plan.js'
 import { PRESENCE_MS } from '../ha/presence.js'
 import { controlRequest, controlStream } from '../control/client.js'
 import { checkSocketPath } from '../control/socket-path.js'
@@ -13,6 +17,23 @@ import type { RolloutEvent } from '../supervisor/rollout.js'
 import { formatStatus, type StatusReply } from './format-status.js'
 import { haproxyConfig } from './lb-config.js'
 import type { LogsOptions } from './logs.js'
+import { systemdUnit } from '../ops/systemd-unit.js'
+
+/** tandem's version, from its package.json: two levels up from both src/cli and dist/cli. */
+const packageVersion = (): string =>
+  (
+    JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+      version: string
+    }
+  ).version
+
+/**
+ * Reads and validates a config file. The schema (zod) is loaded only by the commands that need
+ * the whole config: building it is most of a command's start-up, and the commands that only talk
+ * to a running supervisor (status, switchover, restart...) read the state dir alone.
+ */
+const loadPlan = async (file: string): Promise<Plan> =>
+  (await import('../config/load-config.js')).loadConfig(file)
 
 /** Exit codes: 0 success, 1 runtime failure, 2 usage, 78 configuration error (EX_CONFIG). */
 export const EXIT = { ok: 0, failure: 1, usage: 2, config: 78 } as const
@@ -56,7 +77,7 @@ const SWITCHOVER_WAIT_MS = 5000
 
 /** The claim after `released` and its owner, read from the shared dir, once one appears. */
 const waitForNewEpoch = async (
-  ha: HaSpec,
+  ha: Pick<HaSpec, 'sharedDir' | 'takeoverMs' | 'pollMs'>,
   released: number,
 ): Promise<{ node: string; epoch: number } | undefined> => {
   const store = new FsLeaseStore(ha.sharedDir)
@@ -148,6 +169,7 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
   let code: number = EXIT.ok
   const program = new Command('tandem')
     .description('Process supervisor with cold and hot standby')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
     .option(
@@ -157,9 +179,9 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
     )
 
   const configPath = () => program.opts<{ config: string }>().config
-  const stateDir = () => loadConfig(configPath()).stateDir
+  const stateDir = () => controlStateDir(configPath())
   const action = async (path: string, targets: string[], json: boolean) => {
-    const reply = (await controlRequest(stateDir(), 'POST', path, { targets })) as Pick<
+    const reply = (await controlRequest(await stateDir(), 'POST', path, { targets })) as Pick<
       StatusReply,
       'instances'
     >
@@ -190,7 +212,7 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
     .option('-w, --watch [seconds]', 'refresh the table every few seconds (default 2) until Ctrl-C')
     .action(async (o: { json?: boolean; watch?: boolean | string }) => {
       const show = async () => {
-        const reply = (await controlRequest(stateDir(), 'GET', '/status')) as StatusReply
+        const reply = (await controlRequest(await stateDir(), 'GET', '/status')) as StatusReply
         return o.json ? JSON.stringify(reply) : formatStatus(reply)
       }
       if (o.watch === undefined) return io.out(await show())
@@ -225,7 +247,9 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
           ? live.show(e)
           : io.out(progressLine(e, e.elapsedMs ?? 0))
     try {
-      const result = await controlStream(stateDir(), path, body, (raw) => show(raw as RolloutEvent))
+      const result = await controlStream(await stateDir(), path, body, (raw) =>
+        show(raw as RolloutEvent),
+      )
       if (json) io.out(JSON.stringify({ result }))
     } finally {
       live?.stop()
@@ -237,7 +261,7 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
    * result or gone away. Exit 1 if any failed or went away.
    */
   const clusterUpgrade = async (components: string[], all: boolean, json: boolean) => {
-    const plan = loadConfig(configPath())
+    const plan = await loadPlan(configPath())
     if (!plan.ha) {
       throw new TandemError('EUSAGE', `--cluster needs an "ha" section in ${plan.configFile}`)
     }
@@ -319,21 +343,22 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
     )
     .option('--json', 'print the result as JSON')
     .action(async (o: { json?: boolean }) => {
-      const plan = loadConfig(configPath())
-      const reply = (await controlRequest(plan.stateDir, 'POST', '/switchover')) as {
+      const reply = (await controlRequest(await stateDir(), 'POST', '/switchover')) as {
         released: number
         node: string
         cluster: string
-      }
+      } & Pick<HaSpec, 'sharedDir' | 'takeoverMs' | 'pollMs'>
+      // The supervisor says where and how to follow the handover: no config to load here.
+      const { sharedDir, takeoverMs, pollMs, ...released } = reply
       if (!o.json)
         io.out(`node ${reply.node} released epoch ${reply.released} of cluster ${reply.cluster}`)
-      const next = await waitForNewEpoch(plan.ha!, reply.released)
-      if (o.json) io.out(JSON.stringify({ ...reply, next: next ?? null }))
+      const next = await waitForNewEpoch({ sharedDir, takeoverMs, pollMs }, reply.released)
+      if (o.json) io.out(JSON.stringify({ ...released, next: next ?? null }))
       else if (next) io.out(`node ${next.node} is active (epoch ${next.epoch})`)
       if (!next) {
         throw new TandemError(
           'ECLUSTER',
-          `no standby took over within ${plan.ha!.takeoverMs + SWITCHOVER_WAIT_MS} ms (is one running?); node ${reply.node} takes the role back after takeoverMs`,
+          `no standby took over within ${takeoverMs + SWITCHOVER_WAIT_MS} ms (is one running?); node ${reply.node} takes the role back after takeoverMs`,
         )
       }
     })
@@ -341,7 +366,7 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
     .command('shutdown')
     .description('stop every instance and the supervisor')
     .action(async () => {
-      const reply = (await controlRequest(stateDir(), 'POST', '/shutdown')) as { pid: number }
+      const reply = (await controlRequest(await stateDir(), 'POST', '/shutdown')) as { pid: number }
       io.out(`supervisor ${reply.pid} is shutting down`)
     })
   program
@@ -358,7 +383,7 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
     .option('--reopen', 'ask the running supervisor to reopen its log files (after logrotate)')
     .action(async (targets: string[], o: LogsOptions) => {
       const { runLogs } = await import('./logs.js')
-      code = await runLogs(loadConfig(configPath()), targets, o, io)
+      code = await runLogs(await loadPlan(configPath()), targets, o, io)
     })
   program
     .command('lb-config')
@@ -371,23 +396,87 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
       '--host <address>',
       "address the load balancer connects to (default: each component's host)",
     )
-    .action((kind: string, components: string[], o: { host?: string }) => {
+    .action(async (kind: string, components: string[], o: { host?: string }) => {
       if (kind !== 'haproxy') {
         throw new TandemError('EUSAGE', `lb-config supports haproxy, got ${JSON.stringify(kind)}`)
       }
       io.out(
-        haproxyConfig(loadConfig(configPath()), {
+        haproxyConfig(await loadPlan(configPath()), {
           components,
           ...(o.host !== undefined ? { host: o.host } : {}),
         }).trimEnd(),
       )
     })
   program
+    .command('unit')
+    .description('print a service unit that runs `tandem start` for the config file')
+    .argument('<kind>', 'systemd')
+    .option('--user', 'a user unit, for systemctl --user (default: a system unit)')
+    .option(
+      '--run-as <user>',
+      'User= of a system unit: the account tandem and its instances run as',
+    )
+    .option('--watchdog <seconds>', 'WatchdogSec=: tandem pings systemd every half of it')
+    .option(
+      '--node <path>',
+      'absolute path of the node binary to run tandem with',
+      process.execPath,
+    )
+    .action(
+      async (
+        kind: string,
+        o: { user?: boolean; runAs?: string; watchdog?: string; node: string },
+      ) => {
+        if (kind !== 'systemd') {
+          throw new TandemError(
+            'EUSAGE',
+            `unknown unit kind ${JSON.stringify(kind)}: expected one of systemd`,
+          )
+        }
+        if (o.user && o.runAs !== undefined) {
+          throw new TandemError(
+            'EUSAGE',
+            `--run-as ${o.runAs} is for a system unit; a --user unit runs as the user whose manager starts it`,
+          )
+        }
+        // A name systemd takes as it is in User=: no spaces, quotes or specifiers.
+        if (o.runAs !== undefined && !/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(o.runAs)) {
+          throw new TandemError(
+            'EUSAGE',
+            `--run-as expects a user name or uid (letters, digits, "_", "." and "-"), got ${JSON.stringify(o.runAs)}`,
+          )
+        }
+        const watchdogSec = o.watchdog === undefined ? undefined : Number(o.watchdog)
+        if (watchdogSec !== undefined && !(Number.isInteger(watchdogSec) && watchdogSec >= 2)) {
+          throw new TandemError(
+            'EUSAGE',
+            `--watchdog expects a whole number of seconds of at least 2, got ${JSON.stringify(o.watchdog)}`,
+          )
+        }
+        if (!isAbsolute(o.node)) {
+          throw new TandemError(
+            'EUSAGE',
+            `--node expects an absolute path (systemd runs no shell to find it), got ${JSON.stringify(o.node)}`,
+          )
+        }
+        const plan = await loadPlan(configPath())
+        io.out(
+          systemdUnit(plan, {
+            node: o.node,
+            tandem: fileURLToPath(new URL('../../bin/tandem.js', import.meta.url)),
+            userUnit: o.user === true,
+            ...(o.runAs !== undefined ? { runAs: o.runAs } : {}),
+            ...(watchdogSec !== undefined ? { watchdogSec } : {}),
+          }).trimEnd(),
+        )
+      },
+    )
+  program
     .command('validate')
     .description('check a config file and print its instances with their ports')
     .option('--json', 'print the plan as JSON')
-    .action((o: { json?: boolean }) => {
-      const plan = loadConfig(configPath())
+    .action(async (o: { json?: boolean }) => {
+      const plan = await loadPlan(configPath())
       checkSocketPath(plan)
       const instances = planInstances(plan)
       const portWarning = ephemeralPortWarning(planPorts(plan))
@@ -403,6 +492,29 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
       if (portWarning) io.err(`warning: ${portWarning}`)
     })
 
+  program
+    .command('completion')
+    .description(
+      'print a shell completion script for commands, options and targets: source <(tandem completion bash)',
+    )
+    .argument('<shell>', 'bash or zsh')
+    .action(async (shell: string) => {
+      const { completionScript } = await import('./completion.js')
+      io.out(completionScript(shell))
+    })
+
+  if (argv[2] === COMPLETE_COMMAND) {
+    // The completion scripts' call with the words being typed: a command line of its own, which
+    // commander must not parse (its -h would print help). Silent whatever happens: the answer
+    // lands in the operator's command line.
+    try {
+      const { complete, formatCompletion } = await import('./completion.js')
+      io.out(formatCompletion(complete(program, argv.slice(3))))
+    } catch {
+      // no completions
+    }
+    return EXIT.ok
+  }
   try {
     await program.parseAsync(argv)
   } catch (err) {

@@ -31,6 +31,9 @@ import { RollLocks } from '../ha/roll-lock.js'
 import { resolveTargets } from './targets.js'
 import { rollout, type RolloutEvent, type RolloutOptions, type RolloutResult } from './rollout.js'
 import { describeExit } from './instance.js'
+import { takeNotifyEnv } from '../ops/sd-notify.js'
+import { serviceTimeouts } from '../ops/service-timeouts.js'
+import { startSystemdNotifier } from '../ops/systemd-notifier.js'
 
 export interface SupervisorOptions {
   configPath: string
@@ -104,6 +107,8 @@ const watchConfig = (file: string, reload: (why: string) => Promise<unknown>, lo
 export const runSupervisor = async (options: SupervisorOptions): Promise<number> => {
   const plan: Plan = loadConfig(options.configPath)
   checkSocketPath(plan)
+  // Taken out of the environment before anything is spawned: only tandem speaks for the service.
+  const notifyEnv = takeNotifyEnv(process.env)
   // A shared dir that cannot be used, or another cluster's, starts nothing (ECLUSTER).
   const haStore = plan.ha ? await joinCluster(plan.ha) : undefined
   mkdirSync(plan.stateDir, { recursive: true, mode: 0o700 })
@@ -198,13 +203,40 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   const wanted = () => [...reconciler.instances.values()].filter((i) => reconciler.desired(i.id))
   const allWantedReady = () => wanted().every((i) => i.state === 'ready')
   let allReady = false
+  // Under systemd (Type=notify): READY=1, STATUS=, RELOADING=1, STOPPING=1, WATCHDOG=1.
+  const notifier = startSystemdNotifier(
+    notifyEnv && {
+      notify: notifyEnv,
+      pid: process.pid,
+      clock: systemClock,
+      env: process.env,
+      readyWithinMs: serviceTimeouts(plan).readyWithinMs,
+      sources: {
+        instances: () =>
+          [...reconciler.instances.values()].map((i) => ({
+            state: i.state,
+            wanted: reconciler.desired(i.id),
+            gaveUp: i.state === 'failed' || (i.state === 'stopped' && reconciler.settled(i.id)),
+          })),
+        role: () => {
+          const r = ha?.roleFor()
+          return r && `${r.role}, epoch ${r.epoch}`
+        },
+      },
+      info: (m) => log.info({ event: 'systemd' }, m),
+      warn: (m) => log.warn({ event: 'systemd' }, m),
+    },
+  )
   reconciler.on('event', (e) => {
     logEvent(log, e)
     const nowReady = wanted().length > 0 && allWantedReady()
     if (nowReady && !allReady)
       log.info({ event: 'all-ready' }, `all ${wanted().length} wanted instances are ready`)
     allReady = nowReady
+    notifier.update()
   })
+  ha?.lease.on('active', () => notifier.update())
+  ha?.lease.on('standby', () => notifier.update())
   const statusReply = (): StatusReply => ({
     node: plan.node,
     role: ha ? (ha.isActive() ? 'active' : 'standby') : 'standalone',
@@ -230,6 +262,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
         { event: 'shutdown' },
         `shutting down (${why}): stopping instances in reverse dependency order`,
       )
+      notifier.stopping()
       monitor.stop()
       await later.configWatcher?.close()
       await later.clusterRequests?.close()
@@ -242,6 +275,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       await closeAgent()
       await watchdog.close()
       await releaseLock()
+      await notifier.close()
       log.info({ event: 'shutdown' }, 'all instances stopped; exiting')
       await unified.close()
       undoSignals()
@@ -267,6 +301,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     if (rolling)
       throw new TandemError('EBUSY', `${rolling} is running; try again when it has finished`)
     rolling = `${what === 'upgrade' ? 'an' : 'a'} ${what} started at ${new Date().toISOString()}`
+    if (what === 'reload') notifier.reloading()
     try {
       // A config that does not validate changes nothing (loadConfig throws ECONFIG).
       const next = loadConfig(plan.configFile)
@@ -298,6 +333,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       monitor.sync()
       overrides.write(reconciler.stoppedByOperator)
       rolling = undefined
+      if (what === 'reload') notifier.reloaded()
     }
   }
   const reload = (why: string) =>
@@ -354,7 +390,9 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
           )
         }
         const { epoch } = await ha.switchover()
-        return { released: epoch, node: plan.node, cluster: plan.ha!.name }
+        const { name, sharedDir, takeoverMs, pollMs } = plan.ha!
+        // What the CLI needs to follow the handover, so that it need not load the config.
+        return { released: epoch, node: plan.node, cluster: name, sharedDir, takeoverMs, pollMs }
       },
       'POST /shutdown': () => {
         void shutdown('tandem shutdown')
@@ -440,6 +478,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     )
   }
   reconciler.schedule()
+  notifier.start()
   ha?.start()
   later.clusterRequests =
     ha && plan.ha

@@ -75,9 +75,14 @@ export class Supervisor {
   readonly ended: Promise<void>
   #ended = false
 
-  constructor(readonly configFile: string) {
+  /** `env` is added to this process's environment for the supervisor. */
+  constructor(
+    readonly configFile: string,
+    env: NodeJS.ProcessEnv = {},
+  ) {
     this.proc = spawn(process.execPath, [BIN, 'start', '-c', configFile], {
       detached: true,
+      env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     createInterface({ input: this.proc.stdout! }).on('line', (l) => {
