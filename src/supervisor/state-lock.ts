@@ -66,13 +66,19 @@ export const acquireStateLock = async (
     }
     const holder = readHolder(pidFile)
     if (!holder || !holderGone(holder)) throw refused(err)
-    // Its holder was killed. Take it over, one starter at a time.
+    // Its holder was killed. Take it over, one starter at a time. proper-lockfile keeps its
+    // locks by the path given (not by lockfilePath): this one must have a path of its own, or
+    // it would replace the state dir lock's entry, and its release would stop that lock's
+    // refresh while its own refresh timer went on and crashed the supervisor (ECOMPROMISED
+    // thrown from a timer) once it found the released lock gone.
     let releaseTakeover: () => Promise<void>
     try {
-      releaseTakeover = await lockfile.lock(stateDir, {
+      releaseTakeover = await lockfile.lock(`${target}.takeover`, {
         lockfilePath: `${target}.takeover.lock`,
         realpath: false,
         stale: 10_000,
+        // Held for milliseconds; a problem with it is no reason to stop a supervisor.
+        onCompromised: () => {},
       })
     } catch {
       throw refused(err)

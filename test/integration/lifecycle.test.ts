@@ -134,6 +134,20 @@ t.test(
     const third = await cli(['start', '-c', config])
     t.equal(third.code, 1, 'a live holder is still exclusive')
     t.match(third.err, new RegExp(`another supervisor \\(pid ${second.pid}\\) is already running`))
+    // Its lock is kept fresh (proper-lockfile's update, every 2 s) for longer than the takeover
+    // lock's refresh interval (5 s), and the supervisor lives on.
+    const lock = join(dir, 'state', 'supervisor.lock')
+    const refreshed = new Set<number>()
+    await waitUntil(
+      'the state dir lock refreshed 4 times',
+      () => {
+        refreshed.add(statSync(lock).mtimeMs)
+        return refreshed.size >= 5
+      },
+      30_000,
+    )
+    t.equal(second.proc.exitCode, null, 'still running')
+    t.equal(second.stderr.join('\n'), '', 'nothing on stderr')
   },
 )
 
