@@ -162,8 +162,9 @@ const watch = async (ms: number, show: () => Promise<string>, io: Io): Promise<v
 }
 
 /**
- * Runs the `tandem` command line and resolves with the process exit code. Commands other than
- * `start` (without targets) and `validate` talk to the running supervisor over its control socket.
+ * Runs the `tandem` command line and resolves with the process exit code. The operator commands
+ * (start with targets, stop, restart, status, upgrade, reload, switchover, shutdown, logs
+ * --reopen) talk to the running supervisor over its control socket; the others work alone.
  */
 export const main = async (argv: string[], io: Io = defaultIo): Promise<number> => {
   let code: number = EXIT.ok
@@ -348,17 +349,29 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
         node: string
         cluster: string
       } & Pick<HaSpec, 'sharedDir' | 'takeoverMs' | 'pollMs'>
-      // The supervisor says where and how to follow the handover: no config to load here.
+      // The supervisor says where and how to follow the handover: no config to load here. One
+      // started before it said so (this command is new, the supervisor not restarted yet) did
+      // hand over all the same: the config file tells the rest.
       const { sharedDir, takeoverMs, pollMs, ...released } = reply
+      const follow =
+        typeof sharedDir === 'string' && takeoverMs > 0 && pollMs > 0
+          ? { sharedDir, takeoverMs, pollMs }
+          : (await loadPlan(configPath())).ha
+      if (!follow) {
+        throw new TandemError(
+          'ECONFIG',
+          `node ${reply.node} released epoch ${reply.released}, but ${configPath()} has no "ha" section to follow the handover with`,
+        )
+      }
       if (!o.json)
         io.out(`node ${reply.node} released epoch ${reply.released} of cluster ${reply.cluster}`)
-      const next = await waitForNewEpoch({ sharedDir, takeoverMs, pollMs }, reply.released)
+      const next = await waitForNewEpoch(follow, reply.released)
       if (o.json) io.out(JSON.stringify({ ...released, next: next ?? null }))
       else if (next) io.out(`node ${next.node} is active (epoch ${next.epoch})`)
       if (!next) {
         throw new TandemError(
           'ECLUSTER',
-          `no standby took over within ${takeoverMs + SWITCHOVER_WAIT_MS} ms (is one running?); node ${reply.node} takes the role back after takeoverMs`,
+          `no standby took over within ${follow.takeoverMs + SWITCHOVER_WAIT_MS} ms (is one running?); node ${reply.node} takes the role back after takeoverMs`,
         )
       }
     })

@@ -7,6 +7,7 @@ import { checkConfig, componentPorts } from './check-config.js'
 import { parseJson } from './parse-json.js'
 import type { ComponentSpec, Plan } from './plan.js'
 import { configSchema, DEFAULTS, type Config } from './schema.js'
+import { resolveStateDir } from './state-dir.js'
 import { fillTemplate } from './template.js'
 
 const describeValue = (v: unknown): string => {
@@ -131,7 +132,7 @@ export const buildPlan = (
   return {
     node,
     configFile: file,
-    stateDir: resolve(base, config.stateDir),
+    stateDir: resolveStateDir(file, config.stateDir),
     logs: { ...config.logs, dir: resolve(base, config.logs.dir) },
     metrics: config.metrics,
     control: config.control,

@@ -20,7 +20,18 @@ export const parseJson = (text: string): { value: unknown; problems: ConfigProbl
     }
   }
   const errors: ParseError[] = []
-  const value: unknown = parse(text, errors, { disallowComments: true, allowTrailingComma: false })
+  // jsonc-parser finds every syntax error; the value comes from JSON.parse, which keeps a
+  // "__proto__" key as a key (jsonc-parser assigns it, making it the object's prototype: its
+  // keys would be read as inherited config and pass the schema's unknown-key check).
+  const parsed: unknown = parse(text, errors, { disallowComments: true, allowTrailingComma: false })
+  let value = parsed
+  if (!errors.length) {
+    try {
+      value = JSON.parse(text)
+    } catch {
+      // what jsonc-parser accepts beyond JSON (a byte order mark): its value it is
+    }
+  }
   const problems = errors.map((e) => {
     const { line, column } = lineColumn(text, e.offset)
     return {

@@ -4,6 +4,10 @@ import { dirname, resolve } from 'node:path'
 /** Where the control socket, pid records and overrides live, relative to the config file. */
 export const DEFAULT_STATE_DIR = '.tandem'
 
+/** `stateDir` as written in `file` (default DEFAULT_STATE_DIR), as an absolute path. */
+export const resolveStateDir = (file: string, stateDir = DEFAULT_STATE_DIR): string =>
+  resolve(dirname(resolve(file)), stateDir)
+
 /**
  * The state dir a config file names (its control socket is there), for the commands that only
  * talk to a running supervisor. It reads `stateDir` alone, without the schema: building the
@@ -24,9 +28,9 @@ export const controlStateDir = async (file: string): Promise<string> => {
     typeof value === 'object' && value !== null && !Array.isArray(value)
       ? (value as { stateDir?: unknown }).stateDir
       : null
-  if (dir === undefined || (typeof dir === 'string' && dir !== '')) {
-    return resolve(dirname(resolve(file)), dir ?? DEFAULT_STATE_DIR)
-  }
+  if (dir === undefined || (typeof dir === 'string' && dir !== ''))
+    return resolveStateDir(file, dir)
+
   const { loadConfig } = await import('./load-config.js')
   return loadConfig(file).stateDir
 }

@@ -178,6 +178,8 @@ export class Lease extends EventEmitter<LeaseEvents> {
   /** After a release, do not claim again before this (monotonic) unless someone else claims. */
   #holdOffUntil = 0
   #releasedEpoch = 0
+  /** The epoch whose heartbeat the last poll read as not a heartbeat (0: it was fine). */
+  #lastReadBad = 0
   #stopped = false
   /** The heartbeat write of the renew in progress, if any. */
   #renewing: Promise<void> = Promise.resolve()
@@ -323,9 +325,13 @@ export class Lease extends EventEmitter<LeaseEvents> {
     // file left empty by a writer that died still lets the wait run out.
     const prev = this.#watched
     const raw = read === '' && prev?.epoch === epoch ? prev.raw : read
-    // Bad content is reported once it is read the same twice: a first read (after a start or a
-    // release) can catch a write in the middle too, with nothing earlier to stand in for it.
-    const steady = prev?.epoch === epoch && prev.raw === raw
+    // Bad content is reported when two reads in a row are bad: a first read (after a start or
+    // a release) can catch a write in the middle, with nothing earlier to stand in for it; but
+    // content that is never a heartbeat and changes at every write (another version's format,
+    // a foreign writer) must be reported too: its changes keep the standby from taking over.
+    const bad = raw !== undefined && 'problem' in parseHeartbeat(raw, epoch)
+    const badTwice = bad && this.#lastReadBad === epoch
+    this.#lastReadBad = bad ? epoch : 0
     if (this.#stopped || this.#holding()) return
     const d = standbyDecision(
       { epoch, raw, owner },
@@ -337,7 +343,7 @@ export class Lease extends EventEmitter<LeaseEvents> {
     if (raw !== undefined) {
       const parsed = parseHeartbeat(raw, epoch)
       if ('problem' in parsed) {
-        if (steady)
+        if (badTwice)
           this.#problem(
             `hb/${epoch} is not a valid heartbeat (${parsed.problem}); waiting for it to change`,
           )

@@ -52,6 +52,12 @@ interface BadCase {
 
 const bad: BadCase[] = [
   {
+    name: 'rejects a "__proto__" key (it must not become the config\'s prototype)',
+    content: '{ "__proto__": { "stateDir": "p" }, "components": { "a": { "command": ["x"] } } }',
+    path: '',
+    fragments: ['Unrecognized key', '__proto__'],
+  },
+  {
     name: 'rejects invalid JSON, naming the line and column',
     content:
       '{\n  "components": {\n    "a": { "command": ["x"] }\n    "b": { "command": ["y"] }\n  }\n}\n',

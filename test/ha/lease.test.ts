@@ -477,6 +477,22 @@ t.test(
   },
 )
 
+t.test(
+  'content that is never a heartbeat is reported even when it changes at every write',
+  async (t) => {
+    const c = cluster(t, ['b'])
+    const b = c.nodes[0]!
+    c.dir.claims.set(1, { node: 'a', pid: 1, nonce: 'n' })
+    b.lease.start()
+    for (let seq = 1; seq <= 8; seq++) {
+      c.dir.hb.set(1, `v2 heartbeat ${seq}`) // another format, renewed: it changes, it is no heartbeat
+      await c.run(100)
+    }
+    t.match(b.events, [/^problem: hb\/1 is not a valid heartbeat \(not JSON: "v2 heartbeat \d"\)/])
+    t.same(c.active(), [], 'its changes still count as a live owner')
+  },
+)
+
 t.test('release waits for a renew in flight, so released is the last word', async (t) => {
   const c = cluster(t, ['a'])
   const a = c.nodes[0]!

@@ -1,0 +1,52 @@
+// `tandem switchover` against a supervisor whose reply does not say how to follow the handover
+// (one started by an earlier version): the CLI then takes the shared dir and timings from the
+// config. The supervisor is a stand-in HTTP server on the control socket: what is tested is
+// the command's side. No TCP ports.
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import { join } from 'node:path'
+import t from 'tap'
+import { cli, fixture, tempDir } from '../helpers/supervisor.js'
+
+t.test(
+  'switchover follows the handover with the config when the reply does not say how',
+  async (t) => {
+    const dir = tempDir(t)
+    const shared = join(dir, 'shared')
+    mkdirSync(join(shared, 'claims', '2'), { recursive: true })
+    writeFileSync(
+      join(shared, 'claims', '2', 'owner'),
+      JSON.stringify({ node: 'b', pid: 1, nonce: 'x' }) + '\n',
+    )
+    mkdirSync(join(dir, 'state'), { mode: 0o700 })
+    const config = join(dir, 'tandem.json')
+    writeFileSync(
+      config,
+      JSON.stringify({
+        node: 'a',
+        stateDir: 'state',
+        ha: { name: 'c1', sharedDir: 'shared' },
+        components: { web: fixture({ port: 24999 }) },
+      }),
+    )
+    const asked: string[] = []
+    const server = createServer((req, res) => {
+      asked.push(`${req.method} ${req.url}`)
+      res.setHeader('content-type', 'application/json')
+      res.end(JSON.stringify({ released: 1, node: 'a', cluster: 'c1' }))
+    })
+    await new Promise<void>((r) => server.listen(join(dir, 'state', 'tandem.sock'), r))
+    t.teardown(() => server.close())
+    const r = await cli(['switchover', '-c', config])
+    t.equal(r.code, 0, r.err)
+    t.same(asked, ['POST /switchover'])
+    t.match(r.out, /node a released epoch 1 of cluster c1\nnode b is active \(epoch 2\)/)
+    const json = await cli(['switchover', '--json', '-c', config])
+    t.same(JSON.parse(json.out), {
+      released: 1,
+      node: 'a',
+      cluster: 'c1',
+      next: { node: 'b', epoch: 2 },
+    })
+  },
+)
