@@ -8,6 +8,12 @@ export interface NotifyEnv {
   socket: string
   /** WATCHDOG_USEC when set for this process (WATCHDOG_PID unset or ours): the watchdog timeout. */
   watchdogUsec: number | undefined
+  /**
+   * A watchdog meant for another process: WATCHDOG_PID names the service's main process, and
+   * that is not tandem when a wrapper (`sh -c`, npx) started it. No one sends WATCHDOG=1 then,
+   * and systemd kills the service when WatchdogSec runs out.
+   */
+  otherWatchdog?: { pid: number; usec: number }
 }
 
 const NOTIFY_VARIABLES = ['NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID'] as const
@@ -27,17 +33,27 @@ export const takeNotifyEnv = (
   const watchdogPid = env.WATCHDOG_PID
   for (const name of NOTIFY_VARIABLES) delete env[name]
   if (!socket) return undefined
-  const ours = watchdogPid === undefined || Number(watchdogPid) === pid
-  return { socket, watchdogUsec: ours && Number.isInteger(usec) && usec > 0 ? usec : undefined }
+  const valid = Number.isInteger(usec) && usec > 0
+  if (watchdogPid !== undefined && Number(watchdogPid) !== pid)
+    return {
+      socket,
+      watchdogUsec: undefined,
+      ...(valid ? { otherWatchdog: { pid: Number(watchdogPid), usec } } : {}),
+    }
+  return { socket, watchdogUsec: valid ? usec : undefined }
 }
 
-/** How a message may be merged with others waiting to be sent. */
+/** How a message is sent: in the ordered queue, merged with others, or in a lane of its own. */
 export type MessageKind =
   /** Only the latest matters (STATUS=): replaces a status message still waiting. */
   | 'status'
-  /** WATCHDOG=1: dropped when one is already waiting. */
+  /**
+   * WATCHDOG=1: in its own lane, beside the queue, so that a slow message in the queue (up to
+   * NOTIFY_TIMEOUT_MS) cannot hold a ping back past a short WatchdogSec. At most one is on its
+   * way: one sent meanwhile is dropped (the next comes within half of WatchdogSec).
+   */
   | 'watchdog'
-  /** A change of state (READY=1, RELOADING=1, STOPPING=1): always sent, in order. */
+  /** A change of state (READY=1, STOPPING=1): always sent, in order. */
   | 'state'
 
 interface Message {
@@ -60,29 +76,39 @@ export interface SdNotifyOptions {
   clock: Clock
   /** Environment of the systemd-notify processes (PATH finds it); NOTIFY_SOCKET is added. */
   env: NodeJS.ProcessEnv
-  /** Called once, at the first failure: later ones are the same problem. */
-  onProblem: (message: string) => void
+  /**
+   * Called at the first failure (`warn`: later ones are the same problem), and when
+   * systemd-notify is missing (`error`: nothing can be sent, so systemd will time the start out).
+   */
+  onProblem: (message: string, level: 'warn' | 'error') => void
   /** The helper program; a test may pass another. */
   program?: string
 }
 
 /**
- * Sends sd_notify messages to systemd, one at a time and in order, each through a
- * `systemd-notify --pid=<pid> VAR=VALUE...` process: Node.js has no Unix datagram sockets, and
- * the helper ships with systemd wherever NOTIFY_SOCKET can be set (no native addon to build).
- * Each run waits for the previous one to end, and systemd-notify (since systemd 246) ends only
- * once systemd has read its message, so messages arrive in the order sent; older ones attribute
- * a message by the sender's pid, which `--pid` makes ours when tandem runs as root.
+ * Sends sd_notify messages to systemd, each through a `systemd-notify --pid=<pid> VAR=VALUE...`
+ * process: Node.js has no Unix datagram sockets, and the helper ships with systemd wherever
+ * NOTIFY_SOCKET can be set (no native addon to build). State and status messages go one at a
+ * time and in order: each run waits for the previous one to end, and systemd-notify (since
+ * systemd 246) ends only once systemd has read its message. Watchdog pings have a lane of their
+ * own (MessageKind). An older systemd-notify does not wait, and systemd attributes a message by
+ * its sender's pid, which `--pid` makes ours only when tandem runs as root: otherwise a message
+ * read after the helper has exited is dropped, which is why the notifier repeats READY=1.
  * Nothing here throws or blocks the caller: a failure is reported once through onProblem, and a
  * missing systemd-notify turns notifications off.
  */
 export class SdNotify {
   readonly #o: SdNotifyOptions
   readonly #queue: Message[] = []
-  #running: ChildProcess | undefined
+  readonly #running = new Set<ChildProcess>()
   #pumping: Promise<void> | undefined
+  #pinging: Promise<void> | undefined
+  #closing: Promise<void> | undefined
   #off = false
   #warned = false
+  #missing = false
+  /** Set once close() kills what is still running: their failures are not news. */
+  #killed = false
 
   constructor(options: SdNotifyOptions) {
     this.#o = options
@@ -95,14 +121,20 @@ export class SdNotify {
       kind,
       fields: Object.entries(fields).map(([k, v]) => [k, v.replace(/[\r\n]+/g, ' ')]),
     }
+    if (kind === 'watchdog') return this.#ping(message)
     const last = this.#queue.at(-1)
-    if (kind === 'watchdog' && this.#queue.some((m) => m.kind === 'watchdog')) return
     if (kind === 'status' && last?.kind === 'status') this.#queue[this.#queue.length - 1] = message
     else this.#queue.push(message)
     this.#kick()
   }
 
-  /** Starts sending unless already at it; the pump never rejects. */
+  /** Sends a ping unless one is on its way; never rejects. */
+  #ping(m: Message): void {
+    if (this.#pinging) return
+    this.#pinging = this.#deliver(m).finally(() => (this.#pinging = undefined))
+  }
+
+  /** Starts sending the queue unless already at it; the pump never rejects. */
   #kick(): void {
     if (this.#pumping || this.#off) return
     this.#pumping = this.#pump().finally(() => {
@@ -112,40 +144,51 @@ export class SdNotify {
     })
   }
 
-  /** Lets waiting messages go out (for CLOSE_WAIT_MS at most), then sends nothing more. */
-  async close(): Promise<void> {
-    const pumping = this.#pumping
-    if (pumping) {
+  /**
+   * Lets the messages waiting and the ping on its way go out (for CLOSE_WAIT_MS at most), then
+   * sends nothing more. Idempotent.
+   */
+  close(): Promise<void> {
+    return (this.#closing ??= this.#close())
+  }
+
+  async #close(): Promise<void> {
+    const sending = [this.#pumping, this.#pinging].filter((p) => p !== undefined)
+    if (sending.length) {
       let cancel: Cancel = () => {}
       await Promise.race([
-        pumping,
+        Promise.all(sending),
         new Promise<void>((r) => (cancel = this.#o.clock.after(CLOSE_WAIT_MS, r))),
       ])
       cancel()
     }
     this.#off = true
+    this.#killed = true
     this.#queue.length = 0
-    this.#running?.kill('SIGKILL')
+    for (const child of this.#running) child.kill('SIGKILL')
   }
 
   async #pump(): Promise<void> {
-    for (let m = this.#queue.shift(); m && !this.#off; m = this.#queue.shift()) {
-      const failure = await this.#run(m)
-      if (failure) this.#problem(failure)
+    for (let m = this.#queue.shift(); m && !this.#off; m = this.#queue.shift())
+      await this.#deliver(m)
+  }
+
+  async #deliver(m: Message): Promise<void> {
+    const problem = await this.#run(m)
+    if (this.#killed) return
+    if (problem?.level === 'error') this.#o.onProblem(problem.message, 'error')
+    else if (problem && !this.#warned) {
+      this.#warned = true
+      this.#o.onProblem(problem.message, 'warn')
     }
   }
 
-  #problem(message: string): void {
-    if (this.#warned) return
-    this.#warned = true
-    this.#o.onProblem(message)
-  }
-
   /** Runs systemd-notify for one message; resolves with what went wrong, if anything. */
-  #run(m: Message): Promise<string | undefined> {
+  #run(m: Message): Promise<{ message: string; level: 'warn' | 'error' } | undefined> {
     const program = this.#o.program ?? 'systemd-notify'
     const args = [`--pid=${this.#o.pid}`, ...m.fields.map(([k, v]) => `${k}=${v}`)]
     const what = `${program} ${m.fields.map(([k]) => k).join(' ')}`
+    const warn = (message: string) => ({ message, level: 'warn' as const })
     return new Promise((resolve) => {
       let stderr = ''
       let child: ChildProcess
@@ -155,34 +198,43 @@ export class SdNotify {
           stdio: ['ignore', 'ignore', 'pipe'],
         })
       } catch (err) {
-        return resolve(`${what} could not start: ${errorMessage(err)}`)
+        return resolve(warn(`${what} could not start: ${errorMessage(err)}`))
       }
-      this.#running = child
+      this.#running.add(child)
       const cancel = this.#o.clock.after(NOTIFY_TIMEOUT_MS, () => child.kill('SIGKILL'))
       child.stderr?.on('data', (d: Buffer) => {
         if (stderr.length < 1000) stderr += d.toString()
       })
-      const done = (failure: string | undefined) => {
+      let settled = false
+      const done = (problem: { message: string; level: 'warn' | 'error' } | undefined) => {
+        if (settled) return
+        settled = true
         cancel()
-        this.#running = undefined
-        resolve(failure)
+        this.#running.delete(child)
+        resolve(problem)
       }
       child.once('error', (err: NodeJS.ErrnoException) => {
         if (err.code === 'ENOENT') {
-          // Without the helper every later message fails the same way: stop trying.
+          // Without the helper every later message fails the same way: stop trying, and say
+          // so once (the watchdog lane may have tried at the same time).
           this.#off = true
           this.#queue.length = 0
-          return done(
-            `${program} not found on PATH (${this.#o.env.PATH ?? ''}): systemd notifications (NOTIFY_SOCKET=${this.#o.socket}) are off; install systemd's systemd-notify or run tandem with Type=exec`,
-          )
+          if (this.#missing) return done(undefined)
+          this.#missing = true
+          return done({
+            level: 'error',
+            message: `${program} not found on PATH (${this.#o.env.PATH ?? ''}): tandem cannot tell systemd (NOTIFY_SOCKET=${this.#o.socket}) that it is ready, so under Type=notify systemd will time the start out (TimeoutStartSec) and stop the service; install systemd's systemd-notify, put its directory on the unit's PATH, or run tandem with Type=exec`,
+          })
         }
-        done(`${what} failed: ${errorMessage(err)}`)
+        done(warn(`${what} failed: ${errorMessage(err)}`))
       })
       child.once('close', (code, signal) => {
         if (code === 0) return done(undefined)
         const why = signal ? `was killed by ${signal}` : `exited with code ${code}`
         done(
-          `${what} ${why}${stderr.trim() ? `: ${stderr.trim()}` : ''} (NOTIFY_SOCKET=${this.#o.socket}); systemd may not see tandem's state`,
+          warn(
+            `${what} ${why}${stderr.trim() ? `: ${stderr.trim()}` : ''} (NOTIFY_SOCKET=${this.#o.socket}); systemd may not see tandem's state`,
+          ),
         )
       })
     })

@@ -1,6 +1,7 @@
 import { dirname } from 'node:path'
 import type { Plan } from '../config/plan.js'
-import { serviceTimeouts } from './service-timeouts.js'
+import { serviceTimeouts, type ServiceTimeouts } from './service-timeouts.js'
+import { READY_REPEAT_MS } from './systemd-notifier.js'
 
 /** What `tandem unit systemd` needs beyond the config. */
 export interface SystemdUnitOptions {
@@ -16,8 +17,12 @@ export interface SystemdUnitOptions {
   watchdogSec?: number
 }
 
-/** systemd's default PATH for services: children would not find a node installed elsewhere. */
-export const SYSTEMD_DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin'
+/**
+ * systemd's default PATH for services, as on a system whose /bin is not merged into /usr/bin
+ * (there systemd-notify is /bin/systemd-notify): children would not find a node installed
+ * elsewhere, and tandem would not find systemd-notify without /bin.
+ */
+export const SYSTEMD_DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
 /** After the computed bounds, for what they do not count (a loaded host, a slow disk). */
 export const TIMEOUT_MARGIN = 1.25
@@ -39,6 +44,15 @@ const word = (s: string, command = false): string => {
 const seconds = (ms: number): number => Math.ceil((ms * TIMEOUT_MARGIN) / 1000)
 
 const s = (ms: number): string => `${Math.ceil(ms / 1000)} s`
+
+/**
+ * The unit's TimeoutStartSec and TimeoutStopSec, in seconds: the computed bounds and a quarter
+ * more. `tandem start` repeats READY=1 until the start timeout (systemd-notifier.ts).
+ */
+export const unitTimeouts = (t: ServiceTimeouts): { startSec: number; stopSec: number } => ({
+  startSec: seconds(t.startMs),
+  stopSec: seconds(t.stopMs),
+})
 
 /** Comment lines are wrapped to this width, `# ` included. */
 const WIDTH = 96
@@ -68,6 +82,7 @@ const comment = (...paragraphs: string[]): string[] =>
  */
 export const systemdUnit = (plan: Plan, options: SystemdUnitOptions): string => {
   const t = serviceTimeouts(plan)
+  const { startSec, stopSec } = unitTimeouts(t)
   const config = plan.configFile
   const nodeDir = dirname(options.node)
   const user = options.userUnit === true
@@ -121,6 +136,7 @@ export const systemdUnit = (plan: Plan, options: SystemdUnitOptions): string => 
     'Type=notify',
     ...comment(
       "Node.js has no Unix datagram sockets: tandem sends its notifications through systemd-notify --pid=<its pid>, a child process, and systemd accepts them from a process other than the main one only with NotifyAccess=all. tandem removes NOTIFY_SOCKET from its instances' environment, so that they cannot speak for the service.",
+      `Before systemd 246, systemd-notify does not wait for systemd to read its message, and unless tandem runs as root it cannot send it as tandem's pid: a message read after it has exited is dropped. So tandem sends READY=1 again every ${READY_REPEAT_MS / 1000} s until TimeoutStartSec has passed, and with every WATCHDOG=1; systemd-notify --version says which systemd this is.`,
     ),
     'NotifyAccess=all',
     ...(options.runAs !== undefined
@@ -146,25 +162,25 @@ export const systemdUnit = (plan: Plan, options: SystemdUnitOptions): string => 
     ),
     `ExecStart=${execStart.map((a) => word(a, true)).join(' ')}`,
     ...comment(
-      'SIGHUP re-reads the config as `tandem reload` does: added components start, removed ones stop, changed ones are replaced one instance at a time; an invalid config changes nothing. tandem sends RELOADING=1, then READY=1 when the rollout has finished.',
+      'SIGHUP re-reads the config as `tandem reload` does: added components start, removed ones stop, changed ones are replaced one instance at a time; an invalid config changes nothing. `systemctl reload` returns once the signal is sent, before the rollout has finished; STATUS= says "reloading the config" until then. `tandem reload` waits for the rollout and reports how it went.',
     ),
     'ExecReload=/bin/kill -HUP $MAINPID',
     ...comment(
-      'KillMode=mixed: `systemctl stop` sends SIGTERM to tandem alone, and tandem stops the instances in reverse dependency order, each with its stop signal, then SIGKILL to its process group after its stop.timeoutMs. Only what is left after TimeoutStopSec gets SIGKILL from systemd, anywhere in the cgroup. control-group would signal every instance at once, out of order; process would leave instances running after the timeout.',
+      "KillMode=mixed: `systemctl stop` sends SIGTERM to tandem alone, and tandem stops the instances in reverse dependency order, each with its stop signal, then SIGKILL to its process group after its stop.timeoutMs, and exits once all have stopped. As soon as tandem has exited, systemd sends SIGKILL to everything left in the cgroup at once (tandem's orphan watchdog too): that is why tandem stops every instance itself before it exits, and why instances of a tandem that crashed are killed, not stopped. If tandem has not exited after TimeoutStopSec, systemd sends SIGKILL to the whole cgroup, tandem included. control-group would send SIGTERM to every instance at once, out of order; process would leave instances running after tandem's exit.",
     ),
     'KillMode=mixed',
     ...comment(
       `TimeoutStopSec: stops add up along the longest chain of dependsOn (${stopChain}), each component allowed twice its longest stop.timeoutMs (the stop signal; then, if the leader exits late, the same again for the rest of its process group) and 1 s, plus 5 s to close${plan.ha ? ', plus the handover of the active role' : ''}: ${s(t.stopMs)}, and a quarter more.`,
     ),
-    `TimeoutStopSec=${seconds(t.stopMs)}`,
+    `TimeoutStopSec=${stopSec}`,
     ...comment(
       `TimeoutStartSec: 10 s to load, leftovers of a previous run stopped (the longest stop.timeoutMs and 5 s)${plan.ha ? ', the shared dir read (takeoverMs)' : ''}, then components start in dependency order (${startChain}), each within its readiness.timeoutMs and 1 s: ${s(t.startMs)}, and a quarter more.`,
     ),
-    `TimeoutStartSec=${seconds(t.startMs)}`,
+    `TimeoutStartSec=${startSec}`,
     ...(options.watchdogSec !== undefined
       ? [
           ...comment(
-            `tandem sends WATCHDOG=1 every ${options.watchdogSec / 2} s from its event loop. If the loop hangs, systemd aborts tandem (SIGABRT); its instances get their stop signal through their parent-death signal and tandem's watchdog process, systemd kills what is left, and Restart= starts tandem again.`,
+            `tandem sends WATCHDOG=1 every ${options.watchdogSec / 2} s from its event loop. If the loop hangs, systemd aborts tandem (SIGABRT); once it has exited, systemd sends SIGKILL to its instances and everything else left in the cgroup (KillMode=mixed), and Restart= starts tandem again.`,
           ),
           `WatchdogSec=${options.watchdogSec}`,
         ]

@@ -34,6 +34,7 @@ import { describeExit } from './instance.js'
 import { takeNotifyEnv } from '../ops/sd-notify.js'
 import { serviceTimeouts } from '../ops/service-timeouts.js'
 import { startSystemdNotifier } from '../ops/systemd-notifier.js'
+import { unitTimeouts } from '../ops/systemd-unit.js'
 
 export interface SupervisorOptions {
   configPath: string
@@ -201,23 +202,34 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     onError: (m) => log.error({ event: 'monitor' }, m),
   })
   const wanted = () => [...reconciler.instances.values()].filter((i) => reconciler.desired(i.id))
-  const allWantedReady = () => wanted().every((i) => i.state === 'ready')
+  // A one-shot instance that ended cleanly (a migration, say) is done, not missing.
+  const allWantedReady = () => wanted().every((i) => i.state === 'ready' || i.completed)
   let allReady = false
-  // Under systemd (Type=notify): READY=1, STATUS=, RELOADING=1, STOPPING=1, WATCHDOG=1.
+  // Under systemd (Type=notify): READY=1, STATUS=, STOPPING=1, WATCHDOG=1.
+  const timeouts = serviceTimeouts(plan)
   const notifier = startSystemdNotifier(
     notifyEnv && {
       notify: notifyEnv,
       pid: process.pid,
       clock: systemClock,
       env: process.env,
-      readyWithinMs: serviceTimeouts(plan).readyWithinMs,
+      readyWithinMs: timeouts.readyWithinMs,
+      startTimeoutMs: unitTimeouts(timeouts).startSec * 1000,
       sources: {
         instances: () =>
-          [...reconciler.instances.values()].map((i) => ({
-            state: i.state,
-            wanted: reconciler.desired(i.id),
-            gaveUp: i.state === 'failed' || (i.state === 'stopped' && reconciler.settled(i.id)),
-          })),
+          [...reconciler.instances.values()].map((i) => {
+            // A one-shot that ran to its clean end is done: neither ready nor given up.
+            const completed = i.state === 'stopped' && i.completed
+            return {
+              id: i.id,
+              state: i.state,
+              wanted: reconciler.desired(i.id),
+              completed,
+              gaveUp:
+                i.state === 'failed' ||
+                (i.state === 'stopped' && !completed && reconciler.settled(i.id)),
+            }
+          }),
         role: () => {
           const r = ha?.roleFor()
           return r && `${r.role}, epoch ${r.epoch}`
@@ -225,6 +237,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       },
       info: (m) => log.info({ event: 'systemd' }, m),
       warn: (m) => log.warn({ event: 'systemd' }, m),
+      error: (m) => log.error({ event: 'systemd' }, m),
     },
   )
   reconciler.on('event', (e) => {
