@@ -374,3 +374,28 @@ t.test('the control socket is private to its owner', async (t) => {
   await sup.waitLog('ready', (r) => r.event === 'ready')
   t.equal(statSync(join(dir, 'state/tandem.sock')).mode & 0o777, 0o600)
 })
+
+t.test(
+  'a one-shot component that exits 0 counts as done: all ready is logged and /ready answers 200',
+  async (t) => {
+    const dir = tempDir(t)
+    const config = writeConfig(
+      dir,
+      {
+        migrate: {
+          command: [process.execPath, '-e', 'console.log("migrated")'],
+          readiness: { type: 'none' },
+          restart: 'on-failure',
+        },
+        web: fixture({ port: 24296, dependsOn: ['migrate'] }),
+      },
+      { control: { http: { port: 24297 } } },
+    )
+    const sup = new Supervisor(config)
+    t.teardown(() => sup.kill())
+    await sup.waitLog('all ready', (r) => r.event === 'all-ready')
+    t.ok(sup.records.some((r) => r.component === 'migrate' && r.msg === 'migrated'))
+    const ready = await fetch('http://127.0.0.1:24297/ready')
+    t.equal(ready.status, 200, JSON.stringify(await ready.json()))
+  },
+)
