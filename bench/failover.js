@@ -55,6 +55,7 @@ import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import { gitState, killGroup } from './common.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const CLI = join(ROOT, 'bin', 'tandem.js')
@@ -129,15 +130,6 @@ const pidAlive = (pid) => {
     return true
   } catch (err) {
     return err.code === 'EPERM'
-  }
-}
-
-const killGroup = (pgid, signal) => {
-  try {
-    process.kill(-pgid, signal)
-    return true
-  } catch {
-    return false
   }
 }
 
@@ -774,13 +766,7 @@ const main = async () => {
     }
     const [a, b] = nodes
 
-    const git = (...args) =>
-      run('git', args, { cwd: ROOT }).then(
-        (r) => r.stdout.trim(),
-        () => undefined,
-      )
-    const commit = await git('rev-parse', '--short', 'HEAD')
-    const srcDirty = (await git('status', '--porcelain', '--', 'src')) ? true : false
+    const { commit, srcDirty } = await gitState(ROOT)
     const others = processesWith('tandem.js').length + processesWith('fixtures/').length
     // The CLI's own start-up, part of every switchover (min of 3).
     const cliStart = []

@@ -34,7 +34,7 @@
 // installed; default ~/.cache/tandem-bench/pm2), BENCH_CPU_PROF=<dir> (run the tandem
 // supervisor under `node --cpu-prof`, copy the profile there and print where its main thread's
 // time goes), BENCH_KEEP=1 (keep the temp dir with the logs).
-import { execFile, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import {
   closeSync,
   copyFileSync,
@@ -49,12 +49,12 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs'
-import { cpus, homedir, loadavg, tmpdir } from 'node:os'
+import { cpus, loadavg, tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { promisify } from 'node:util'
 import pidusage from 'pidusage'
+import { ensurePm2, gitState, killGroup, pm2Bin, processesNaming } from './common.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const CLI = join(ROOT, 'bin', 'tandem.js')
@@ -67,9 +67,6 @@ const WITH_PM2 = process.env.BENCH_PM2 !== '0'
 const WITH_DIRECT = process.env.BENCH_DIRECT !== '0'
 const PM2_TIME = process.env.BENCH_PM2_TIME === '1'
 const PM2_FIRST = process.env.BENCH_ORDER === 'pm2-first'
-const PM2_CACHE =
-  process.env.PM2_CACHE ??
-  join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'tandem-bench', 'pm2')
 const CPU_PROF_DIR = process.env.BENCH_CPU_PROF
 const KEEP = process.env.BENCH_KEEP === '1'
 
@@ -81,7 +78,6 @@ const QUIET_MS = 1_000
 const STEP_TIMEOUT_MS = 30_000
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-const run = promisify(execFile)
 const MB = 1024 * 1024
 
 // ---------------------------------------------------------------------------------------------
@@ -89,15 +85,6 @@ const MB = 1024 * 1024
 
 const spawned = new Set() // pids of process group leaders we started
 let runDir // every process of ours has this path in its command line
-
-const killGroup = (pgid, signal) => {
-  try {
-    process.kill(-pgid, signal)
-    return true
-  } catch {
-    return false
-  }
-}
 
 const pidAlive = (pid) => {
   try {
@@ -118,20 +105,7 @@ const cmdlineOf = (pid) => {
 }
 
 /** Processes whose command line names this run's temp dir: the writers, tandem, PM2's daemon. */
-const ourProcesses = () => {
-  if (!runDir) return []
-  const found = []
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue
-    try {
-      const cmd = readFileSync(`/proc/${name}/cmdline`, 'utf8').replaceAll('\0', ' ').trim()
-      if (cmd.includes(runDir)) found.push({ pid: Number(name), cmd })
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return found
-}
+const ourProcesses = () => (runDir ? processesNaming(runDir) : [])
 
 /** /proc/<pid>/stat fields after the command: [state, ppid, pgrp, ...], or undefined. */
 const procStat = (pid) => {
@@ -541,24 +515,6 @@ const runTandem = async (dir) => {
 // ---------------------------------------------------------------------------------------------
 // PM2
 
-const pm2Bin = () => join(PM2_CACHE, 'node_modules', 'pm2', 'bin', 'pm2')
-
-const ensurePm2 = async () => {
-  if (!existsSync(pm2Bin())) {
-    console.log(`  installing pm2 from npm into ${PM2_CACHE} (once; not a project dependency)`)
-    mkdirSync(PM2_CACHE, { recursive: true })
-    const r = await runGroup(
-      'npm',
-      ['install', '--prefix', PM2_CACHE, '--no-audit', '--no-fund', 'pm2@latest'],
-      { env: process.env, timeoutMs: 300_000 },
-    )
-    if (r.code !== 0 || !existsSync(pm2Bin()))
-      throw new Error(`npm install pm2 failed: ${r.stderr.slice(-500)}`)
-  }
-  return JSON.parse(readFileSync(join(PM2_CACHE, 'node_modules', 'pm2', 'package.json'), 'utf8'))
-    .version
-}
-
 const runPm2 = async (dir) => {
   const resultsDir = join(dir, 'results')
   const home = join(dir, 'home') // PM2_HOME: never the user's ~/.pm2
@@ -733,14 +689,8 @@ const main = async () => {
   process.once('SIGTERM', onSignal)
   let leftover = []
   try {
-    const git = (...args) =>
-      run('git', args, { cwd: ROOT }).then(
-        (r) => r.stdout.trim(),
-        () => undefined,
-      )
-    const commit = await git('rev-parse', '--short', 'HEAD')
-    const srcDirty = (await git('status', '--porcelain', '--', 'src')) ? true : false
-    const pm2Version = WITH_PM2 ? await ensurePm2() : undefined
+    const { commit, srcDirty } = await gitState(ROOT)
+    const pm2Version = WITH_PM2 ? await ensurePm2(runGroup) : undefined
     console.log('tandem unified log throughput benchmark')
     console.log(
       `  commit ${commit ?? 'unknown'}${srcDirty ? ' with uncommitted changes in src/' : ''}`,

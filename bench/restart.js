@@ -19,6 +19,7 @@ import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import { gitState, killGroup } from './common.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const CLI = join(ROOT, 'bin', 'tandem.js')
@@ -303,15 +304,6 @@ const measureColdStart = async (port) => {
 
 // ---------------------------------------------------------------------------------------------
 
-const killGroup = (pgid, signal) => {
-  try {
-    process.kill(-pgid, signal)
-    return true
-  } catch {
-    return false
-  }
-}
-
 const main = async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tandem-bench-'))
   let sup
@@ -353,13 +345,7 @@ const main = async () => {
       ),
     )
 
-    const git = (...args) =>
-      run('git', args, { cwd: ROOT }).then(
-        (r) => r.stdout.trim(),
-        () => undefined,
-      )
-    const commit = await git('rev-parse', '--short', 'HEAD')
-    const srcDirty = (await git('status', '--porcelain', '--', 'src')) ? true : false
+    const { commit, srcDirty } = await gitState(ROOT)
     console.log('tandem restart latency benchmark')
     console.log(
       `  commit ${commit ?? 'unknown'}${srcDirty ? ' with uncommitted changes in src/' : ''}`,

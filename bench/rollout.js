@@ -44,15 +44,16 @@
 // (where pm2 is installed; default ~/.cache/tandem-bench/pm2), BENCH_KEEP=1 (keep the temp dir
 // with configs, logs and events files).
 import { execFile, spawn } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { writeFileSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
-import { cpus, homedir, loadavg, tmpdir } from 'node:os'
+import { cpus, loadavg, tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads'
+import { ensurePm2, gitState, killGroup, pm2Bin, processesNaming } from './common.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const CLI = join(ROOT, 'bin', 'tandem.js')
@@ -73,9 +74,6 @@ const DRAIN_MS = num('DRAIN_MS', 0)
 const MAX_UNAVAILABLE = num('MAX_UNAVAILABLE', 1)
 const WITH_PM2 = process.env.BENCH_PM2 !== '0'
 const PM2_PARALLEL = process.env.BENCH_PM2_PARALLEL
-const PM2_CACHE =
-  process.env.PM2_CACHE ??
-  join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'tandem-bench', 'pm2')
 const KEEP = process.env.BENCH_KEEP === '1'
 
 const GOALS = { failed: 0, ratio: 1.2 }
@@ -198,30 +196,8 @@ const windowStats = (load, from, to) => {
 const spawned = new Set() // pids of process group leaders we started
 let runDir
 
-const killGroup = (pgid, signal) => {
-  try {
-    process.kill(-pgid, signal)
-    return true
-  } catch {
-    return false
-  }
-}
-
 /** Processes whose command line names this run's temp dir. */
-const ourProcesses = () => {
-  if (!runDir) return []
-  const found = []
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue
-    try {
-      const cmd = readFileSync(`/proc/${name}/cmdline`, 'utf8').replaceAll('\0', ' ').trim()
-      if (cmd.includes(runDir)) found.push({ pid: Number(name), cmd })
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return found
-}
+const ourProcesses = () => (runDir ? processesNaming(runDir) : [])
 
 /** SIGKILLs every group we started and every process left that names our temp dir. */
 const killEverything = () => {
@@ -611,24 +587,6 @@ const runTandem = async (dir, ports, agent, front) => {
 // ---------------------------------------------------------------------------------------------
 // PM2
 
-const pm2Bin = () => join(PM2_CACHE, 'node_modules', 'pm2', 'bin', 'pm2')
-
-const ensurePm2 = async () => {
-  if (!existsSync(pm2Bin())) {
-    console.log(`  installing pm2 from npm into ${PM2_CACHE} (once; not a project dependency)`)
-    mkdirSync(PM2_CACHE, { recursive: true })
-    const r = await runGroup(
-      'npm',
-      ['install', '--prefix', PM2_CACHE, '--no-audit', '--no-fund', 'pm2@latest'],
-      { timeoutMs: 300_000 },
-    )
-    if (r.code !== 0 || !existsSync(pm2Bin()))
-      throw new Error(`npm install pm2 failed: ${r.stderr.slice(-500)}`)
-  }
-  return JSON.parse(readFileSync(join(PM2_CACHE, 'node_modules', 'pm2', 'package.json'), 'utf8'))
-    .version
-}
-
 const runPm2 = async (dir, ports, front) => {
   const home = join(dir, 'home') // PM2_HOME: never the user's ~/.pm2
   mkdirSync(home, { recursive: true })
@@ -714,14 +672,8 @@ const main = async () => {
   process.once('SIGTERM', onSignal)
   let leftover = []
   try {
-    const git = (...args) =>
-      run('git', args, { cwd: ROOT }).then(
-        (r) => r.stdout.trim(),
-        () => undefined,
-      )
-    const commit = await git('rev-parse', '--short', 'HEAD')
-    const srcDirty = (await git('status', '--porcelain', '--', 'src')) ? true : false
-    const pm2Version = WITH_PM2 ? await ensurePm2() : undefined
+    const { commit, srcDirty } = await gitState(ROOT)
+    const pm2Version = WITH_PM2 ? await ensurePm2(runGroup) : undefined
     const haproxyVersion = (await run(HAPROXY, ['-v'])).stdout.split('\n')[0]
     const taken = new Set()
     const tPorts = await freeBlock(INSTANCES + 2, taken) // 4 instances, agent, frontend
