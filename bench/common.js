@@ -1,9 +1,10 @@
 // What the benchmarks share: process groups, finding their own processes, the commit measured,
 // and PM2 installed once outside the project (it is a peer measured, not a dependency).
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs'
 import { homedir } from 'node:os'
-import { join } from 'node:path'
+import { createServer } from 'node:net'
+import { basename, join } from 'node:path'
 import { promisify } from 'node:util'
 
 const run = promisify(execFile)
@@ -71,3 +72,48 @@ export const ensurePm2 = async (runGroup) => {
   return JSON.parse(readFileSync(join(PM2_CACHE, 'node_modules', 'pm2', 'package.json'), 'utf8'))
     .version
 }
+
+/**
+ * A runner of commands in their own process groups, to completion: { code, signal, stdout,
+ * stderr, t0, t1 } (t1: when the process exited). Each group is in `tracked` while it runs, so
+ * that the benchmark's Ctrl-C handler can kill it; anything it leaves in its group is killed.
+ */
+export const groupRunner =
+  ({ cwd, tracked, timeoutMs: defaultTimeoutMs }) =>
+  (cmd, args, { env = process.env, timeoutMs = defaultTimeoutMs } = {}) =>
+    new Promise((resolve, reject) => {
+      const t0 = Date.now()
+      const child = spawn(cmd, args, {
+        cwd,
+        env,
+        detached: true,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+      tracked.add(child.pid)
+      let stdout = ''
+      let stderr = ''
+      child.stdout.on('data', (d) => (stdout += d))
+      child.stderr.on('data', (d) => (stderr += d))
+      const t = setTimeout(() => {
+        killGroup(child.pid, 'SIGKILL')
+        reject(new Error(`${basename(cmd)} ${args.join(' ')}: no exit after ${timeoutMs} ms`))
+      }, timeoutMs)
+      child.once('error', (err) => (clearTimeout(t), reject(err)))
+      child.once('exit', () => (child.exitedAt = Date.now()))
+      child.once('close', (code, signal) => {
+        clearTimeout(t)
+        killGroup(child.pid, 'SIGKILL') // anything it left in its group
+        tracked.delete(child.pid)
+        resolve({ code, signal, stdout, stderr, t0, t1: child.exitedAt ?? Date.now() })
+      })
+    })
+
+/** Whether the port can be bound on the wildcard address (as a child may bind it). */
+export const canBind = (port) =>
+  new Promise((resolve) => {
+    const s = createServer()
+    s.once('error', () => resolve(false))
+    s.listen({ port, host: '::', ipv6Only: false, exclusive: true }, () =>
+      s.close(() => resolve(true)),
+    )
+  })

@@ -48,14 +48,13 @@
 import { execFile, spawn } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { Agent, request } from 'node:http'
-import { createServer } from 'node:net'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { gitState, killGroup } from './common.js'
+import { canBind, gitState, killGroup } from './common.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const CLI = join(ROOT, 'bin', 'tandem.js')
@@ -82,16 +81,6 @@ const run = promisify(execFile)
 
 // ---------------------------------------------------------------------------------------------
 // Ports, probes, processes
-
-/** Whether the port can be bound on the wildcard address (as a child may bind it). */
-const canBind = (port) =>
-  new Promise((resolve) => {
-    const s = createServer()
-    s.once('error', () => resolve(false))
-    s.listen({ port, host: '::', ipv6Only: false, exclusive: true }, () =>
-      s.close(() => resolve(true)),
-    )
-  })
 
 const freePorts = async (count) => {
   const found = []

@@ -54,7 +54,7 @@ import { basename, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import pidusage from 'pidusage'
-import { ensurePm2, gitState, killGroup, pm2Bin, processesNaming } from './common.js'
+import { ensurePm2, gitState, groupRunner, killGroup, pm2Bin, processesNaming } from './common.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const CLI = join(ROOT, 'bin', 'tandem.js')
@@ -178,32 +178,8 @@ const killEverything = () => {
   }
 }
 
-/** Runs a command in its own process group to completion: { code, stdout, stderr }. */
-const runGroup = (cmd, args, { env, timeoutMs = STEP_TIMEOUT_MS } = {}) =>
-  new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, {
-      cwd: ROOT,
-      env,
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    spawned.add(child.pid)
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d) => (stdout += d))
-    child.stderr.on('data', (d) => (stderr += d))
-    const t = setTimeout(() => {
-      killGroup(child.pid, 'SIGKILL')
-      reject(new Error(`${basename(cmd)} ${args.join(' ')}: no exit after ${timeoutMs} ms`))
-    }, timeoutMs)
-    child.once('error', (err) => (clearTimeout(t), reject(err)))
-    child.once('close', (code, signal) => {
-      clearTimeout(t)
-      killGroup(child.pid, 'SIGKILL') // anything it left in its group
-      spawned.delete(child.pid)
-      resolve({ code, signal, stdout, stderr })
-    })
-  })
+/** Runs a command in its own process group to completion (see groupRunner). */
+const runGroup = groupRunner({ cwd: ROOT, tracked: spawned, timeoutMs: STEP_TIMEOUT_MS })
 
 // ---------------------------------------------------------------------------------------------
 // Measurements

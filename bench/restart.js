@@ -12,14 +12,14 @@
 // Environment: BENCH_ROUNDS (default 50).
 import { execFile, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { connect, createServer } from 'node:net'
+import { connect } from 'node:net'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { gitState, killGroup } from './common.js'
+import { canBind, gitState, killGroup } from './common.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const CLI = join(ROOT, 'bin', 'tandem.js')
@@ -35,16 +35,6 @@ const run = promisify(execFile)
 
 // ---------------------------------------------------------------------------------------------
 // Ports and probes
-
-/** Whether the port can be bound on the wildcard address (as the child will bind it). */
-const canBind = (port) =>
-  new Promise((resolve) => {
-    const s = createServer()
-    s.once('error', () => resolve(false))
-    s.listen({ port, host: '::', ipv6Only: false, exclusive: true }, () =>
-      s.close(() => resolve(true)),
-    )
-  })
 
 /**
  * Free ports in 27000-27999, starting at a random offset. Below the ephemeral range (Linux

@@ -46,14 +46,22 @@
 import { execFile, spawn } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { writeFileSync } from 'node:fs'
-import { connect, createServer } from 'node:net'
+import { connect } from 'node:net'
 import { cpus, loadavg, tmpdir } from 'node:os'
-import { basename, join } from 'node:path'
+import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads'
-import { ensurePm2, gitState, killGroup, pm2Bin, processesNaming } from './common.js'
+import {
+  canBind,
+  ensurePm2,
+  gitState,
+  groupRunner,
+  killGroup,
+  pm2Bin,
+  processesNaming,
+} from './common.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const CLI = join(ROOT, 'bin', 'tandem.js')
@@ -212,34 +220,8 @@ const killEverything = () => {
   }
 }
 
-/** Runs a command in its own process group to completion: { code, stdout, stderr, ms }. */
-const runGroup = (cmd, args, { env = process.env, timeoutMs = STEP_TIMEOUT_MS } = {}) =>
-  new Promise((resolve, reject) => {
-    const t0 = Date.now()
-    const child = spawn(cmd, args, {
-      cwd: ROOT,
-      env,
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    spawned.add(child.pid)
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d) => (stdout += d))
-    child.stderr.on('data', (d) => (stderr += d))
-    const t = setTimeout(() => {
-      killGroup(child.pid, 'SIGKILL')
-      reject(new Error(`${basename(cmd)} ${args.join(' ')}: no exit after ${timeoutMs} ms`))
-    }, timeoutMs)
-    child.once('error', (err) => (clearTimeout(t), reject(err)))
-    child.once('exit', () => (child.exitedAt = Date.now()))
-    child.once('close', (code, signal) => {
-      clearTimeout(t)
-      killGroup(child.pid, 'SIGKILL') // anything it left in its group
-      spawned.delete(child.pid)
-      resolve({ code, signal, stdout, stderr, t0, t1: child.exitedAt ?? Date.now() })
-    })
-  })
+/** Runs a command in its own process group to completion (see groupRunner). */
+const runGroup = groupRunner({ cwd: ROOT, tracked: spawned, timeoutMs: STEP_TIMEOUT_MS })
 
 const waitFor = async (what, fn, timeoutMs = STEP_TIMEOUT_MS) => {
   const deadline = Date.now() + timeoutMs
@@ -252,15 +234,6 @@ const waitFor = async (what, fn, timeoutMs = STEP_TIMEOUT_MS) => {
 
 // ---------------------------------------------------------------------------------------------
 // Ports
-
-const canBind = (port) =>
-  new Promise((resolve) => {
-    const s = createServer()
-    s.once('error', () => resolve(false))
-    s.listen({ port, host: '::', ipv6Only: false, exclusive: true }, () =>
-      s.close(() => resolve(true)),
-    )
-  })
 
 /** `count` consecutive free ports (PM2's increment_var numbers them from the first). */
 const freeBlock = async (count, taken) => {
