@@ -117,3 +117,15 @@ export const canBind = (port) =>
       s.close(() => resolve(true)),
     )
   })
+
+/** SIGKILLs every process naming `text` in its command line, and the group of each. */
+export const killProcessesNaming = (text) => {
+  for (const { pid } of processesNaming(text)) {
+    killGroup(pid, 'SIGKILL')
+    try {
+      process.kill(pid, 'SIGKILL')
+    } catch {
+      // gone
+    }
+  }
+}

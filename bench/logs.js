@@ -54,7 +54,15 @@ import { basename, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import pidusage from 'pidusage'
-import { ensurePm2, gitState, groupRunner, killGroup, pm2Bin, processesNaming } from './common.js'
+import {
+  ensurePm2,
+  gitState,
+  groupRunner,
+  killGroup,
+  killProcessesNaming,
+  pm2Bin,
+  processesNaming,
+} from './common.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const CLI = join(ROOT, 'bin', 'tandem.js')
@@ -168,14 +176,7 @@ const killEverything = () => {
       }
     }
   }
-  for (const { pid } of ourProcesses()) {
-    killGroup(pid, 'SIGKILL')
-    try {
-      process.kill(pid, 'SIGKILL')
-    } catch {
-      // gone
-    }
-  }
+  if (runDir) killProcessesNaming(runDir)
 }
 
 /** Runs a command in its own process group to completion (see groupRunner). */

@@ -59,6 +59,7 @@ import {
   gitState,
   groupRunner,
   killGroup,
+  killProcessesNaming,
   pm2Bin,
   processesNaming,
 } from './common.js'
@@ -210,14 +211,7 @@ const ourProcesses = () => (runDir ? processesNaming(runDir) : [])
 /** SIGKILLs every group we started and every process left that names our temp dir. */
 const killEverything = () => {
   for (const pgid of spawned) killGroup(pgid, 'SIGKILL')
-  for (const { pid } of ourProcesses()) {
-    killGroup(pid, 'SIGKILL')
-    try {
-      process.kill(pid, 'SIGKILL')
-    } catch {
-      // gone
-    }
-  }
+  if (runDir) killProcessesNaming(runDir)
 }
 
 /** Runs a command in its own process group to completion (see groupRunner). */
