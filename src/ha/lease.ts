@@ -329,7 +329,8 @@ export class Lease extends EventEmitter<LeaseEvents> {
     // a release) can catch a write in the middle, with nothing earlier to stand in for it; but
     // content that is never a heartbeat and changes at every write (another version's format,
     // a foreign writer) must be reported too: its changes keep the standby from taking over.
-    const bad = raw !== undefined && 'problem' in parseHeartbeat(raw, epoch)
+    const parsed = raw === undefined ? undefined : parseHeartbeat(raw, epoch)
+    const bad = parsed !== undefined && 'problem' in parsed
     const badTwice = bad && this.#lastReadBad === epoch
     this.#lastReadBad = bad ? epoch : 0
     if (this.#stopped || this.#holding()) return
@@ -340,8 +341,7 @@ export class Lease extends EventEmitter<LeaseEvents> {
       this.#timings,
     )
     this.#watched = d.watched
-    if (raw !== undefined) {
-      const parsed = parseHeartbeat(raw, epoch)
+    if (parsed !== undefined) {
       if ('problem' in parsed) {
         if (badTwice)
           this.#problem(
