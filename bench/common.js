@@ -129,3 +129,17 @@ export const killProcessesNaming = (text) => {
     }
   }
 }
+
+/**
+ * On Ctrl-C or a TERM: runs `cleanup` (killing what the benchmark started; it may return a
+ * promise), then exits 130 or 143 as a shell expects.
+ */
+export const exitOnSignal = (cleanup) => {
+  const onSignal = (signal) => {
+    void Promise.resolve()
+      .then(cleanup)
+      .finally(() => process.exit(signal === 'SIGINT' ? 130 : 143))
+  }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+}

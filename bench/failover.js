@@ -54,7 +54,7 @@ import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { canBind, gitState, killGroup } from './common.js'
+import { canBind, exitOnSignal, gitState, killGroup } from './common.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const CLI = join(ROOT, 'bin', 'tandem.js')
@@ -726,14 +726,9 @@ const report = (results, ctx) => {
 
 const main = async () => {
   const nodes = []
-  const onSignal = (signal) => {
-    void cleanup(nodes, false).finally(() => {
-      rmSync(dir, { recursive: true, force: true })
-      process.exit(signal === 'SIGINT' ? 130 : 143)
-    })
-  }
-  process.once('SIGINT', onSignal)
-  process.once('SIGTERM', onSignal)
+  exitOnSignal(() =>
+    cleanup(nodes, false).finally(() => rmSync(dir, { recursive: true, force: true })),
+  )
   let failure
   try {
     for (const s of SCENARIOS)

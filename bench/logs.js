@@ -56,6 +56,7 @@ import { fileURLToPath } from 'node:url'
 import pidusage from 'pidusage'
 import {
   ensurePm2,
+  exitOnSignal,
   gitState,
   groupRunner,
   killGroup,
@@ -657,13 +658,10 @@ const r1 = (x) => (x === undefined || Number.isNaN(x) ? null : Math.round(x * 10
 const main = async () => {
   runDir = mkdtempSync(join(tmpdir(), 'tandem-bench-logs-'))
   // Ctrl-C or a TERM: kill every group we started and anything naming our temp dir.
-  const onSignal = (signal) => {
+  exitOnSignal(() => {
     killEverything()
     if (!KEEP) rmSync(runDir, { recursive: true, force: true })
-    process.exit(signal === 'SIGINT' ? 130 : 143)
-  }
-  process.once('SIGINT', onSignal)
-  process.once('SIGTERM', onSignal)
+  })
   let leftover = []
   try {
     const { commit, srcDirty } = await gitState(ROOT)

@@ -19,7 +19,7 @@ import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { canBind, gitState, killGroup } from './common.js'
+import { canBind, exitOnSignal, gitState, killGroup } from './common.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const CLI = join(ROOT, 'bin', 'tandem.js')
@@ -299,15 +299,12 @@ const main = async () => {
   let sup
   let lastPid // the instance's current pid, killed at the end if the supervisor left it
   // Ctrl-C or a TERM: run the same cleanup as the finally below.
-  const onSignal = (signal) => {
+  exitOnSignal(() => {
     if (baselineChild?.pid) killGroup(baselineChild.pid, 'SIGKILL')
     if (sup) killGroup(sup.child.pid, 'SIGKILL')
     if (lastPid !== undefined) killGroup(lastPid, 'SIGKILL')
     rmSync(dir, { recursive: true, force: true })
-    process.exit(signal === 'SIGINT' ? 130 : 143)
-  }
-  process.once('SIGINT', onSignal)
-  process.once('SIGTERM', onSignal)
+  })
   try {
     const [port, basePort] = await freePorts(2)
     const cfgPath = join(dir, 'tandem.json')

@@ -56,6 +56,7 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import {
   canBind,
   ensurePm2,
+  exitOnSignal,
   gitState,
   groupRunner,
   killGroup,
@@ -630,13 +631,10 @@ const failedOf = (s) => s.all.errors + s.all.non2xx
 const main = async () => {
   if (!HAPROXY) throw new Error('haproxy is not installed (apt-get install haproxy)')
   runDir = mkdtempSync(join(tmpdir(), 'tandem-bench-rollout-'))
-  const onSignal = (signal) => {
+  exitOnSignal(() => {
     killEverything()
     if (!KEEP) rmSync(runDir, { recursive: true, force: true })
-    process.exit(signal === 'SIGINT' ? 130 : 143)
-  }
-  process.once('SIGINT', onSignal)
-  process.once('SIGTERM', onSignal)
+  })
   let leftover = []
   try {
     const { commit, srcDirty } = await gitState(ROOT)

@@ -236,19 +236,17 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       startTimeoutMs: unitTimeouts(timeouts).startSec * 1000,
       sources: {
         instances: () =>
-          [...reconciler.instances.values()].map((i) => {
-            // A one-shot that ran to its clean end is done: neither ready nor given up.
-            const completed = i.state === 'stopped' && i.completed
-            return {
-              id: i.id,
-              state: i.state,
-              wanted: reconciler.desired(i.id),
-              completed,
-              gaveUp:
-                i.state === 'failed' ||
-                (i.state === 'stopped' && !completed && reconciler.settled(i.id)),
-            }
-          }),
+          // A one-shot that ran to its clean end is done (as for allWantedReady): neither ready
+          // nor given up. `completed` is set only in the stopped state and cleared by a start.
+          [...reconciler.instances.values()].map((i) => ({
+            id: i.id,
+            state: i.state,
+            wanted: reconciler.desired(i.id),
+            completed: i.completed,
+            gaveUp:
+              i.state === 'failed' ||
+              (i.state === 'stopped' && !i.completed && reconciler.settled(i.id)),
+          })),
         role: () => {
           const r = ha?.roleFor()
           return r && `${r.role}, epoch ${r.epoch}`
