@@ -33,22 +33,41 @@ export interface Heartbeat {
 
 /**
  * The shared directory as the lease sees it: each operation one file operation there, none of
- * them trusted to be quick (a hard NFS mount can hang one for minutes).
+ * them trusted to be quick (a hard NFS mount can hang one for minutes) or to answer with content
+ * as fresh as the moment it returns (a late reply carries what was read when it was served).
  */
 export interface LeaseStore {
   /**
-   * Claims `epoch` (mkdir `claims/<epoch>`, then its `owner`): 'won', or 'lost' when it existed.
-   * An EEXIST is resolved by reading `owner`: ours (same nonce) after a lost reply is 'won'.
+   * Claims `epoch` with its owner inside (made apart, then renamed onto `claims/<epoch>`: atomic,
+   * fails when the epoch exists): 'won', or 'lost'. A failure whose reply may have been lost is
+   * resolved by reading the claim's owner: ours (same nonce) is 'won'.
    */
   claim(epoch: number, owner: ClaimOwner): Promise<'won' | 'lost'>
-  /** The highest claimed epoch (0: none yet). */
+  /**
+   * Rewrites `<dir>/epoch`, the file every node opens to learn the highest claim: a file that
+   * always exists, so that no decision rests on looking up a name that may not exist yet (a
+   * negative lookup cache answers "no such file" for a minute after another host created it).
+   */
+  publishEpoch(epoch: number): Promise<void>
+  /** What `<dir>/epoch` says (0: no claim yet), read by opening it. */
+  readEpoch(): Promise<number>
+  /**
+   * The highest claim this node can find: `readEpoch()`, any higher claim this store learned of
+   * (a lost claim), and lookups of the names above (an optimisation only: a stale lookup is
+   * resolved by the next claim failing).
+   */
   highestClaim(): Promise<number>
-  /** The owner of a claim, undefined if it has none (yet). */
+  /** The owner of a claim, undefined if it has none (a claim made before owners went inside). */
   readOwner(epoch: number): Promise<ClaimOwner | undefined>
   /** `hb/<epoch>` as written, undefined when there is none. */
   readHeartbeat(epoch: number): Promise<string | undefined>
   /** Writes `hb/<epoch>` and closes it. */
   writeHeartbeat(hb: Heartbeat): Promise<void>
+  /**
+   * Why this node may not claim now (the cluster's `config.json` missing or unreadable: an
+   * unmounted share looks like an empty directory), or undefined when it may.
+   */
+  cannotClaim(): Promise<string | undefined>
 }
 
 /** A hash of what every node must agree on; carried in each heartbeat. */
@@ -85,49 +104,72 @@ export const parseHeartbeat = (
   return { hb: hb as Heartbeat }
 }
 
+/**
+ * One read of the highest claim's heartbeat, timed on the reader's own monotonic clock: `issued`
+ * just before the call, `done` when it returned. Its content is as old as `issued` at best (a
+ * reply can come late) and as young as `done` at worst.
+ */
+export interface HeartbeatRead {
+  epoch: number
+  raw: string | undefined
+  issued: number
+  done: number
+}
+
 /** What a standby remembers of the heartbeat it watches. */
 export interface Watched {
   epoch: number
   raw: string | undefined
-  /** Own monotonic time when `raw` (or `epoch`) was first seen. */
-  since: number
+  /** `done` of the first read that showed `raw`: it was there by then. */
+  firstDone: number
+  /** `issued` of the latest read that showed `raw`: it was still there after that. */
+  lastIssued: number
 }
 
+/** How long `w`'s content is known to have stood unchanged (ms; 0 when not known at all). */
+export const quietMs = (w: Watched): number => Math.max(0, w.lastIssued - w.firstDone)
+
 /**
- * A standby's decision after reading the highest claim and its heartbeat at monotonic `now`
- * (pure): claim the next epoch, or wait. Liveness is change: only content unchanged for
- * `takeoverMs` on this node's own monotonic clock, or a valid `released` heartbeat written by the
- * claim's owner, lets it claim. No time written by another node is read. Content that is not a
- * heartbeat is not evidence of anything: it only counts by not changing.
+ * A standby's decision after a read of the highest claim's heartbeat (pure): claim the next
+ * epoch, or wait. Liveness is change: content X counts as unchanged for `issued(latest read
+ * showing X) - done(first read that showed X)`, so a slow read, a late reply or a standby that
+ * stalled between reading and deciding adds nothing to it; only `takeoverMs` of that, or a valid
+ * `released` heartbeat written by the claim's owner, lets it claim. No time written by another
+ * node is read. Content that is not a heartbeat is not evidence of anything: it only counts by
+ * not changing. `owner` is the claim's owner if known (only a `released` needs it).
  */
 export const standbyDecision = (
-  seen: { epoch: number; raw: string | undefined; owner: ClaimOwner | undefined },
+  read: HeartbeatRead,
+  owner: ClaimOwner | undefined,
   prev: Watched | undefined,
-  now: number,
   timings: HaTimings,
 ): { watched: Watched; claim: boolean; why: string } => {
-  if (seen.epoch === 0) {
-    return { watched: { epoch: 0, raw: undefined, since: now }, claim: true, why: 'no claim yet' }
+  const fresh = {
+    epoch: read.epoch,
+    raw: read.raw,
+    firstDone: read.done,
+    lastIssued: read.issued,
   }
-  const changed = !prev || prev.epoch !== seen.epoch || prev.raw !== seen.raw
-  const watched = changed ? { epoch: seen.epoch, raw: seen.raw, since: now } : prev
-  if (seen.raw !== undefined) {
-    const parsed = parseHeartbeat(seen.raw, seen.epoch)
+  if (read.epoch === 0) return { watched: fresh, claim: true, why: 'no claim yet' }
+  const changed = !prev || prev.epoch !== read.epoch || prev.raw !== read.raw
+  const watched = changed ? fresh : { ...prev, lastIssued: Math.max(prev.lastIssued, read.issued) }
+  if (read.raw !== undefined) {
+    const parsed = parseHeartbeat(read.raw, read.epoch)
     if (
       'hb' in parsed &&
       parsed.hb.state === 'released' &&
-      seen.owner !== undefined &&
-      parsed.hb.node === seen.owner.node
+      owner !== undefined &&
+      parsed.hb.node === owner.node
     ) {
-      return { watched, claim: true, why: `epoch ${seen.epoch} released by ${parsed.hb.node}` }
+      return { watched, claim: true, why: `epoch ${read.epoch} released by ${parsed.hb.node}` }
     }
   }
-  const quiet = now - watched.since
+  const quiet = quietMs(watched)
   if (quiet >= timings.takeoverMs) {
     return {
       watched,
       claim: true,
-      why: `heartbeat of epoch ${seen.epoch} unchanged for ${Math.round(quiet)} ms`,
+      why: `heartbeat of epoch ${read.epoch} unchanged for ${Math.round(quiet)} ms`,
     }
   }
   return { watched, claim: false, why: '' }
@@ -149,6 +191,11 @@ export type Role = 'standby' | 'active'
 export interface LeaseEvents {
   /** This node became active for `epoch`. */
   active: [{ epoch: number; why: string }]
+  /**
+   * A good renew: this node may act as active for `validMs` more (its fence time); the moment to
+   * tell children and the watchdog their new deadline.
+   */
+  renewed: [{ epoch: number; validMs: number }]
   /** This node stopped being active (fenced, released) and is a standby again. */
   standby: [{ epoch: number; why: string }]
   /** Something an operator must know; the lease goes on. */
@@ -156,12 +203,32 @@ export interface LeaseEvents {
 }
 
 /**
+ * The fence timer's period: short enough that a fence is acted on within a few percent of
+ * selfFenceMs, long enough to cost nothing. Its lateness is also how a pause of this process is
+ * told apart from slow storage in the fence message.
+ */
+export const fenceCheckMs = (selfFenceMs: number): number =>
+  Math.max(10, Math.min(50, selfFenceMs / 10))
+
+/** A fence timer that ran this much later than its period means this process did not run. */
+const PAUSE_EVIDENCE_MS = 200
+
+/**
  * One node's part in the lease on shared storage (../shared/DESIGN.md, hot standby). As a
- * standby it watches the highest claim's heartbeat every `pollMs` and claims the next epoch as
- * `standbyDecision` says; as the active it renews every `renewMs` and fences itself, by a timer
- * that never waits for I/O and synchronously in `isActive()`, when its last good renew started
- * `selfFenceMs` ago or a higher claim appears. A fenced epoch is never resumed: the node is a
- * standby again and may only claim a new one.
+ * standby it reads the highest claim's heartbeat every `pollMs`, timing each read, and claims the
+ * next epoch as `standbyDecision` says; as the active it renews every `renewMs` (heartbeat, then
+ * `<dir>/epoch` read back) and fences itself, by a timer that never waits for I/O and
+ * synchronously in `isActive()`, when its last good renew started `selfFenceMs` ago or a higher
+ * epoch is published. A fenced epoch is never resumed: the node is a standby again and may only
+ * claim a new one.
+ *
+ * Why two actives cannot overlap: a standby claims only after the heartbeat stood unchanged
+ * over [D, I] with I - D >= takeoverMs, so no heartbeat write landed in between. A renew counts
+ * as good only if the node is still active when it completes, i.e. it completed, and so its
+ * write landed, less than selfFenceMs after the previous good renew started; and a renew's write
+ * starts only while the node is active. So the old active's last good renew wrote before D,
+ * started before D, and its validity ended before D + selfFenceMs < I: the new active starts
+ * after that, with takeoverMs - selfFenceMs to spare for clock rates and the children's margin.
  */
 export class Lease extends EventEmitter<LeaseEvents> {
   readonly #store: LeaseStore
@@ -175,6 +242,8 @@ export class Lease extends EventEmitter<LeaseEvents> {
   #seq = 0
   #lastGood = { monotonic: 0, wall: 0 }
   #watched: Watched | undefined
+  /** The owner of each claim read so far: a claim's owner never changes. */
+  #owners = new Map<number, ClaimOwner>()
   /** After a release, do not claim again before this (monotonic) unless someone else claims. */
   #holdOffUntil = 0
   #releasedEpoch = 0
@@ -183,6 +252,13 @@ export class Lease extends EventEmitter<LeaseEvents> {
   #stopped = false
   /** The heartbeat write of the renew in progress, if any. */
   #renewing: Promise<void> = Promise.resolve()
+  /** When the renew in flight started (monotonic), undefined when none is. */
+  #renewSince: number | undefined
+  /** Why the last renew failed, if it did (cleared by a good one). */
+  #renewError: string | undefined
+  /** The fence timer's last run (monotonic) and the largest gap between runs since a renew. */
+  #lastCheck = 0
+  #longestGap = 0
   #cancels: Cancel[] = []
   #reported = new Set<string>()
 
@@ -223,7 +299,12 @@ export class Lease extends EventEmitter<LeaseEvents> {
   start(): void {
     this.#loop(this.#timings.pollMs, () => this.#poll(), 0)
     // The fence timer: synchronous, never waits for the store.
-    this.#loop(Math.max(10, Math.min(50, this.#timings.selfFenceMs / 10)), () => {
+    const every = fenceCheckMs(this.#timings.selfFenceMs)
+    this.#lastCheck = this.#clock.monotonic()
+    this.#loop(every, () => {
+      const now = this.#clock.monotonic()
+      this.#longestGap = Math.max(this.#longestGap, now - this.#lastCheck - every)
+      this.#lastCheck = now
       this.isActive()
       return Promise.resolve()
     })
@@ -236,14 +317,14 @@ export class Lease extends EventEmitter<LeaseEvents> {
 
   /**
    * True only while this node holds an epoch and its last good renew is recent enough; checked
-   * before anything visible (answering /leader, activating a child). Fences when it fails.
+   * before anything visible (answering /leader, activating a child, writing a heartbeat). Fences
+   * when it fails.
    */
   isActive(): boolean {
     if (this.#role !== 'active') return false
     const now = { monotonic: this.#clock.monotonic(), wall: this.#clock.now() }
     if (holderValid(this.#lastGood, now, this.#timings.selfFenceMs)) return true
-    const ago = Math.round(now.monotonic - this.#lastGood.monotonic)
-    this.#fence(`last good renew started ${ago} ms ago (selfFenceMs ${this.#timings.selfFenceMs})`)
+    this.#fence(this.#lapseReason(now))
     return false
   }
 
@@ -257,11 +338,11 @@ export class Lease extends EventEmitter<LeaseEvents> {
     return Math.max(0, Math.floor(this.#timings.selfFenceMs - elapsed))
   }
 
-  /** The active node's heartbeat as this standby last saw it change, for status. */
+  /** The active node's heartbeat as this standby last saw it, for status. */
   observed(): { epoch: number; quietMs: number } | undefined {
     const w = this.#watched
     if (!w || w.epoch === 0) return undefined
-    return { epoch: w.epoch, quietMs: Math.round(this.#clock.monotonic() - w.since) }
+    return { epoch: w.epoch, quietMs: Math.round(quietMs(w)) }
   }
 
   /**
@@ -269,6 +350,8 @@ export class Lease extends EventEmitter<LeaseEvents> {
    * (its active-only children stopped or deactivated), then writes `released` into its heartbeat,
    * so that a standby claims the next epoch within pollMs and never overlaps with it. It does
    * not claim again for takeoverMs, unless someone else claims first. False if it was not active.
+   * It never waits on the storage for longer than takeoverMs: by then a standby claims anyway,
+   * and a node whose mount hangs must still be able to shut down.
    */
   async release(quiesce: () => Promise<void> = () => Promise.resolve()): Promise<boolean> {
     if (!this.isActive()) return false
@@ -277,10 +360,18 @@ export class Lease extends EventEmitter<LeaseEvents> {
     this.#releasedEpoch = epoch
     this.#toStandby('released (switchover)')
     await quiesce()
+    const give = this.#clock.monotonic() + this.#timings.takeoverMs
     // A renew already under way must not land after `released` and overwrite it.
-    await this.#renewing
+    if (!(await this.#within(this.#renewing, give - this.#clock.monotonic()))) {
+      this.#problem(`a renew of hb/${epoch} still hangs: writing released beside it`)
+    }
+    const writing = this.#store.writeHeartbeat(this.#heartbeat(epoch, this.#seq + 1, 'released'))
     try {
-      await this.#store.writeHeartbeat(this.#heartbeat(epoch, this.#seq + 1, 'released'))
+      if (!(await this.#within(writing, give - this.#clock.monotonic()))) {
+        this.#problem(
+          `writing released into hb/${epoch} did not finish within takeoverMs: a standby takes over after takeoverMs instead`,
+        )
+      }
     } catch (err) {
       this.#problem(`writing released into hb/${epoch} failed: ${errorMessage(err)}`)
     }
@@ -290,6 +381,19 @@ export class Lease extends EventEmitter<LeaseEvents> {
   /** Holds an epoch (a method, so that TypeScript does not narrow it across awaits). */
   #holding(): boolean {
     return this.#role === 'active'
+  }
+
+  /** Whether `p` settled within `ms` (its rejection is rethrown); never waits longer. */
+  async #within(p: Promise<unknown>, ms: number): Promise<boolean> {
+    let cancel: Cancel = () => {}
+    const late = new Promise<false>((resolve) => {
+      cancel = this.#clock.after(Math.max(0, ms), () => resolve(false))
+    })
+    try {
+      return await Promise.race([p.then(() => true as const), late])
+    } finally {
+      cancel()
+    }
   }
 
   #heartbeat(epoch: number, seq: number, state: Heartbeat['state']): Heartbeat {
@@ -312,14 +416,23 @@ export class Lease extends EventEmitter<LeaseEvents> {
     arm(first)
   }
 
+  /** A claim's owner, read once (it never changes); undefined while it cannot be read. */
+  async #ownerOf(epoch: number): Promise<ClaimOwner | undefined> {
+    const known = this.#owners.get(epoch)
+    if (known) return known
+    const owner = await this.#store.readOwner(epoch)
+    if (owner) this.#owners.set(epoch, owner)
+    return owner
+  }
+
   /** A standby's turn: read, decide, maybe claim. The active renews instead. */
   async #poll(): Promise<void> {
     if (this.#holding()) return
     const epoch = await this.#store.highestClaim()
-    const [read, owner] =
-      epoch > 0
-        ? await Promise.all([this.#store.readHeartbeat(epoch), this.#store.readOwner(epoch)])
-        : [undefined, undefined]
+    const issued = this.#clock.monotonic()
+    const read = epoch > 0 ? await this.#store.readHeartbeat(epoch) : undefined
+    const done = this.#clock.monotonic()
+    if (this.#stopped || this.#holding()) return
     // The heartbeat is rewritten in place: an empty read is a write caught in the middle, not
     // content. It counts as what was there before (neither a change nor a problem), so that a
     // file left empty by a writer that died still lets the wait run out.
@@ -333,13 +446,12 @@ export class Lease extends EventEmitter<LeaseEvents> {
     const bad = parsed !== undefined && 'problem' in parsed
     const badTwice = bad && this.#lastReadBad === epoch
     this.#lastReadBad = bad ? epoch : 0
+    // The owner matters only to believe a `released`; it is read once per epoch, and neither its
+    // read nor its absence feeds the quiet time.
+    const released = parsed !== undefined && 'hb' in parsed && parsed.hb.state === 'released'
+    const owner = released ? await this.#ownerOf(epoch) : this.#owners.get(epoch)
     if (this.#stopped || this.#holding()) return
-    const d = standbyDecision(
-      { epoch, raw, owner },
-      this.#watched,
-      this.#clock.monotonic(),
-      this.#timings,
-    )
+    const d = standbyDecision({ epoch, raw, issued, done }, owner, this.#watched, this.#timings)
     this.#watched = d.watched
     if (parsed !== undefined) {
       if ('problem' in parsed) {
@@ -353,13 +465,15 @@ export class Lease extends EventEmitter<LeaseEvents> {
         )
         return
       }
-    } else if (epoch > 0 && !owner) {
-      this.#problem(
-        `claim ${epoch} has no owner yet (its claimant may have died right after claiming)`,
-      )
     }
     if (!d.claim) return
     if (epoch === this.#releasedEpoch && this.#clock.monotonic() < this.#holdOffUntil) return
+    const why = await this.#store.cannotClaim()
+    if (why !== undefined) {
+      this.#problem(`not claiming epoch ${epoch + 1}: ${why}`)
+      return
+    }
+    if (this.#stopped || this.#holding()) return
     await this.#claim(epoch + 1, d.why)
   }
 
@@ -367,34 +481,90 @@ export class Lease extends EventEmitter<LeaseEvents> {
     const start = { monotonic: this.#clock.monotonic(), wall: this.#clock.now() }
     const result = await this.#store.claim(epoch, this.#owner)
     if (result === 'lost' || this.#stopped) return
+    this.#owners.set(epoch, this.#owner)
+    // Published before acting, so that an old active that is still renewing reads it next time.
+    try {
+      await this.#store.publishEpoch(epoch)
+    } catch (err) {
+      this.#problem(
+        `publishing epoch ${epoch} failed (retried at each renew): ${errorMessage(err)}`,
+      )
+    }
+    if (this.#stopped) return
     this.#role = 'active'
     this.#epoch = epoch
     this.#seq = 0
     // The claim counts as the first renew, from the moment it began.
     this.#lastGood = start
+    this.#renewError = undefined
+    this.#longestGap = 0
     this.#reported.clear()
     if (!this.isActive()) return
     this.emit('active', { epoch, why })
+    this.emit('renewed', { epoch, validMs: this.validForMs() })
     void this.#renewLoop(epoch)
   }
 
+  /** Still the active node of `epoch`: checked (and fenced) before and after each renew. */
+  #activeIn(epoch: number): boolean {
+    return !this.#stopped && this.isActive() && this.#epoch === epoch
+  }
+
   async #renewLoop(epoch: number): Promise<void> {
-    while (!this.#stopped && this.#role === 'active' && this.#epoch === epoch) {
+    while (this.#activeIn(epoch)) {
       const start = { monotonic: this.#clock.monotonic(), wall: this.#clock.now() }
+      this.#renewSince = start.monotonic
       try {
         const writing = this.#store.writeHeartbeat(this.#heartbeat(epoch, ++this.#seq, 'active'))
         this.#renewing = writing.catch(() => undefined)
         await writing
-        const higher = await this.#store.highestClaim()
-        if (this.#role !== 'active' || this.#epoch !== epoch) return
-        if (higher > epoch) return this.#fence(`a higher claim appeared: epoch ${higher}`)
+        const published = await this.#store.readEpoch()
+        // Good only if still active now: it completed, so its write landed, within selfFenceMs
+        // of the previous good renew's start (the argument in the class comment).
+        if (!this.#activeIn(epoch)) return
+        if (published > epoch) {
+          return this.#fence(`epoch ${published} was claimed by another node (read in epoch)`)
+        }
         this.#lastGood = start
+        this.#renewError = undefined
+        this.#longestGap = 0
+        this.emit('renewed', { epoch, validMs: this.validForMs() })
+        if (published < epoch) {
+          // A publish that failed, or an older winner's write that landed late: say it again.
+          await this.#store.publishEpoch(epoch)
+        }
       } catch (err) {
-        this.#problem(`renewing hb/${epoch} failed: ${errorMessage(err)}`)
+        this.#renewError = errorMessage(err)
+        this.#problem(`renewing hb/${epoch} failed: ${this.#renewError}`)
+      } finally {
+        this.#renewSince = undefined
       }
       const elapsed = this.#clock.monotonic() - start.monotonic
       await this.#clock.sleep(Math.max(0, this.#timings.renewMs - elapsed))
     }
+  }
+
+  /** Why the last good renew is too old: a clock step, a pause of this process, or the storage. */
+  #lapseReason(now: { monotonic: number; wall: number }): string {
+    const mono = Math.round(now.monotonic - this.#lastGood.monotonic)
+    const wall = Math.round(now.wall - this.#lastGood.wall)
+    const base = `last good renew started ${mono} ms ago (selfFenceMs ${this.#timings.selfFenceMs})`
+    if (mono < this.#timings.selfFenceMs) {
+      return `the wall clock moved ${wall} ms while the monotonic clock moved ${mono} ms since the last good renew (a clock step, or a suspended host): ${base}`
+    }
+    const gap = Math.max(
+      this.#longestGap,
+      now.monotonic - this.#lastCheck - fenceCheckMs(this.#timings.selfFenceMs),
+    )
+    if (gap >= PAUSE_EVIDENCE_MS) {
+      return `this process did not run for ${Math.round(gap)} ms (SIGSTOP, a VM pause, a blocked event loop): ${base}`
+    }
+    if (this.#renewSince !== undefined) {
+      return `storage: a renew has waited ${Math.round(now.monotonic - this.#renewSince)} ms for the shared directory: ${base}`
+    }
+    if (this.#renewError !== undefined)
+      return `storage: renewing failed (${this.#renewError}): ${base}`
+    return base
   }
 
   #fence(why: string): void {
