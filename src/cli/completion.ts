@@ -106,9 +106,10 @@ const parseWords = (program: Command, words: readonly string[]): Parsed => {
   for (let i = 0; i < words.length; i++) {
     const w = words[i]!
     if (p.literal || w === '-' || !w.startsWith('-')) {
+      // A command's first operand may name one of its subcommands (`cluster init`).
       const sub =
-        p.command === program && p.operands.length === 0
-          ? commandsOf(program).find((c) => c.name() === w || c.aliases().includes(w))
+        p.operands.length === 0
+          ? commandsOf(p.command).find((c) => c.name() === w || c.aliases().includes(w))
           : undefined
       if (sub) p.command = sub
       else p.operands.push(w)
@@ -157,8 +158,8 @@ const optionCandidates = (p: Parsed): Candidate[] =>
 
 /** The values of the argument that the next operand fills. */
 const argumentCandidates = (program: Command, p: Parsed): Candidate[] => {
-  if (p.command === program && p.operands.length === 0) {
-    return commandsOf(program).map((c) => ({
+  if (p.operands.length === 0 && p.command.commands.length > 0) {
+    return commandsOf(p.command).map((c) => ({
       value: c.name(),
       description: firstLine(c.description()),
     }))

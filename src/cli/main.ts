@@ -376,6 +376,18 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
       }
     })
   program
+    .command('cluster')
+    .description('set up the hot standby cluster named in the config (ha)')
+    .command('init')
+    .description(
+      'create the cluster in ha.sharedDir (its config.json): once, on one node, after the shared storage is mounted; exit 0 if it exists with the same values',
+    )
+    .option('--json', 'print the result as JSON')
+    .action(async (o: { json?: boolean }) => {
+      const { runClusterInit } = await import('./cluster-init.js')
+      await runClusterInit(await loadPlan(configPath()), o, io)
+    })
+  program
     .command('shutdown')
     .description('stop every instance and the supervisor')
     .action(async () => {

@@ -1,11 +1,23 @@
-import { access, constants, readFile, stat, writeFile } from 'node:fs/promises'
+import { access, constants, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { HaSpec } from '../config/plan.js'
-import { errorMessage, TandemError } from '../errors.js'
+import { errorMessage, hasCode, TandemError } from '../errors.js'
 import { FsLeaseStore } from './fs-store.js'
 
 /** What every node of a cluster must agree on, kept in `<sharedDir>/config.json`. */
-const agreed = (ha: HaSpec) => ({
+export interface ClusterConfig {
+  name: string
+  renewMs: number
+  selfFenceMs: number
+  takeoverMs: number
+  pollMs: number
+}
+
+/** The cluster's file in the shared directory, written by `tandem cluster init` alone. */
+export const clusterConfigFile = (sharedDir: string): string => join(sharedDir, 'config.json')
+
+/** This node's side of the agreement: its `ha` name and timings. */
+export const clusterConfigOf = (ha: HaSpec): ClusterConfig => ({
   name: ha.name,
   renewMs: ha.renewMs,
   selfFenceMs: ha.selfFenceMs,
@@ -13,59 +25,103 @@ const agreed = (ha: HaSpec) => ({
   pollMs: ha.pollMs,
 })
 
+/** The timing keys (name aside) whose values differ between this node and the cluster's file. */
+export const timingDifferences = (
+  mine: ClusterConfig,
+  theirs: Partial<ClusterConfig>,
+): (keyof ClusterConfig)[] =>
+  (Object.keys(mine) as (keyof ClusterConfig)[]).filter(
+    (k) => k !== 'name' && theirs[k] !== mine[k],
+  )
+
+const clusterError = (message: string, cause?: unknown): never => {
+  throw new TandemError('ECLUSTER', message, cause === undefined ? undefined : { cause })
+}
+
 /**
- * Checks `ha.sharedDir` before this node competes: it exists, is a directory this node can
- * write, and its `config.json` (written by the first node, never rewritten) names this cluster
- * with this node's timings. Fails with ECLUSTER saying what is wrong and what was expected.
- * Resolves to the lease store on that directory.
+ * Checks that `ha.sharedDir` exists and is a directory this process can write; ECLUSTER naming
+ * the directory and what is wrong otherwise.
  */
-export const joinCluster = async (ha: HaSpec): Promise<FsLeaseStore> => {
+export const checkSharedDir = async (ha: HaSpec): Promise<void> => {
   const dir = ha.sharedDir
-  const fail = (message: string, cause?: unknown): never => {
-    throw new TandemError('ECLUSTER', message, cause === undefined ? undefined : { cause })
-  }
   const st = await stat(dir).catch((err: unknown) =>
-    fail(
+    clusterError(
       `ha.sharedDir ${dir} cannot be used: ${errorMessage(err)}; expected a directory on storage that every node of cluster "${ha.name}" mounts`,
       err,
     ),
   )
-  if (!st.isDirectory()) fail(`ha.sharedDir ${dir} is not a directory`)
+  if (!st.isDirectory()) {
+    clusterError(
+      `ha.sharedDir ${dir} is not a directory; expected a directory on storage that every node of cluster "${ha.name}" mounts`,
+    )
+  }
   await access(dir, constants.W_OK | constants.X_OK).catch((err: unknown) =>
-    fail(
+    clusterError(
       `ha.sharedDir ${dir} is not writable by this node (uid ${process.getuid?.()}): ${errorMessage(err)}`,
       err,
     ),
   )
-  const file = join(dir, 'config.json')
-  const mine = agreed(ha)
+}
+
+/**
+ * Reads and parses `<sharedDir>/config.json`: undefined when it does not exist, ECLUSTER when it
+ * cannot be read or is not a JSON object (it is never rewritten, so the message says to fix it).
+ */
+export const readClusterConfig = async (
+  file: string,
+): Promise<Partial<ClusterConfig> | undefined> => {
+  let text: string
   try {
-    await writeFile(file, JSON.stringify(mine, null, 2) + '\n', { flag: 'wx', mode: 0o644 })
+    text = await readFile(file, 'utf8')
   } catch (err) {
-    if ((err as { code?: unknown }).code !== 'EEXIST') {
-      fail(`cannot write ${file}: ${errorMessage(err)}`, err)
-    }
+    if (hasCode(err, 'ENOENT')) return undefined
+    return clusterError(`cannot read ${file}: ${errorMessage(err)}`, err)
   }
-  const text = await readFile(file, 'utf8')
-  let theirs: Partial<typeof mine>
+  let theirs: unknown
   try {
-    theirs = JSON.parse(text) as Partial<typeof mine>
+    theirs = JSON.parse(text)
   } catch (err) {
-    return fail(
-      `${file} is not valid JSON (${errorMessage(err)}): it should hold the cluster's name and timings; fix it (it is never rewritten)`,
+    // Empty: created by an init that has not written it yet (or never will: it crashed).
+    return clusterError(
+      `${file} is not valid JSON (${text === '' ? 'it is empty' : errorMessage(err)}): it should hold the cluster's name and timings; fix it (it is never rewritten)`,
       err,
     )
   }
+  if (typeof theirs !== 'object' || theirs === null || Array.isArray(theirs)) {
+    return clusterError(
+      `${file} holds ${JSON.stringify(theirs)}, not an object: it should hold the cluster's name and timings; fix it (it is never rewritten)`,
+    )
+  }
+  return theirs
+}
+
+/**
+ * Checks `ha.sharedDir` before this node competes: it exists, is a directory this node can
+ * write, and its `config.json` (written once by `tandem cluster init`, never rewritten) names
+ * this cluster with this node's timings. Never creates that file: a shared directory that is not
+ * mounted looks like an empty local one, and a node that made a cluster there would be active
+ * beside the real active node. Fails with ECLUSTER saying what is wrong and what was expected.
+ * Resolves to the lease store on that directory.
+ */
+export const joinCluster = async (ha: HaSpec): Promise<FsLeaseStore> => {
+  const dir = ha.sharedDir
+  await checkSharedDir(ha)
+  const file = clusterConfigFile(dir)
+  const mine = clusterConfigOf(ha)
+  const theirs = await readClusterConfig(file)
+  if (!theirs) {
+    return clusterError(
+      `ha.sharedDir ${dir} has no config.json: either the shared storage is not mounted on this node (an unmounted mount point looks like an empty directory) or the cluster was never initialized; run \`tandem cluster init -c <file>\` once, on one node`,
+    )
+  }
   if (theirs.name !== mine.name) {
-    fail(
+    clusterError(
       `ha.sharedDir ${dir} belongs to cluster ${JSON.stringify(theirs.name)}, and this node's ha.name is ${JSON.stringify(mine.name)}: two clusters must not share a directory`,
     )
   }
-  const differ = (Object.keys(mine) as (keyof typeof mine)[]).filter(
-    (k) => k !== 'name' && theirs[k] !== mine[k],
-  )
+  const differ = timingDifferences(mine, theirs)
   if (differ.length) {
-    fail(
+    clusterError(
       `cluster "${mine.name}" runs with ${differ.map((k) => `${k} ${theirs[k]}`).join(', ')} (${file}), and this node has ${differ.map((k) => `${k} ${mine[k]}`).join(', ')}: every node must use the same timings`,
     )
   }
@@ -73,7 +129,7 @@ export const joinCluster = async (ha: HaSpec): Promise<FsLeaseStore> => {
   await store
     .init()
     .catch((err: unknown) =>
-      fail(`cannot create claims/ and hb/ in ${dir}: ${errorMessage(err)}`, err),
+      clusterError(`cannot create claims/ and hb/ in ${dir}: ${errorMessage(err)}`, err),
     )
   return store
 }

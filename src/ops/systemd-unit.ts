@@ -126,6 +126,11 @@ export const systemdUnit = (plan: Plan, options: SystemdUnitOptions): string => 
             "The cluster's lease lives in the shared dir (NFS, zFS): start once it is mounted, stop before it is unmounted.",
           ),
           `RequiresMountsFor=${word(plan.ha.sharedDir)}`,
+          ...comment(
+            `Before the first start of the cluster's first node, create the cluster once, on one node, with the shared dir mounted:`,
+            `  tandem cluster init -c ${config}`,
+            'tandem start never creates it: a node whose shared dir is not mounted sees an empty directory, and refuses to start instead of becoming a second active node there. So no ExecStartPre= runs the init: it would bring that implicit cluster back.',
+          ),
         ]
       : []),
     '',
