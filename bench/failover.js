@@ -749,6 +749,8 @@ const main = async () => {
       nodes.push(n)
     }
     const [a, b] = nodes
+    // The cluster, made once as an operator does before its first node starts.
+    await run(process.execPath, [CLI, 'cluster', 'init', '-c', a.cfg], { cwd: ROOT })
 
     const { commit, srcDirty } = await gitState(ROOT)
     const others = processesWith('tandem.js').length + processesWith('fixtures/').length

@@ -29,6 +29,9 @@ t.test(
         components: { web: fixture({ port: 24999 }) },
       }),
     )
+    // The cluster as an operator makes it, once, before its first node starts.
+    const init = await cli(['cluster', 'init', '-c', config])
+    t.equal(init.code, 0, init.err)
     const asked: string[] = []
     const server = createServer((req, res) => {
       asked.push(`${req.method} ${req.url}`)

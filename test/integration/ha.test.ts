@@ -26,6 +26,25 @@ interface Node {
   api: number
 }
 
+/**
+ * A shared dir made a cluster by `tandem cluster init`, as an operator does once before the
+ * first start: `tandem start` never creates one.
+ */
+const cluster = async (t: Test, ha: Record<string, unknown> = HA): Promise<string> => {
+  const shared = tempDir(t)
+  const config = join(tempDir(t), 'tandem.json')
+  writeFileSync(
+    config,
+    JSON.stringify({
+      ha: { ...ha, sharedDir: shared },
+      components: { none: { command: [process.execPath, '-e', ''] } },
+    }),
+  )
+  const r = await cli(['cluster', 'init', '-c', config])
+  if (r.code !== 0) throw new Error(`tandem cluster init failed (${r.code}): ${r.err}`)
+  return shared
+}
+
 /** A node: its own state dir and ports; `api` runs only on the active node, `web` everywhere. */
 const node = (
   t: Test,
@@ -129,7 +148,7 @@ const sampleAccepting = (ports: number[]) => {
 
 /** Two nodes, `a` active (started first) and `b` standby, both up. */
 const pair = async (t: Test, base: number) => {
-  const shared = tempDir(t)
+  const shared = await cluster(t)
   const a = node(t, shared, 'a', base)
   await a.sup.waitLog('a promoted', (r) => r.event === 'promoted')
   await waitUntil('a api up', () => accepting(a.api))
@@ -271,7 +290,7 @@ t.test('shutdown of the active hands over at once, as switchover does', async (t
 })
 
 t.test('refused: another cluster in the same dir, other timings, a missing dir', async (t) => {
-  const shared = tempDir(t)
+  const shared = await cluster(t)
   const a = node(t, shared, 'a', 25190)
   await a.sup.waitLog('a promoted', (r) => r.event === 'promoted')
   for (const [what, ha, message] of [
@@ -333,7 +352,7 @@ const probe = async (port: number, timeoutMs = 10_000) => {
 t.test(
   "hot standby with the child helper: pre-started as standby, activated on promotion; a frozen supervisor's child deactivates itself before the standby takes over",
   async (t) => {
-    const shared = tempDir(t)
+    const shared = await cluster(t)
     const svc = (port: number) => ({
       svc: {
         command: [process.execPath, join(ROOT, 'test/fixtures/ha-child.js')],
@@ -427,7 +446,7 @@ const downIntervals = (nodes: Node[]) =>
 t.test(
   'upgrade --cluster: every node does its part; one web instance down at a time across nodes; the active hands over before rolling api',
   async (t) => {
-    const shared = tempDir(t)
+    const shared = await cluster(t)
     const a = rollingNode(t, shared, 'a', 25250, 'v1')
     await a.sup.waitLog('a promoted', (r) => r.event === 'promoted')
     const b = rollingNode(t, shared, 'b', 25260, 'v1')
@@ -485,7 +504,7 @@ t.test(
 t.test(
   'upgrade --cluster with the node holding the roll slot killed midway: the other node goes on',
   async (t) => {
-    const shared = tempDir(t)
+    const shared = await cluster(t)
     const a = rollingNode(t, shared, 'a', 25270, 'v1')
     await a.sup.waitLog('a promoted', (r) => r.event === 'promoted')
     const b = rollingNode(t, shared, 'b', 25280, 'v1')
