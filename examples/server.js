@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 // A small example server for config.example.json: answers every request with who it is, and
 // GET /health with 200. It stops gracefully on SIGTERM: stops accepting, finishes what it has.
-// Its role in a cluster (active or standby, and the epoch) comes from tandem's child helper.
+// Its role in a cluster (active or standby, and the epoch) comes from tandem's child helper: in a
+// cluster (TANDEM_ROLE set) it answers 503 to everything but /health while it is not active, and
+// it says so to its supervisor (`cooperative: true`). Run by a node without ha, or by hand, it is
+// always active.
 import { createServer } from 'node:http'
 import { tandemChild } from 'tandem/child'
 
@@ -13,7 +16,7 @@ if (!Number.isInteger(port) || port <= 0) {
   )
   process.exit(2)
 }
-const role = tandemChild()
+const role = tandemChild({ cooperative: true })
 role.onActivate((epoch) => console.log(`${name}: active now (epoch ${epoch})`))
 role.onDeactivate((why) => console.log(`${name}: no longer active: ${why}`))
 const me = {
@@ -24,11 +27,14 @@ const me = {
 }
 
 const server = createServer((req, res) => {
-  res.writeHead(200, { 'content-type': 'application/json' })
-  const body =
-    req.url === '/health'
-      ? { status: 'UP' }
-      : { ...me, role: role.role, epoch: role.epoch, url: req.url }
+  // Checked right before answering: past its deadline an active-only server must not answer as
+  // the active one (a standby node may be taking over).
+  const active = role.isActive()
+  const health = req.url === '/health'
+  res.writeHead(active || health ? 200 : 503, { 'content-type': 'application/json' })
+  const body = health
+    ? { status: 'UP' }
+    : { ...me, role: active ? 'active' : 'standby', epoch: role.epoch, url: req.url }
   res.end(JSON.stringify(body) + '\n')
 })
 server.listen(port, () => console.log(`${name} listening on port ${port}`))

@@ -1,22 +1,42 @@
-import { performance } from 'node:perf_hooks'
-
-/** How long a child started active trusts its role before the supervisor's first lease message. */
-const DEFAULT_FIRST_VALIDITY_MS = 1000
+import { hostMonotonic } from '../seams/clock.js'
 
 export type ChildRole = 'active' | 'standby'
 
+/** Options of `tandemChild`. */
+export interface TandemChildOptions {
+  /**
+   * The program promises to stop serving as active by itself at its deadline: it checks
+   * `isActive()` before every act that only the active node may do (answer a request, write,
+   * send) and refuses otherwise. The helper then tells its supervisor so once
+   * (`{"type": "tandem:cooperative"}` on the IPC channel). Default false: the program makes no
+   * such promise. Either way, the supervisor's watchdog kills an active child still running
+   * past its deadline plus a margin.
+   */
+  cooperative?: boolean
+  /** Where TANDEM_ROLE, TANDEM_EPOCH and TANDEM_DEADLINE are read (default `process.env`). */
+  env?: NodeJS.ProcessEnv
+}
+
 /** What a child program of a tandem cluster knows of its role (see `tandemChild`). */
 export interface TandemChild {
+  /** `active` while `isActive()`, else `standby`. */
   readonly role: ChildRole
-  /** The epoch it serves as active in (0 without ha, or as a standby that never was active). */
+  /** The epoch it serves (or last served) as active in (0 without ha, or as a standby never active). */
   readonly epoch: number
-  /** Active, and the supervisor's last validity has not run out. Check it before acting. */
+  /**
+   * Active, and its supervisor's deadline is still ahead on the host's monotonic clock. Check
+   * it right before each act only the active node may do. A query: it changes nothing.
+   */
   isActive(): boolean
-  /** Milliseconds of validity left (Infinity without an IPC channel: no supervisor to ask). */
+  /** Milliseconds left until the deadline (Infinity without one: no ha; 0 when not active). */
   validForMs(): number
-  /** Called when the node becomes active (hot standby promoted), with the epoch. */
+  /**
+   * Called when it becomes active with the epoch: a hot standby promoted, or a deadline that had
+   * lapsed renewed by a lease message for the same epoch (a delayed message while its node stayed
+   * active).
+   */
   onActivate(fn: (epoch: number) => void): void
-  /** Called when it must stop serving as active: its validity ran out, with why. */
+  /** Called when it must stop serving as active (its deadline passed), with why. */
   onDeactivate(fn: (why: string) => void): void
   /** Stops listening (lets the process exit). */
   close(): void
@@ -25,82 +45,120 @@ export interface TandemChild {
 interface Message {
   type?: unknown
   epoch?: unknown
-  validMs?: unknown
+  deadline?: unknown
+}
+
+/** setTimeout's longest delay; a farther deadline is re-armed when this one fires. */
+const MAX_TIMER_MS = 0x7fffffff
+
+const deadlineOf = (value: unknown): number => {
+  const n = typeof value === 'string' && value !== '' ? Number(value) : value
+  return typeof n === 'number' && Number.isFinite(n) ? n : Infinity
 }
 
 /**
  * The child side of tandem's hot standby, for programs run by tandem (`import { tandemChild }
- * from 'tandem/child'`). It reads TANDEM_ROLE and TANDEM_EPOCH, takes activation
- * (`tandem:activate`) and validity (`tandem:lease`: how long the supervisor's lease still holds)
- * from the IPC channel, and deactivates by itself when a validity runs out: a child of a frozen
- * or dead supervisor stops serving as active before a standby node takes over.
+ * from 'tandem/child'`). It reads TANDEM_ROLE, TANDEM_EPOCH and TANDEM_DEADLINE, takes
+ * activation (`tandem:activate`) and renewals (`tandem:lease`) from the IPC channel, and stops
+ * being active at its deadline: a child of a frozen or fenced supervisor stops serving as active
+ * before a standby node takes over.
  *
- * Validity is measured on the child's own monotonic clock from the moment a message arrives,
- * never compared with a time from another process.
+ * A deadline is an absolute time on the host's monotonic clock (the supervisor's own fence
+ * time), so a message delivered late cannot extend it. Without a deadline (a node without ha, a
+ * supervisor that sends none) or without an IPC channel (nothing could renew it) the child is
+ * active without limit.
+ *
+ * Pass `{ cooperative: true }` only when the program refuses to act as active whenever
+ * `isActive()` is false (see TandemChildOptions.cooperative).
  */
-export const tandemChild = (env: NodeJS.ProcessEnv = process.env): TandemChild => {
-  let role: ChildRole = env.TANDEM_ROLE === 'standby' ? 'standby' : 'active'
-  let epoch = Number(env.TANDEM_EPOCH ?? 0) || 0
+export const tandemChild = (options: TandemChildOptions = {}): TandemChild => {
+  const env = options.env ?? process.env
   const ipc = typeof process.send === 'function'
-  let deadline = ipc
-    ? performance.now() + (Number(env.TANDEM_FIRST_VALIDITY_MS) || DEFAULT_FIRST_VALIDITY_MS)
-    : Infinity
+  let assigned: ChildRole = env.TANDEM_ROLE === 'standby' ? 'standby' : 'active'
+  let epoch = Number(env.TANDEM_EPOCH ?? 0) || 0
+  let deadline = ipc && assigned === 'active' ? deadlineOf(env.TANDEM_DEADLINE) : Infinity
+  /** onActivate was called (or it started active) and onDeactivate not since. */
+  let serving = assigned === 'active'
   const activated: ((epoch: number) => void)[] = []
   const deactivated: ((why: string) => void)[] = []
   let timer: NodeJS.Timeout | undefined
 
-  const deactivate = (why: string) => {
-    if (role !== 'active') return
-    role = 'standby'
-    clearTimeout(timer)
-    for (const fn of deactivated) fn(why)
-  }
+  const isActive = () => assigned === 'active' && hostMonotonic() < deadline
+
   const arm = () => {
     clearTimeout(timer)
-    if (role !== 'active' || deadline === Infinity) return
+    timer = undefined
+    if (!serving || deadline === Infinity) return
+    // Node's timers run on a clock of whole milliseconds: one may fire a little early, so the
+    // callback checks the deadline again and re-arms.
     timer = setTimeout(
-      () => deactivate('the supervisor did not renew its lease in time'),
-      Math.max(0, deadline - performance.now()),
+      () => {
+        if (isActive()) return arm()
+        serving = false
+        const why = `the deadline of epoch ${epoch} passed without a lease renewing it`
+        for (const fn of deactivated) fn(why)
+      },
+      Math.min(MAX_TIMER_MS, Math.max(0, deadline - hostMonotonic())),
     )
     timer.unref()
   }
+
+  /** Becomes active (again) if the deadline is ahead; false if it was already serving. */
+  const start = (): boolean => {
+    if (serving || !isActive()) return false
+    serving = true
+    for (const fn of activated) fn(epoch)
+    return true
+  }
+
   const onMessage = (m: Message) => {
     if (typeof m !== 'object' || m === null || typeof m.epoch !== 'number') return
-    if (m.type === 'tandem:activate' || m.type === 'tandem:lease') {
-      // Tells the supervisor this child deactivates by itself (its watchdog then spares it).
-      process.send?.({ type: 'tandem:ack', epoch: m.epoch })
-    }
+    // Epochs only grow: a message for an older one is a late one.
+    if (m.epoch < epoch) return
     if (m.type === 'tandem:activate') {
-      if (role === 'active' && epoch === m.epoch) return
-      role = 'active'
+      const renewal = assigned === 'active' && m.epoch === epoch
+      assigned = 'active'
       epoch = m.epoch
-      // Valid for as long as the lease message that follows at once says.
-      deadline = performance.now() + DEFAULT_FIRST_VALIDITY_MS
+      deadline = deadlineOf(m.deadline)
+      // A new activation calls onActivate again, with its epoch; one whose deadline is already
+      // past leaves the timer to deactivate a child that was serving.
+      if (!renewal && isActive()) serving = false
+      start()
       arm()
-      for (const fn of activated) fn(epoch)
-    } else if (m.type === 'tandem:lease' && typeof m.validMs === 'number') {
-      if (role !== 'active' || m.epoch !== epoch) return
-      deadline = performance.now() + m.validMs
+    } else if (m.type === 'tandem:lease') {
+      if (assigned !== 'active' || m.epoch !== epoch || typeof m.deadline !== 'number') return
+      const lapsedSince = deadline
+      deadline = m.deadline
+      // Its node stayed active (this deadline is still ahead) but the message before came too
+      // late: the supervisor logs how long this child stopped serving.
+      if (start())
+        process.send?.({
+          type: 'tandem:reactivated',
+          epoch,
+          lapsedMs: Math.max(0, Math.round(hostMonotonic() - lapsedSince)),
+        })
       arm()
     }
   }
-  if (ipc) process.on('message', onMessage)
+
+  if (ipc) {
+    process.on('message', onMessage)
+    if (options.cooperative) process.send!({ type: 'tandem:cooperative' })
+  }
+  // Started active with a deadline already past: deactivates at once (after the program has
+  // registered its callbacks, this being a timer).
   arm()
 
   return {
     get role() {
-      return role
+      return isActive() ? 'active' : 'standby'
     },
     get epoch() {
       return epoch
     },
-    isActive() {
-      if (role === 'active' && performance.now() >= deadline)
-        deactivate('the supervisor did not renew its lease in time')
-      return role === 'active'
-    },
+    isActive,
     validForMs() {
-      return role === 'active' ? Math.max(0, deadline - performance.now()) : 0
+      return isActive() ? deadline - hostMonotonic() : 0
     },
     onActivate(fn) {
       activated.push(fn)

@@ -18,6 +18,14 @@ export interface Clock {
   sleep(ms: number, signal?: AbortSignal): Promise<void>
 }
 
+/**
+ * Milliseconds on the host's monotonic clock (CLOCK_MONOTONIC on Linux): one clock for every
+ * process of a host, unlike performance.now() whose origin is each process's start. Deadlines a
+ * supervisor hands to its children and its watchdog are absolute times on it, so that a message
+ * delivered late cannot extend them.
+ */
+export const hostMonotonic = (): number => Number(process.hrtime.bigint()) / 1e6
+
 /** The reason an AbortSignal carries, as an Error. */
 export const abortReason = (signal: AbortSignal): Error =>
   signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason ?? 'aborted'))

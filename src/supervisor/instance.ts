@@ -23,7 +23,7 @@ export const GROUP_POLL_MS = 20
 
 /** One state change (or `spawned`) of one instance: the log, status and the reconciler read these. */
 export interface InstanceEvent {
-  event: InstanceState | 'spawned' | 'restart'
+  event: InstanceState | 'spawned' | 'restart' | 'reactivated'
   id: string
   component: string
   instance: number
@@ -34,6 +34,9 @@ export interface InstanceEvent {
   delayMs?: number
   reason?: string
   stderrTail?: string[]
+  /** `reactivated`: the epoch its child serves again, after how long its deadline had lapsed. */
+  epoch?: number
+  lapsedMs?: number
 }
 
 /**
@@ -71,10 +74,12 @@ export interface InstanceDeps {
   tracked(spec: InstanceSpec, pid: number): void
   untracked(spec: InstanceSpec, pid: number): void
   /**
-   * The node's role for a child about to be spawned: TANDEM_ROLE (active or standby) and
-   * TANDEM_EPOCH. Without it every child starts active in epoch 0 (a node without ha).
+   * The node's role for a child about to be spawned: TANDEM_ROLE (active or standby),
+   * TANDEM_EPOCH and, for an active child with an IPC channel (the one that renews it),
+   * TANDEM_DEADLINE: absolute ms on `hostMonotonic()`, the supervisor's own fence time. Without
+   * it every child starts active in epoch 0 without a deadline (a node without ha).
    */
-  role?: (spec: InstanceSpec) => { role: 'active' | 'standby'; epoch: number }
+  role?: (spec: InstanceSpec) => { role: 'active' | 'standby'; epoch: number; deadline?: number }
 }
 
 /** Whether an instance's child gets an IPC channel: for readiness, activation or its lease. */
@@ -136,7 +141,10 @@ export class Instance {
    */
   activeEpoch: number | undefined
 
-  /** The child acknowledged an activation or lease message (it uses tandem/child). */
+  /**
+   * The child said `tandem:cooperative`: its program promises to stop serving as active by
+   * itself at its deadline (tandem/child with `cooperative: true`).
+   */
   cooperative = false
 
   /** Sends a message on the child's IPC channel; false when there is none or no child. */
@@ -278,6 +286,10 @@ export class Instance {
           ...spec.env,
           TANDEM_ROLE: role.role,
           TANDEM_EPOCH: String(role.epoch),
+          // Only a child with an IPC channel can get the messages that renew its deadline.
+          ...(role.role === 'active' && role.deadline !== undefined && wantsIpc(spec)
+            ? { TANDEM_DEADLINE: String(role.deadline) }
+            : {}),
         },
         ipc: wantsIpc(spec),
         parentDeathSignal: spec.stop.signal as NodeJS.Signals,
@@ -294,10 +306,16 @@ export class Instance {
     }
     run.child = child
     this.cooperative = false
-    // A child using tandem/child acknowledges activation and lease messages: it stops serving
-    // as active by itself when its validity runs out, and the watchdog need not kill it.
-    child.onMessage((m) => {
-      if ((m as { type?: unknown } | null)?.type === 'tandem:ack') this.cooperative = true
+    child.onMessage((message) => {
+      const m = message as { type?: unknown; epoch?: unknown; lapsedMs?: unknown } | null
+      if (m?.type === 'tandem:cooperative') this.cooperative = true
+      // Its deadline had lapsed (a lease message came late) and a later one renewed it.
+      else if (
+        m?.type === 'tandem:reactivated' &&
+        typeof m.epoch === 'number' &&
+        typeof m.lapsedMs === 'number'
+      )
+        this.#emit('reactivated', { epoch: m.epoch, lapsedMs: m.lapsedMs })
     })
     // A restart is a process spawned after an earlier one: attempts that found the port held
     // spawned nothing and do not count.

@@ -74,6 +74,11 @@ const logEvent = (log: Logger, e: InstanceEvent) => {
       return log.info(fields, `${id} spawned (pid ${e.childPid})`)
     case 'restart':
       return log.warn(fields, `${id} restarting: ${e.reason}`)
+    case 'reactivated':
+      return log.warn(
+        fields,
+        `${id} active again in epoch ${e.epoch} after its deadline had lapsed for ${e.lapsedMs} ms (a lease message came late)`,
+      )
     default:
       return log.info(fields, `${id} ${event}`)
   }

@@ -148,7 +148,7 @@ import { tandemChild } from 'tandem/child'
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 const plan = loadConfig(process.argv[2])
-const child = tandemChild({ TANDEM_ROLE: 'standby', TANDEM_EPOCH: '7' })
+const child = tandemChild({ env: { TANDEM_ROLE: 'standby', TANDEM_EPOCH: '7' } })
 let configError
 try { loadConfig('missing.json') } catch (err) { configError = hasCode(err, 'ECONFIG') }
 const internal = await import('tandem/dist/supervisor/reconciler.js').catch((err) => err.code)
