@@ -37,7 +37,7 @@ const cluster = async (t: Test, ha: Record<string, unknown> = HA): Promise<strin
     config,
     JSON.stringify({
       ha: { ...ha, sharedDir: shared },
-      components: { none: { command: [process.execPath, '-e', ''] } },
+      components: { none: { command: [process.execPath, '--version'] } },
     }),
   )
   const r = await cli(['cluster', 'init', '-c', config])
