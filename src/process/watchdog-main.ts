@@ -6,13 +6,18 @@
  * (even by SIGKILL, since the kernel closes its end of the pipe): every watched group gets its
  * stop signal, then SIGKILL after its timeout, so no child serves on without supervision.
  *
- * With hot standby, `L <validMs> [<pgid>,...]` says which groups serve as active and for how
- * long the supervisor's lease still holds, measured from the line's arrival on this process's
- * own clock. A supervisor that is frozen (SIGSTOP, a stuck event loop) stops sending these; when
- * the validity runs out, those groups get SIGKILL at once: a child must not go on serving as
- * active after its supervisor has fenced itself, and a standby is about to take over.
+ * With hot standby, `L <deadline> <marginMs> [<pgid>,...]` lists the groups serving as active
+ * and the supervisor's deadline: an absolute time on the host's monotonic clock (the
+ * supervisor's own fence time), sent after each good renew. Each listed group (among the
+ * watched) still alive at `deadline + marginMs` gets SIGKILL, unless a newer L line came first,
+ * whether its child promised to deactivate by itself or not: a child must not go on serving as
+ * active after its supervisor has fenced itself (frozen by SIGSTOP, a stuck event loop, or a
+ * child that ignores its deadline), and a standby is about to take over. The deadline being
+ * absolute, a line delivered late cannot extend it: one already past kills at once. An empty
+ * list (`L 0 0`) clears.
  */
 import { createInterface } from 'node:readline'
+import { hostMonotonic } from '../seams/clock.js'
 
 interface Watched {
   signal: NodeJS.Signals
@@ -42,31 +47,41 @@ const kill = (pgid: number, signal: NodeJS.Signals) => {
 // The supervisor's terminal or init system may signal us with it; we outlive it on purpose.
 for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const) process.on(s, () => {})
 
-/** The groups serving as active, and until when (performance.now()) the lease holds. */
+/** The groups serving as active, and when (hostMonotonic()) they get SIGKILL. */
 let active: number[] = []
+let killAt = Infinity
 let leaseTimer: NodeJS.Timeout | undefined
-const onLease = (validMs: number, pgids: number[]) => {
+const fence = () => {
+  // Node's timers count whole milliseconds on their own: one may fire a little early.
+  const left = killAt - hostMonotonic()
+  if (left > 0) {
+    leaseTimer = setTimeout(fence, Math.min(left, 0x7fffffff))
+    return
+  }
+  const serving = active.filter((g) => groups.has(g) && alive(g))
+  active = []
+  if (serving.length === 0) return
+  process.stderr.write(
+    `tandem watchdog: the supervisor's deadline plus margin passed ${Math.round(-left)} ms ago (frozen, or a child kept serving); killing active group(s) ${serving.join(', ')}\n`,
+  )
+  for (const g of serving) kill(g, 'SIGKILL')
+}
+const onLease = (deadline: number, marginMs: number, pgids: number[]) => {
   clearTimeout(leaseTimer)
   active = pgids
   if (active.length === 0) return
-  leaseTimer = setTimeout(() => {
-    const serving = active.filter((g) => groups.has(g) && alive(g))
-    if (serving.length === 0) return
-    process.stderr.write(
-      `tandem watchdog: the supervisor's lease ran out (frozen?); killing active group(s) ${serving.join(', ')}\n`,
-    )
-    for (const g of serving) kill(g, 'SIGKILL')
-    active = []
-  }, validMs)
+  killAt = deadline + marginMs
+  fence()
 }
 
 const rl = createInterface({ input: process.stdin })
 rl.on('line', (line) => {
   const words = line.trim().split(' ')
   if (words[0] === 'L') {
-    const pgids = (words[2] ?? '').split(',').map(Number)
+    const pgids = (words[3] ?? '').split(',').map(Number)
     return onLease(
-      Number(words[1]),
+      Number(words[1]) || 0,
+      Number(words[2]) || 0,
       pgids.filter((g) => g > 0),
     )
   }

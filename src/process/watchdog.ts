@@ -11,13 +11,29 @@ export interface Watchdog {
   watch(pgid: number, signal: NodeJS.Signals, timeoutMs: number): void
   unwatch(pgid: number): void
   /**
-   * The groups serving as active and how long the lease still holds (ms): if no new call comes
-   * within that, the watchdog kills them (the supervisor froze). An empty list: none.
+   * The groups serving as active and the supervisor's deadline (absolute ms on
+   * `hostMonotonic()`, its own fence time): the watchdog SIGKILLs every listed group still alive
+   * at `deadline + marginMs` unless a newer call came first, whether its child cooperates or
+   * not (the supervisor froze, or the child ignored its deadline). A deadline already past kills
+   * them at once: a call that arrives late cannot extend anything. `lease(0, 0, [])` clears.
    */
-  lease(validMs: number, pgids: readonly number[]): void
+  lease(deadline: number, marginMs: number, pgids: readonly number[]): void
   /** Ends the helper without it killing anything (orderly shutdown). Idempotent. */
   close(): Promise<void>
 }
+
+/**
+ * How long after an active child's deadline the watchdog kills it: a quarter of `takeoverMs -
+ * selfFenceMs`. A standby may claim the epoch once the heartbeat has been still for takeoverMs,
+ * and the old active fences itself selfFenceMs after its last good renew began: everything the
+ * old active's children do must end within that gap, with room left for clock-rate error and
+ * the kill itself. The margin only has to cover the delay of the line that carries the next
+ * deadline (a supervisor busy for a moment, a slow pipe), so that a child of a node that stays
+ * active is not killed; a quarter of the gap leaves three quarters of it unused (250 ms of
+ * 1000 with the default timings).
+ */
+export const watchdogMarginMs = (selfFenceMs: number, takeoverMs: number): number =>
+  Math.floor((takeoverMs - selfFenceMs) / 4)
 
 const MAIN = fileURLToPath(new URL('./watchdog-main.js', import.meta.url))
 
@@ -25,6 +41,8 @@ export const startWatchdog = (onError: (message: string) => void): Watchdog => {
   const watched = new Map<number, string>()
   let child: ChildProcess
   let closing: Promise<void> | undefined
+  /** The last lease line, for a watchdog started again (its deadline is absolute: still right). */
+  let lastLease: string | undefined
   const launch = () => {
     child = spawn(process.execPath, [MAIN], {
       stdio: ['pipe', 'ignore', 'inherit'],
@@ -36,6 +54,7 @@ export const startWatchdog = (onError: (message: string) => void): Watchdog => {
       onError(`orphan watchdog exited (code ${code}, signal ${signal}); starting a new one`)
       launch()
       for (const line of watched.values()) child.stdin!.write(line)
+      if (lastLease) child.stdin!.write(lastLease)
     })
     child.unref()
   }
@@ -49,8 +68,10 @@ export const startWatchdog = (onError: (message: string) => void): Watchdog => {
     unwatch(pgid) {
       if (watched.delete(pgid)) child.stdin!.write(`-${pgid}\n`)
     },
-    lease(validMs, pgids) {
-      child.stdin!.write(`L ${Math.max(0, Math.floor(validMs))} ${pgids.join(',')}\n`)
+    lease(deadline, marginMs, pgids) {
+      // Rounded up: the kill may come a fraction of a millisecond late, never early.
+      lastLease = `L ${Math.max(0, Math.ceil(deadline))} ${Math.max(0, Math.floor(marginMs))} ${pgids.join(',')}\n`
+      child.stdin!.write(lastLease)
     },
     close() {
       closing ??= new Promise<void>((resolve) => {
