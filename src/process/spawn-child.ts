@@ -38,7 +38,8 @@ export interface ChildHandle {
 
 export type Spawn = (req: SpawnRequest) => ChildHandle
 
-const SETPRIV = '/usr/bin/setpriv'
+/** util-linux setpriv, which execs a program with a parent-death signal set. */
+export const SETPRIV = '/usr/bin/setpriv'
 
 /**
  * Whether util-linux setpriv can give children a parent-death signal: then a SIGKILLed
