@@ -95,7 +95,7 @@ export const tandemChild = (options: TandemChildOptions = {}): TandemChild => {
       () => {
         if (isActive()) return arm()
         serving = false
-        const why = `the deadline of epoch ${epoch} passed without a lease renewing it`
+        const why = `the supervisor did not renew its lease in time (the deadline of epoch ${epoch} passed)`
         for (const fn of deactivated) fn(why)
       },
       Math.min(MAX_TIMER_MS, Math.max(0, deadline - hostMonotonic())),

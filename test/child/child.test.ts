@@ -48,8 +48,8 @@ const start = (
   const messages: Message[] = []
   let out = ''
   child.on('message', (m: Message) => messages.push(m))
-  child.stdout.setEncoding('utf8')
-  child.stdout.on('data', (c: string) => (out += c))
+  child.stdout!.setEncoding('utf8')
+  child.stdout!.on('data', (c: string) => (out += c))
   const send = (m: object) => child.send(m)
   return {
     messages,
