@@ -4,7 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { main } from '../../src/cli/main.js'
 import { BIN, cli, tempDir } from '../helpers/supervisor.js'
 
@@ -228,13 +228,19 @@ t.test('the bash script completes commands, options and targets in a real bash',
   t.same(got['after =']?.sort(), ['app.json', 'other.json'])
 })
 
-const zsh = () => {
-  const r = spawnSync('zsh', ['--version'], { encoding: 'utf8' })
-  if (r.status !== 0) throw new Error('zsh is needed for these tests (apt-get install zsh)')
+/**
+ * Whether zsh is here. Without it the test is skipped, except where CI is set (npm test's
+ * scripts/ensure-tools.sh installs it): there it fails.
+ */
+const zsh = (t: Test): boolean => {
+  if (spawnSync('zsh', ['--version']).status === 0) return true
+  if (process.env.CI) throw new Error('zsh is needed for these tests (npm test installs it)')
+  t.plan(0, 'needs zsh (Debian package zsh)')
+  return false
 }
 
 t.test('the zsh script parses, and its function hands zsh the candidates', async (t) => {
-  zsh()
+  if (!zsh(t)) return
   const { dir, file } = configFile(t)
   const scriptFile = join(dir, '_tandem')
   writeFileSync(scriptFile, (await run('completion', 'zsh')).out)
@@ -271,7 +277,7 @@ t.test('the zsh script parses, and its function hands zsh the candidates', async
 })
 
 t.test('completes targets and commands in an interactive zsh', async (t) => {
-  zsh()
+  if (!zsh(t)) return
   const { dir, file } = configFile(t)
   // A zsh drives another through a pseudo-terminal (zpty): keys typed, the screen polled for
   // the expected text (20 s at most each), as an operator would see it.

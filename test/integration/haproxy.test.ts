@@ -17,9 +17,11 @@ import { cli, fixture, status, Supervisor, tempDir, waitUntil } from '../helpers
 
 const bin = haproxyBin()
 if (!bin) {
-  // .ci/run installs haproxy: on CI this is a failure, not a skip.
-  t.fail('haproxy is not installed (apt-get install haproxy; .ci/run does it)')
-  t.end()
+  // npm test installs haproxy (scripts/ensure-tools.sh): on CI this is a failure, not a skip.
+  if (process.env.CI) {
+    t.fail('haproxy is not installed, and CI is set: scripts/ensure-tools.sh installs it')
+    t.end()
+  } else t.plan(0, 'needs haproxy (Debian package haproxy)')
 } else {
   /** 3 instances of `web` behind HAProxy, under load; `base` is this test's first port. */
   const setup = async (t: Test, base: number, agent: boolean) => {
