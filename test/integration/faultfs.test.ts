@@ -7,7 +7,13 @@ import * as fs from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { alive, tempDir, waitUntil } from '../helpers/supervisor.js'
-import { mountFaultFs, mountpoints, needFaultFs, type FaultView } from '../helpers/faultfs.js'
+import {
+  mountFaultFs,
+  mountpoints,
+  needFaultFs,
+  type FaultRule,
+  type FaultView,
+} from '../helpers/faultfs.js'
 
 /** A promise's state, readable at once: whether the call has returned yet. */
 const track = <T>(p: Promise<T>) => {
@@ -201,6 +207,11 @@ if (needFaultFs(t)) {
     )
     await t.rejects(v.add({ id: 'bad', fail: 'ENOTANERRNO' }), { code: 'EFAULTFS' })
     await t.rejects(v.add({ id: 'lost', delay: 1 }), { code: 'EFAULTFS' }, 'ids are unique')
+    await t.rejects(
+      v.add({ id: 'typo', ops: ['lookup'], delay: 1 } as unknown as FaultRule),
+      { code: 'EFAULTFS', message: /unknown \['lookup'\]/ },
+      'an unknown operation name is refused',
+    )
   })
 
   t.test('negativeLookup: a view keeps answering ENOENT after the file appears', async (t) => {
