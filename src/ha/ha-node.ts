@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import type { Logger } from 'pino'
 import type { HaSpec } from '../config/plan.js'
 import { errorMessage, TandemError } from '../errors.js'
-import type { Cancel, Clock } from '../seams/clock.js'
+import { hostMonotonic, type Cancel, type Clock } from '../seams/clock.js'
 import type { Watchdog } from '../process/watchdog.js'
 import type { Instance } from '../supervisor/instance.js'
 import type { Reconciler } from '../supervisor/reconciler.js'
@@ -137,7 +137,7 @@ export class HaNode {
     this.#cancelLeaseMessages()
     this.lease.stop()
     this.#presence.stop()
-    this.#watchdog?.lease(0, [])
+    this.#watchdog?.lease(0, 0, [])
   }
 
   /** For the reconciler: synchronous, fences when the lease has lapsed. */
@@ -275,8 +275,11 @@ export class HaNode {
     const serving = this.#activeOnly().filter(
       (i) => i.activeEpoch !== undefined && i.pid && !i.cooperative,
     )
+    // TODO(issue 11, supervisor side): the node's own fence time as the deadline, sent right
+    // after each good renew, and watchdogMarginMs() as the margin.
     this.#watchdog?.lease(
-      this.isActive() ? this.lease.validForMs() : 0,
+      this.isActive() ? hostMonotonic() + this.lease.validForMs() : 0,
+      0,
       serving.map((i) => i.pid!),
     )
   }
