@@ -13,6 +13,7 @@
  * - EROLLOUT: a rollout failed; what it had changed was rolled back.
  * - ECLUSTER: the shared directory of `ha` cannot be used, or belongs to another cluster or
  *   other timings; or a cluster action (switchover) is not possible on this node.
+ * - ELEASELOST: a lease this node held (a roll slot) lapsed while it acted under it.
  */
 export type ErrorCode =
   | 'ECONFIG'
@@ -28,6 +29,7 @@ export type ErrorCode =
   | 'EBUSY'
   | 'EROLLOUT'
   | 'ECLUSTER'
+  | 'ELEASELOST'
 
 export class TandemError extends Error {
   readonly code: ErrorCode

@@ -7,6 +7,7 @@ import { controlStateDir } from '../config/state-dir.js'
 import { COMPLETE_COMMAND } from './complete-command.js'
 import { planInstances, planPorts, type HaSpec } from '../config/plan.js'
 import { FsLeaseStore } from '../ha/fs-store.js'
+import { localSharedFs } from '../ha/shared-fs.js'
 import type { Plan } from '../config/plan.js'
 import { PRESENCE_MS } from '../ha/presence.js'
 import { controlRequest, controlStream } from '../control/client.js'
@@ -80,7 +81,7 @@ const waitForNewEpoch = async (
   ha: Pick<HaSpec, 'sharedDir' | 'takeoverMs' | 'pollMs'>,
   released: number,
 ): Promise<{ node: string; epoch: number } | undefined> => {
-  const store = new FsLeaseStore(ha.sharedDir)
+  const store = new FsLeaseStore(localSharedFs(ha.sharedDir))
   const deadline = Date.now() + ha.takeoverMs + SWITCHOVER_WAIT_MS
   while (Date.now() < deadline) {
     const epoch = await store.highestClaim()

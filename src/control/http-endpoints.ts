@@ -16,8 +16,11 @@ export interface HttpSources {
   status(): StatusReply
   /** Every desired instance is ready. */
   ready(): boolean
-  /** This node and its epoch while it is the active node (ha), else undefined. */
-  leader(): { node: string; epoch: number } | undefined
+  /**
+   * This node and its epoch while it is the active node (ha) and its active-only children serve;
+   * what is missing when it is active but they do not; undefined when it is not active.
+   */
+  leader(): { node: string; epoch: number } | { missing: string[] } | undefined
   self(): SupervisorSelf
 }
 
@@ -129,8 +132,15 @@ const route = (path: string, sources: HttpSources): Reply => {
     }
     case '/leader': {
       // The load balancer's check for active-only services: 200 only on the active node.
+      // Active but with active-only children down: 503 too, naming them.
       const leader = sources.leader()
-      return leader ? json(200, leader) : json(503, { leader: false, node: sources.status().node })
+      const node = sources.status().node
+      if (leader && 'epoch' in leader) return json(200, leader)
+      return json(503, {
+        leader: false,
+        node,
+        ...(leader ? { active: true, missing: leader.missing } : {}),
+      })
     }
     case '/metrics':
       return {

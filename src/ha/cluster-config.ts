@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import type { HaSpec } from '../config/plan.js'
 import { errorMessage, hasCode, TandemError } from '../errors.js'
 import { FsLeaseStore } from './fs-store.js'
+import type { SharedFs } from './shared-fs.js'
 
 /** What every node of a cluster must agree on, kept in `<sharedDir>/config.json`. */
 export interface ClusterConfig {
@@ -101,9 +102,10 @@ export const readClusterConfig = async (
  * this cluster with this node's timings. Never creates that file: a shared directory that is not
  * mounted looks like an empty local one, and a node that made a cluster there would be active
  * beside the real active node. Fails with ECLUSTER saying what is wrong and what was expected.
- * Resolves to the lease store on that directory.
+ * Resolves to the lease store on that directory, reached through `fs` (the supervisor's I/O
+ * process: these first checks run before anything else does, the lease's I/O for as long as it runs).
  */
-export const joinCluster = async (ha: HaSpec): Promise<FsLeaseStore> => {
+export const joinCluster = async (ha: HaSpec, fs: SharedFs): Promise<FsLeaseStore> => {
   const dir = ha.sharedDir
   await checkSharedDir(ha)
   const file = clusterConfigFile(dir)
@@ -125,7 +127,7 @@ export const joinCluster = async (ha: HaSpec): Promise<FsLeaseStore> => {
       `cluster "${mine.name}" runs with ${differ.map((k) => `${k} ${theirs[k]}`).join(', ')} (${file}), and this node has ${differ.map((k) => `${k} ${mine[k]}`).join(', ')}: every node must use the same timings`,
     )
   }
-  const store = new FsLeaseStore(dir)
+  const store = new FsLeaseStore(fs)
   await store
     .init()
     .catch((err: unknown) =>

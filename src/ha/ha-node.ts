@@ -2,11 +2,12 @@ import { spawn } from 'node:child_process'
 import type { Logger } from 'pino'
 import type { HaSpec } from '../config/plan.js'
 import { errorMessage, TandemError } from '../errors.js'
-import { hostMonotonic, type Cancel, type Clock } from '../seams/clock.js'
-import type { Watchdog } from '../process/watchdog.js'
+import { hostMonotonic, type Clock } from '../seams/clock.js'
+import { watchdogMarginMs, type Watchdog } from '../process/watchdog.js'
 import type { Instance } from '../supervisor/instance.js'
 import type { Reconciler } from '../supervisor/reconciler.js'
-import { FsLeaseStore } from './fs-store.js'
+import type { FsLeaseStore } from './fs-store.js'
+import type { SharedFs } from './shared-fs.js'
 import { Lease } from './lease.js'
 import { Presence, type Peer } from './presence.js'
 
@@ -21,19 +22,49 @@ export interface ClusterStatus {
   peers: Peer[]
 }
 
-/** The IPC messages a cooperative child receives (see the child helper). */
+/**
+ * The IPC messages an active-only child receives (see the child helper). `deadline` is the
+ * supervisor's own fence time as an absolute time on the host's monotonic clock
+ * (`hostMonotonic()`): a message that arrives late cannot extend it.
+ */
 export type ChildMessage =
-  | { type: 'tandem:activate'; epoch: number }
-  | { type: 'tandem:lease'; epoch: number; validMs: number }
+  | { type: 'tandem:activate'; epoch: number; deadline: number }
+  | { type: 'tandem:lease'; epoch: number; deadline: number }
+
+/**
+ * Whether `/leader` may answer 200 (pure): every active-only instance that is wanted and has not
+ * given up serves as active in `epoch`, and each active-only component has one that does. A load
+ * balancer routes to the node that answers 200: it must not answer over children it knows to be
+ * down (starting after a promotion, restarting, killed by the watchdog, not yet activated).
+ */
+export const leaderServing = (
+  instances: readonly Pick<Instance, 'id' | 'state' | 'activeEpoch' | 'spec'>[],
+  wanted: (id: string) => boolean,
+  epoch: number,
+): { serving: true } | { serving: false; missing: string[] } => {
+  const activeOnly = instances.filter((i) => i.spec.runOn === 'active' && wanted(i.id))
+  const serves = (i: (typeof activeOnly)[number]) => i.state === 'ready' && i.activeEpoch === epoch
+  const missing = activeOnly.filter((i) => i.state !== 'failed' && !serves(i)).map((i) => i.id)
+  const components = new Set(activeOnly.map((i) => i.spec.component))
+  for (const c of components) {
+    if (
+      !activeOnly.some((i) => i.spec.component === c && serves(i)) &&
+      !missing.some((m) => m.startsWith(`${c}#`))
+    )
+      missing.push(`${c} (every instance failed)`)
+  }
+  return missing.length ? { serving: false, missing } : { serving: true }
+}
 
 /**
  * A node of a hot-standby cluster: runs the Lease and makes the node's children follow it.
  * Promoted: `runOn: active` components with a cold standby start (the reconciler asks
  * `isActive()`), hot standby instances are activated (IPC message, signal or hook command),
  * each only after a synchronous check that the lease is still held. Fenced or released: active
- * children are stopped (hot ones come back as standbys). While active, each active child with
- * an IPC channel gets its validity every renewMs (`tandem:lease`), so that it stops serving by
- * itself if this supervisor freezes.
+ * children are stopped (hot ones come back as standbys). Right after each good renew, every
+ * active child with an IPC channel gets the node's new fence time as its deadline
+ * (`tandem:lease`), and the watchdog gets it for all of them: a child still running at its
+ * deadline plus a margin is killed, cooperative or not, before a standby can take over.
  */
 export class HaNode {
   readonly lease: Lease
@@ -42,14 +73,16 @@ export class HaNode {
   readonly #reconciler: () => Reconciler
   readonly #log: Logger
   readonly #clock: Clock
-  #cancelLeaseMessages: Cancel = () => {}
   readonly #watchdog: Pick<Watchdog, 'lease'> | undefined
+  readonly #marginMs: number
   readonly #presence: Presence
 
   constructor(options: {
     ha: HaSpec
     node: string
     store: FsLeaseStore
+    /** The shared dir's I/O (presence goes through it too). */
+    fs: SharedFs
     reconciler: () => Reconciler
     log: Logger
     clock: Clock
@@ -57,8 +90,9 @@ export class HaNode {
     watchdog?: Pick<Watchdog, 'lease'>
   }) {
     this.#watchdog = options.watchdog
+    this.#marginMs = watchdogMarginMs(options.ha.selfFenceMs, options.ha.takeoverMs)
     this.#presence = new Presence(
-      options.ha.sharedDir,
+      options.fs,
       () => ({
         node: options.node,
         pid: process.pid,
@@ -87,8 +121,9 @@ export class HaNode {
       )
       this.#reconciler().schedule()
       for (const inst of this.#activeOnly()) this.#activate(inst)
-      this.#sendLeases()
     })
+    // Right after each good renew: the children's and the watchdog's deadline is the node's own.
+    this.lease.on('renewed', () => this.#sendLeases())
     this.lease.on('standby', ({ epoch, why }) => {
       this.#log.warn(
         {
@@ -98,6 +133,8 @@ export class HaNode {
         },
         `no longer active in epoch ${epoch}: ${why}; stopping active children`,
       )
+      // The watchdog keeps the last deadline: whatever still serves past it plus the margin is
+      // killed, since a standby may claim takeoverMs after the last renew.
       void this.#stopActiveChildren()
     })
     this.lease.on('problem', (m) => this.#log.error({ event: 'ha', cluster: this.#ha.name }, m))
@@ -114,13 +151,6 @@ export class HaNode {
     })
     this.lease.start()
     this.#presence.start()
-    const every = () => {
-      this.#cancelLeaseMessages = this.#clock.after(this.#ha.renewMs, () => {
-        this.#sendLeases()
-        every()
-      })
-    }
-    every()
   }
 
   /**
@@ -134,7 +164,6 @@ export class HaNode {
   }
 
   stop(): void {
-    this.#cancelLeaseMessages()
     this.lease.stop()
     this.#presence.stop()
     this.#watchdog?.lease(0, 0, [])
@@ -145,11 +174,18 @@ export class HaNode {
     return this.lease.isActive()
   }
 
-  /** The role and epoch a child spawned now gets. */
-  roleFor(): { role: 'active' | 'standby'; epoch: number } {
-    return this.isActive()
-      ? { role: 'active', epoch: this.lease.epoch }
+  /** The role, epoch and (active) deadline on the host's monotonic clock a child spawned now gets. */
+  roleFor(): { role: 'active' | 'standby'; epoch: number; deadline?: number } {
+    const deadline = this.#deadline()
+    return deadline !== undefined
+      ? { role: 'active', epoch: this.lease.epoch, deadline }
       : { role: 'standby', epoch: this.lease.epoch }
+  }
+
+  /** The node's fence time on the host's monotonic clock, undefined when not active. */
+  #deadline(): number | undefined {
+    const validMs = this.lease.validForMs()
+    return validMs > 0 ? hostMonotonic() + validMs : undefined
   }
 
   /** For status: the cluster, this node's epoch, and the active heartbeat as last seen. */
@@ -164,9 +200,15 @@ export class HaNode {
     }
   }
 
-  /** `/leader`: the node and epoch only while active. */
-  leader(): { node: string; epoch: number } | undefined {
-    return this.isActive() ? { node: this.#node, epoch: this.lease.epoch } : undefined
+  /**
+   * `/leader`: the node and epoch only while active and its active-only children serve (see
+   * `leaderServing`); otherwise what is missing, for the 503's body.
+   */
+  leader(): { node: string; epoch: number } | { missing: string[] } | undefined {
+    if (!this.isActive()) return undefined
+    const r = this.#reconciler()
+    const ok = leaderServing([...r.instances.values()], (id) => r.desired(id), this.lease.epoch)
+    return ok.serving ? { node: this.#node, epoch: this.lease.epoch } : { missing: ok.missing }
   }
 
   /**
@@ -205,6 +247,8 @@ export class HaNode {
     // The check is synchronous and comes right before the visible act.
     if (!this.isActive()) return
     const epoch = this.lease.epoch
+    const deadline = this.#deadline()
+    if (deadline === undefined) return
     const a = inst.spec.activate
     const fields = {
       event: 'activate',
@@ -214,7 +258,7 @@ export class HaNode {
     }
     inst.activeEpoch = epoch
     if (a.type === 'ipc') {
-      if (!inst.send({ type: 'tandem:activate', epoch } satisfies ChildMessage)) {
+      if (!inst.send({ type: 'tandem:activate', epoch, deadline } satisfies ChildMessage)) {
         this.#log.error(fields, `${inst.id}: cannot send the activation (no IPC channel)`)
         return
       }
@@ -265,29 +309,20 @@ export class HaNode {
   }
 
   /**
-   * Each active child with an IPC channel learns how long it may still serve as active; the
-   * watchdog learns the same for all of them, and kills them if this process freezes.
+   * Each active child with an IPC channel learns the node's new fence time; the watchdog learns
+   * it for all of them, cooperative or not, and kills those still running past it plus the margin.
    */
   #sendLeases(): void {
-    for (const inst of this.#activeOnly()) this.#sendLease(inst)
-    // Children that acknowledge the lease messages deactivate by themselves; the others are
-    // the watchdog's to kill if this process freezes.
-    const serving = this.#activeOnly().filter(
-      (i) => i.activeEpoch !== undefined && i.pid && !i.cooperative,
-    )
-    // TODO(issue 11, supervisor side): the node's own fence time as the deadline, sent right
-    // after each good renew, and watchdogMarginMs() as the margin.
+    const deadline = this.#deadline()
+    if (deadline === undefined) return
+    const serving = this.#activeOnly().filter((i) => i.activeEpoch !== undefined && i.pid)
+    for (const inst of serving) {
+      inst.send({ type: 'tandem:lease', epoch: inst.activeEpoch!, deadline } satisfies ChildMessage)
+    }
     this.#watchdog?.lease(
-      this.isActive() ? hostMonotonic() + this.lease.validForMs() : 0,
-      0,
+      deadline,
+      this.#marginMs,
       serving.map((i) => i.pid!),
     )
-  }
-
-  #sendLease(inst: Instance): void {
-    if (inst.activeEpoch === undefined || !this.isActive()) return
-    const validMs = this.lease.validForMs()
-    if (validMs > 0)
-      inst.send({ type: 'tandem:lease', epoch: inst.activeEpoch, validMs } satisfies ChildMessage)
   }
 }

@@ -1,7 +1,7 @@
-import { mkdir, open, readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { errorMessage } from '../errors.js'
 import type { Cancel, Clock } from '../seams/clock.js'
+import type { SharedFs } from './shared-fs.js'
 
 /** How often each node rewrites its presence file, and reads the others'. */
 export const PRESENCE_MS = 500
@@ -27,7 +27,7 @@ export interface Peer extends PresenceRecord {
  * only: leadership is the lease's business, never decided from this.
  */
 export class Presence {
-  readonly #dir: string
+  readonly #fs: SharedFs
   readonly #self: () => Omit<PresenceRecord, 'seq'>
   readonly #clock: Clock
   readonly #onError: (m: string) => void
@@ -38,12 +38,12 @@ export class Presence {
   #lastError = ''
 
   constructor(
-    sharedDir: string,
+    fs: SharedFs,
     self: () => Omit<PresenceRecord, 'seq'>,
     clock: Clock,
     onError: (m: string) => void,
   ) {
-    this.#dir = join(sharedDir, 'nodes')
+    this.#fs = fs
     this.#self = self
     this.#clock = clock
     this.#onError = onError
@@ -75,16 +75,11 @@ export class Presence {
 
   async #tick(): Promise<void> {
     try {
-      await mkdir(this.#dir, { recursive: true })
+      await this.#fs.mkdir('nodes', { recursive: true })
       const record: PresenceRecord = { ...this.#self(), seq: ++this.#seq }
-      const fh = await open(join(this.#dir, record.node), 'w', 0o644)
-      try {
-        await fh.writeFile(JSON.stringify(record) + '\n')
-      } finally {
-        await fh.close()
-      }
-      for (const name of await readdir(this.#dir)) {
-        const raw = await readFile(join(this.#dir, name), 'utf8').catch(() => undefined)
+      await this.#fs.write(join('nodes', record.node), JSON.stringify(record) + '\n')
+      for (const name of await this.#fs.readdir('nodes')) {
+        const raw = await this.#fs.read(join('nodes', name)).catch(() => undefined)
         if (raw === undefined) continue
         const prev = this.#seen.get(name)
         if (prev?.raw === raw) continue
@@ -98,7 +93,7 @@ export class Presence {
       }
       this.#lastError = ''
     } catch (err) {
-      const message = `presence in ${this.#dir}: ${errorMessage(err)}`
+      const message = `presence in ${join(this.#fs.root, 'nodes')}: ${errorMessage(err)}`
       if (message !== this.#lastError) this.#onError(message)
       this.#lastError = message
     }

@@ -1,8 +1,10 @@
 import { join } from 'node:path'
 import type { HaSpec } from '../config/plan.js'
+import { TandemError } from '../errors.js'
 import type { Clock } from '../seams/clock.js'
 import { FsLeaseStore } from './fs-store.js'
 import { Lease } from './lease.js'
+import type { SharedFs } from './shared-fs.js'
 
 /**
  * Cluster-wide roll locks: `maxUnavailable` slots per component in `<sharedDir>/roll/<component>/
@@ -11,17 +13,22 @@ import { Lease } from './lease.js'
  * `released`). A node restarts an instance of a component that runs everywhere only while it
  * holds one slot, so that across all nodes at most `maxUnavailable` of its instances are down.
  * A node that dies holding a slot blocks nobody for long: its heartbeat stops, and after
- * `takeoverMs` the next node takes the slot.
+ * `takeoverMs` the next node takes the slot. The work done while holding a slot is fenced with
+ * it: if the slot's lease lapses meanwhile (storage hung, this process paused), another node may
+ * be restarting an instance of the same component, so the step fails with ELEASELOST instead of
+ * counting as done (the rollout then stops and rolls back, as for any failed step).
  */
 export class RollLocks {
   readonly #ha: HaSpec
   readonly #node: string
   readonly #clock: Clock
+  readonly #fs: SharedFs
 
-  constructor(ha: HaSpec, node: string, clock: Clock) {
+  constructor(ha: HaSpec, node: string, clock: Clock, fs: SharedFs) {
     this.#ha = ha
     this.#node = node
     this.#clock = clock
+    this.#fs = fs
   }
 
   /** Runs `fn` while holding one of the component's `slots` roll slots; `waiting` if it must wait. */
@@ -33,7 +40,7 @@ export class RollLocks {
   ): Promise<T> {
     const leases = await Promise.all(
       Array.from({ length: slots }, async (_, slot) => {
-        const store = new FsLeaseStore(join(this.#ha.sharedDir, 'roll', component, String(slot)))
+        const store = new FsLeaseStore(this.#fs, join('roll', component, String(slot)))
         await store.init()
         return new Lease({
           store,
@@ -60,7 +67,16 @@ export class RollLocks {
       })
       // One slot is enough: give back any other won meanwhile, and stop competing.
       for (const l of leases) if (l !== held) void l.release().finally(() => l.stop())
-      return await fn()
+      let lapsed: string | undefined
+      held.once('standby', ({ why }) => (lapsed = why))
+      const result = await fn()
+      if (lapsed !== undefined || !held.isActive()) {
+        throw new TandemError(
+          'ELEASELOST',
+          `the roll slot of ${component} lapsed while this node held it (${lapsed ?? 'no longer held'}): another node may have restarted an instance of ${component} meanwhile, so this step does not count as done`,
+        )
+      }
+      return result
     } finally {
       if (held) await held.release()
       for (const l of leases) l.stop()

@@ -26,6 +26,7 @@ import { Reconciler } from './reconciler.js'
 import { acquireStateLock } from './state-lock.js'
 import { HaNode } from '../ha/ha-node.js'
 import { joinCluster } from '../ha/cluster-config.js'
+import { startSharedFsProcess } from '../ha/shared-fs-process.js'
 import { watchUpgradeRequests } from '../ha/cluster-upgrade.js'
 import { RollLocks } from '../ha/roll-lock.js'
 import { resolveTargets } from './targets.js'
@@ -116,7 +117,19 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   // Taken out of the environment before anything is spawned: only tandem speaks for the service.
   const notifyEnv = takeNotifyEnv(process.env)
   // A shared dir that cannot be used, or another cluster's, starts nothing (ECLUSTER).
-  const haStore = plan.ha ? await joinCluster(plan.ha) : undefined
+  // Every access to the shared dir goes through its own I/O process: a hung mount holds that
+  // process's threads, never this one's (the log, the control socket, shutdown go on).
+  let sharedFsProblem: (m: string) => void = (m) => process.stderr.write(`tandem: ${m}\n`)
+  const sharedFs = plan.ha
+    ? startSharedFsProcess(plan.ha.sharedDir, { onProblem: (m) => sharedFsProblem(m) })
+    : undefined
+  const haStore =
+    plan.ha && sharedFs
+      ? await joinCluster(plan.ha, sharedFs).catch((err: unknown) => {
+          sharedFs.close()
+          throw err
+        })
+      : undefined
   mkdirSync(plan.stateDir, { recursive: true, mode: 0o700 })
   const releaseLock = await acquireStateLock(plan.stateDir, (m) => log.error({ event: 'lock' }, m))
   // Log file problems go to stderr at once (the file is what fails) and into the log.
@@ -131,6 +144,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   })
   const log = unified.logger
   logReady = true
+  sharedFsProblem = (m) => log.error({ event: 'ha' }, m)
   const pidRecords = new PidRecords(plan.stateDir)
   const watchdog = startWatchdog((m) => log.error({ event: 'watchdog' }, m))
   const overrides = new Overrides(plan.stateDir)
@@ -182,6 +196,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       ha: plan.ha,
       node: plan.node,
       store: haStore,
+      fs: sharedFs!,
       reconciler: () => reconciler,
       log,
       clock: systemClock,
@@ -190,7 +205,8 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   }
   // Instances of components that run on every node restart one roll slot at a time across
   // the cluster (rollout.maxUnavailable slots in the shared dir).
-  const rollLocks = plan.ha ? new RollLocks(plan.ha, plan.node, systemClock) : undefined
+  const rollLocks =
+    plan.ha && sharedFs ? new RollLocks(plan.ha, plan.node, systemClock, sharedFs) : undefined
   const exclusive: RolloutOptions['exclusive'] = rollLocks
     ? (c, fn) =>
         c.instances[0]?.runOn === 'all'
@@ -309,6 +325,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       await closeHttp()
       await closeAgent()
       await watchdog.close()
+      sharedFs?.close()
       await releaseLock()
       await notifier.close()
       log.info({ event: 'shutdown' }, 'all instances stopped; exiting')
@@ -393,6 +410,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     async (err: unknown): Promise<never> => {
       for (const close of opened) await close()
       await watchdog.close()
+      sharedFs?.close()
       await unified.close()
       await releaseLock()
       throw err

@@ -18,6 +18,8 @@ t.test(
       join(shared, 'claims', '2', 'owner'),
       JSON.stringify({ node: 'b', pid: 1, nonce: 'x' }) + '\n',
     )
+    // The winner of epoch 2 published it: the CLI learns of it there, as the nodes do.
+    writeFileSync(join(shared, 'epoch'), '2'.padEnd(19) + '\n')
     mkdirSync(join(dir, 'state'), { mode: 0o700 })
     const config = join(dir, 'tandem.json')
     writeFileSync(
