@@ -11,140 +11,18 @@ import {
   ROOT,
   fixture,
   status,
-  Supervisor,
   tempDir,
   waitUntil,
 } from '../helpers/supervisor.js'
-
-const HA = { name: 'c1', renewMs: 250, selfFenceMs: 1000, takeoverMs: 2000, pollMs: 100 }
-
-interface Node {
-  name: string
-  config: string
-  sup: Supervisor
-  http: number
-  api: number
-}
-
-/**
- * A shared dir made a cluster by `tandem cluster init`, as an operator does once before the
- * first start: `tandem start` never creates one.
- */
-const cluster = async (t: Test, ha: Record<string, unknown> = HA): Promise<string> => {
-  const shared = tempDir(t)
-  const config = join(tempDir(t), 'tandem.json')
-  writeFileSync(
-    config,
-    JSON.stringify({
-      ha: { ...ha, sharedDir: shared },
-      components: { none: { command: [process.execPath, '--version'] } },
-    }),
-  )
-  const r = await cli(['cluster', 'init', '-c', config])
-  if (r.code !== 0) throw new Error(`tandem cluster init failed (${r.code}): ${r.err}`)
-  return shared
-}
-
-/** A node: its own state dir and ports; `api` runs only on the active node, `web` everywhere. */
-const node = (
-  t: Test,
-  shared: string,
-  name: string,
-  base: number,
-  ha: Record<string, unknown> = HA,
-  components?: Record<string, unknown>,
-): Node => {
-  const dir = tempDir(t)
-  const config = join(dir, 'tandem.json')
-  writeFileSync(
-    config,
-    JSON.stringify({
-      node: name,
-      stateDir: 'state',
-      ha: { ...ha, sharedDir: shared },
-      control: { http: { port: base } },
-      components: components ?? {
-        web: fixture({ port: base + 1 }),
-        api: fixture({ port: base + 2, runOn: 'active' }),
-      },
-    }),
-  )
-  const sup = new Supervisor(config)
-  t.teardown(() => sup.kill())
-  return { name, config, sup, http: base, api: base + 2 }
-}
-
-const leader = async (n: Node, timeoutMs = 2000): Promise<number> => {
-  try {
-    const res = await fetch(`http://127.0.0.1:${n.http}/leader`, {
-      signal: AbortSignal.timeout(timeoutMs),
-    })
-    await res.arrayBuffer()
-    return res.status
-  } catch {
-    return 0 // not answering (stopped, frozen, gone)
-  }
-}
-
-/**
- * Asks /leader on each node every 10 ms, independently (a frozen node's requests wait without
- * holding up the other's), until stop(). Two 200 answers from different nodes whose requests
- * were in flight at overlapping times are an overlap: both may have been leader at one instant.
- */
-const sampleLeaders = (nodes: Node[]) => {
-  let running = true
-  const answers: { node: string; from: number; to: number }[] = []
-  let asked = 0
-  const loops = nodes.map(async (n) => {
-    while (running) {
-      const from = performance.now()
-      const code = await leader(n, 10_000)
-      asked++
-      if (code === 200) answers.push({ node: n.name, from, to: performance.now() })
-      await new Promise((r) => setTimeout(r, 10))
-    }
-  })
-  return {
-    stop: async () => {
-      running = false
-      await Promise.all(loops)
-      const overlaps = answers.flatMap((x) =>
-        answers
-          .filter((y) => y.node > x.node && y.from <= x.to && x.from <= y.to)
-          .map(
-            (y) =>
-              `${x.node} ${x.from.toFixed(0)}-${x.to.toFixed(0)} / ${y.node} ${y.from.toFixed(0)}-${y.to.toFixed(0)}`,
-          ),
-      )
-      return { overlaps, asked }
-    },
-  }
-}
-
-/**
- * Tries to connect to each port every 10 ms, independently, until stop(); resolves with the
- * overlaps: two ports accepting in overlapping attempts (two active-only servers up at once).
- */
-const sampleAccepting = (ports: number[]) => {
-  let running = true
-  const ups: { port: number; from: number; to: number }[] = []
-  const loops = ports.map(async (port) => {
-    while (running) {
-      const from = performance.now()
-      if (await accepting(port)) ups.push({ port, from, to: performance.now() })
-      await new Promise((r) => setTimeout(r, 10))
-    }
-  })
-  return {
-    stop: async () => {
-      running = false
-      await Promise.all(loops)
-      return ups
-        .filter((x) => ups.some((y) => y.port > x.port && y.from <= x.to && x.from <= y.to))
-        .map((x) => `${x.port} up at ${x.from.toFixed(0)} while another was`)
-    },
-  }
-}
+import {
+  cluster,
+  HA,
+  leader,
+  node,
+  sampleAccepting,
+  sampleLeaders,
+  type Node,
+} from '../helpers/ha-cluster.js'
 
 /** Two nodes, `a` active (started first) and `b` standby, both up. */
 const pair = async (t: Test, base: number) => {
