@@ -117,7 +117,10 @@ export const startSharedFsProcess = (
       ended = true
       if (closed || child?.proc !== proc) return
       child = undefined
-      proc.kill('SIGKILL') // a broken channel with the process still there: do not leave it
+      // A broken channel with the process still there: do not leave it. Hung in the mount, it may
+      // outlive this kill for a while; it must not keep the supervisor from exiting meanwhile.
+      proc.kill('SIGKILL')
+      proc.unref()
       const lost = [...sent.values()]
       sent.clear()
       for (const call of lost) {
@@ -137,8 +140,9 @@ export const startSharedFsProcess = (
     }
     proc.on('message', (msg: SharedFsReply) => answer(msg))
     proc.once('exit', (code, signal) => gone(`exited (code ${code}, signal ${signal})`))
-    proc.once('disconnect', () => gone('closed its channel'))
-    proc.once('error', (err) => gone(`failed: ${err.message}`))
+    proc.once('disconnect', () => gone('exited (its IPC channel closed)'))
+    // `on`: a failed kill() emits 'error' again, and an unheard 'error' would crash the supervisor.
+    proc.on('error', (err) => gone(`failed: ${err.message}`))
     return { proc, gone }
   }
 
