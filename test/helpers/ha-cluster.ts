@@ -43,6 +43,8 @@ export const node = (
   base: number,
   ha: Record<string, unknown> = HA,
   components?: Record<string, unknown>,
+  /** Added to the supervisor's environment (libfaketime, for one). */
+  env: NodeJS.ProcessEnv = {},
 ): Node => {
   const dir = tempDir(t)
   const config = join(dir, 'tandem.json')
@@ -59,7 +61,7 @@ export const node = (
       },
     }),
   )
-  const sup = new Supervisor(config)
+  const sup = new Supervisor(config, env)
   t.teardown(() => sup.kill())
   return { name, config, sup, http: base, api: base + 2 }
 }
@@ -84,13 +86,17 @@ export const leader = async (n: Node, timeoutMs = 2000): Promise<number> => {
 export const sampleLeaders = (nodes: Node[]) => {
   let running = true
   const answers: { node: string; from: number; to: number }[] = []
+  /** Every answer (0: none), for tests that read the timeline. */
+  const all: { node: string; code: number; from: number; to: number }[] = []
   let asked = 0
   const loops = nodes.map(async (n) => {
     while (running) {
       const from = performance.now()
       const code = await leader(n, 10_000)
       asked++
-      if (code === 200) answers.push({ node: n.name, from, to: performance.now() })
+      const to = performance.now()
+      all.push({ node: n.name, code, from, to })
+      if (code === 200) answers.push({ node: n.name, from, to })
       await new Promise((r) => setTimeout(r, 10))
     }
   })
@@ -106,7 +112,7 @@ export const sampleLeaders = (nodes: Node[]) => {
               `${x.node} ${x.from.toFixed(0)}-${x.to.toFixed(0)} / ${y.node} ${y.from.toFixed(0)}-${y.to.toFixed(0)}`,
           ),
       )
-      return { overlaps, asked }
+      return { overlaps, asked, answers: all }
     },
   }
 }
@@ -126,6 +132,8 @@ export const sampleAccepting = (ports: number[]) => {
     }
   })
   return {
+    /** The attempts that connected so far (performance.now() windows), for timelines. */
+    ups: () => [...ups],
     stop: async () => {
       running = false
       await Promise.all(loops)
