@@ -1,9 +1,10 @@
-import { watch } from 'chokidar'
 import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
-import { basename, join } from 'node:path'
+import { join } from 'node:path'
 import type { HaSpec } from '../config/plan.js'
 import { errorMessage } from '../errors.js'
+import type { Cancel, Clock } from '../seams/clock.js'
+import type { SharedFs } from './shared-fs.js'
 
 /** `tandem upgrade --cluster`: what every node is asked to do. */
 export interface UpgradeRequest {
@@ -66,30 +67,43 @@ export const readUpgradeResults = async (
   return found
 }
 
+/** How often a node lists `requests/` for new cluster upgrade requests. */
+export const REQUEST_POLL_MS = 250
+
 /**
- * Each node's side of `tandem upgrade --cluster`: watches `requests/` (chokidar, polling: other
- * hosts' writes raise no local file events) for requests made after this node started, runs
- * `upgrade` for each (one at a time, in the order they arrive), and writes its result. The
- * instances are serialized across nodes by the roll locks the upgrade takes.
+ * Each node's side of `tandem upgrade --cluster`: lists `requests/` every REQUEST_POLL_MS
+ * (other hosts' writes raise no local file events) for requests made after this node started,
+ * runs `upgrade` for each (one at a time, in the order they are found), and writes its result.
+ * The instances are serialized across nodes by the roll locks the upgrade takes. Every access
+ * goes through `fs`, the supervisor's shared-dir I/O process: polling the shared dir from this
+ * process (chokidar's stat polling did) would hold one of its threads per watched file for as
+ * long as a hung mount hangs.
  */
 export const watchUpgradeRequests = (
-  ha: HaSpec,
+  fs: SharedFs,
+  clock: Clock,
   node: string,
   upgrade: (r: UpgradeRequest) => Promise<{ replaced: string[] }>,
   onError: (message: string) => void,
 ): { close(): Promise<void> } => {
-  let queue = Promise.resolve()
   const seen = new Set<string>()
-  const handle = async (file: string) => {
-    const m = REQUEST.exec(basename(file))
-    if (!m || seen.has(m[1]!)) return
-    seen.add(m[1]!)
+  let first = true
+  let closed = false
+  let cancel: Cancel = () => {}
+  let lastError = ''
+  const report = (m: string) => {
+    if (m !== lastError) onError(m)
+    lastError = m
+  }
+  const handle = async (name: string, id: string) => {
+    const raw = await fs.read(join('requests', name))
     let request: UpgradeRequest
     try {
-      request = JSON.parse(await readFile(file, 'utf8')) as UpgradeRequest
-    } catch (err) {
-      return onError(`cluster upgrade request ${file} cannot be read: ${errorMessage(err)}`)
+      request = JSON.parse(raw ?? '') as UpgradeRequest
+    } catch {
+      return false // being written: read again at the next turn
     }
+    seen.add(id)
     let result: UpgradeResult
     try {
       const r = await upgrade(request)
@@ -104,31 +118,43 @@ export const watchUpgradeRequests = (
       result = { id: request.id, node, ok: false, message: errorMessage(err), replaced: [] }
     }
     try {
-      await writeFile(resultFile(ha, request.id, node), JSON.stringify(result) + '\n')
+      await fs.write(
+        join('requests', `${request.id}.${node}.result.json`),
+        JSON.stringify(result) + '\n',
+      )
     } catch (err) {
       onError(`cannot write the result of cluster upgrade ${request.id}: ${errorMessage(err)}`)
     }
+    return true
   }
-  const dir = requestsDir(ha)
-  let watcher: ReturnType<typeof watch> | undefined
-  void mkdir(dir, { recursive: true })
-    .then(() => {
-      watcher = watch(dir, {
-        ignoreInitial: true,
-        usePolling: true,
-        interval: 250,
-        depth: 0,
-        awaitWriteFinish: { stabilityThreshold: 100, pollInterval: 50 },
-      })
-      watcher.on('add', (file) => {
-        queue = queue.then(() => handle(file))
-      })
-      watcher.on('error', (err) => onError(`watching ${dir}: ${errorMessage(err)}`))
+  const turn = async () => {
+    try {
+      await fs.mkdir('requests', { recursive: true })
+      const names = (await fs.readdir('requests')).sort()
+      for (const name of names) {
+        const id = REQUEST.exec(name)?.[1]
+        if (id === undefined || seen.has(id) || closed) continue
+        // Requests made before this node started are not its business.
+        if (first) seen.add(id)
+        else await handle(name, id)
+      }
+      first = false
+      lastError = ''
+    } catch (err) {
+      report(`reading ${join(fs.root, 'requests')}: ${errorMessage(err)}`)
+    }
+  }
+  const loop = () => {
+    void turn().finally(() => {
+      if (!closed) cancel = clock.after(REQUEST_POLL_MS, loop)
     })
-    .catch((err: unknown) => onError(`cannot create ${dir}: ${errorMessage(err)}`))
+  }
+  loop()
   return {
-    close: async () => {
-      await watcher?.close()
+    close: () => {
+      closed = true
+      cancel()
+      return Promise.resolve()
     },
   }
 }

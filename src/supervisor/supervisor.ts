@@ -542,9 +542,10 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   notifier.start()
   ha?.start()
   later.clusterRequests =
-    ha && plan.ha
+    ha && sharedFs
       ? watchUpgradeRequests(
-          plan.ha,
+          sharedFs,
+          systemClock,
           plan.node,
           async (req) => {
             log.info(
