@@ -38,12 +38,19 @@ const group = (t: Test) => {
   }
 }
 
-/** A watchdog watching the given groups; closed (without killing anything) at teardown. */
-const watchdog = (t: Test, pgids: number[]) => {
+/**
+ * A watchdog watching the given groups, once it runs and reads its lines (a lease already past
+ * for a group of its own has killed that group: a line that came while it was still starting
+ * would be late by its start time); closed (without killing anything) at teardown.
+ */
+const watchdog = async (t: Test, pgids: number[]) => {
   const errors: string[] = []
   const wd = startWatchdog((m) => errors.push(m))
   t.teardown(() => wd.close())
-  for (const g of pgids) wd.watch(g, 'SIGTERM', 1000)
+  const warm = group(t)
+  for (const g of [...pgids, warm.pgid]) wd.watch(g, 'SIGTERM', 1000)
+  wd.lease(hostMonotonic() - 1, 0, [warm.pgid])
+  await warm.exit
   return { wd, errors }
 }
 
@@ -65,7 +72,7 @@ const passed = async (
 t.test('kills the listed groups at deadline + margin', async (t) => {
   const a = group(t)
   const b = group(t)
-  const { wd, errors } = watchdog(t, [a.pgid, b.pgid])
+  const { wd, errors } = await watchdog(t, [a.pgid, b.pgid])
   const deadline = hostMonotonic() + 300
   wd.lease(deadline, MARGIN_MS, [a.pgid, b.pgid])
   t.equal(await a.exit, 'SIGKILL')
@@ -77,8 +84,8 @@ t.test('kills the listed groups at deadline + margin', async (t) => {
 t.test('a newer lease line extends the deadline', async (t) => {
   const a = group(t)
   const sentinel = group(t)
-  const { wd } = watchdog(t, [a.pgid, sentinel.pgid])
-  const first = hostMonotonic() + 200
+  const { wd } = await watchdog(t, [a.pgid, sentinel.pgid])
+  const first = hostMonotonic() + 500
   wd.lease(first, MARGIN_MS, [a.pgid])
   wd.lease(hostMonotonic() + 60_000, MARGIN_MS, [a.pgid])
   t.equal(await passed(wd, first + MARGIN_MS, sentinel), 'SIGKILL')
@@ -88,8 +95,8 @@ t.test('a newer lease line extends the deadline', async (t) => {
 t.test('a cleared lease kills nothing', async (t) => {
   const a = group(t)
   const sentinel = group(t)
-  const { wd } = watchdog(t, [a.pgid, sentinel.pgid])
-  const first = hostMonotonic() + 200
+  const { wd } = await watchdog(t, [a.pgid, sentinel.pgid])
+  const first = hostMonotonic() + 500
   wd.lease(first, MARGIN_MS, [a.pgid])
   wd.lease(0, 0, [])
   t.equal(await passed(wd, first + MARGIN_MS, sentinel), 'SIGKILL')
@@ -98,7 +105,7 @@ t.test('a cleared lease kills nothing', async (t) => {
 
 t.test('a delayed line cannot extend: a deadline already past kills at once', async (t) => {
   const a = group(t)
-  const { wd } = watchdog(t, [a.pgid])
+  const { wd } = await watchdog(t, [a.pgid])
   wd.lease(hostMonotonic() + 60_000, MARGIN_MS, [a.pgid])
   // Written long after its deadline (a supervisor that froze between renew and send).
   wd.lease(hostMonotonic() - 5_000, MARGIN_MS, [a.pgid])
@@ -110,7 +117,7 @@ t.test(
   async (t) => {
     const watched = group(t)
     const other = group(t)
-    const { wd } = watchdog(t, [watched.pgid, other.pgid])
+    const { wd } = await watchdog(t, [watched.pgid, other.pgid])
     wd.unwatch(other.pgid)
     wd.lease(hostMonotonic() - 1, 0, [watched.pgid, other.pgid])
     t.equal(await watched.exit, 'SIGKILL')
