@@ -233,7 +233,9 @@ export const componentSchema = z.strictObject({
       z.strictObject({
         type: z
           .literal('ipc')
-          .describe('Send {"type":"tandem:activate","epoch":N,"deadline":D} on the IPC channel (D: the node's fence time on the host's monotonic clock, renewed by tandem:lease messages).'),
+          .describe(
+            'Send {"type":"tandem:activate","epoch":N,"deadline":D} on the IPC channel (D: the fence time of the node on the monotonic clock of the host, renewed by tandem:lease messages).',
+          ),
       }),
       z.strictObject({
         type: z.literal('signal').describe('Send this signal to the child process.'),
