@@ -38,19 +38,20 @@ export type ChildMessage =
  * down (starting after a promotion, restarting, killed by the watchdog, not yet activated).
  */
 export const leaderServing = (
-  instances: readonly Pick<Instance, 'id' | 'state' | 'activeEpoch' | 'spec'>[],
+  instances: readonly Pick<Instance, 'id' | 'state' | 'activeEpoch' | 'spec' | 'completed'>[],
   wanted: (id: string) => boolean,
   epoch: number,
 ): { serving: true } | { serving: false; missing: string[] } => {
-  const activeOnly = instances.filter((i) => i.spec.runOn === 'active' && wanted(i.id))
-  const serves = (i: (typeof activeOnly)[number]) => i.state === 'ready' && i.activeEpoch === epoch
-  const missing = activeOnly.filter((i) => i.state !== 'failed' && !serves(i)).map((i) => i.id)
-  const components = new Set(activeOnly.map((i) => i.spec.component))
-  for (const c of components) {
-    if (
-      !activeOnly.some((i) => i.spec.component === c && serves(i)) &&
-      !missing.some((m) => m.startsWith(`${c}#`))
-    )
+  // A one-shot that ran to its clean end is done, not down.
+  const activeOnly = instances.filter(
+    (i) => i.spec.runOn === 'active' && wanted(i.id) && !i.completed,
+  )
+  const missing = activeOnly
+    .filter((i) => i.state !== 'failed' && !(i.state === 'ready' && i.activeEpoch === epoch))
+    .map((i) => i.id)
+  // One that gave up does not hold the others back, unless none of its component is left.
+  for (const c of new Set(activeOnly.map((i) => i.spec.component))) {
+    if (activeOnly.filter((i) => i.spec.component === c).every((i) => i.state === 'failed'))
       missing.push(`${c} (every instance failed)`)
   }
   return missing.length ? { serving: false, missing } : { serving: true }
