@@ -3,23 +3,51 @@
 //
 // Two `tandem start` supervisors on this machine form one hot-standby cluster, as in
 // test/integration/ha.test.ts: nodes `a` and `b`, each with its own state dir, control HTTP port
-// and component ports, one shared dir (a local filesystem) reused for the whole run, and the
-// default lease timings (renewMs 250, selfFenceMs 1000, takeoverMs 2000, pollMs 100). Each node
-// runs two active-only components:
+// and component ports, and the default lease timings (renewMs 250, selfFenceMs 1000, takeoverMs
+// 2000, pollMs 100). The shared dir is one backing directory (a local filesystem, made a cluster
+// once by `tandem cluster init` and reused for the whole run) that each node reaches through its
+// own view: a FUSE passthrough, test/fixtures/faultfs.py (bench/faultfs.js mounts it), into
+// which faults are injected on one view only, as one host sees slow, stale or hung shared
+// storage (issue 11). BENCH_FAULTFS=0 gives both nodes the backing dir itself (no FUSE; the
+// fault scenarios are then refused). Each node runs two active-only components:
 //   api  cold standby: test/fixtures/server.js, started only on the active node;
 //   svc  hot standby: test/fixtures/ha-child.js (the child helper), pre-started on the standby
 //        (GET answers 503 "standby"), activated by IPC on promotion (GET answers 200 "active N").
 //
-// Three scenarios, interleaved (kill, stop, switchover, kill, ...) so that the machine's load
+// Scenarios, interleaved (kill, stop, switchover, lost-reply, ...) so that the machine's load
 // drifts over all of them alike, TRIALS times each:
-//   kill        SIGKILL of the active supervisor (its children die with it: parent-death signal
-//               and the orphan watchdog); afterwards it is started again, as the new standby.
-//   stop        SIGSTOP of the active supervisor process (not its group: a frozen supervisor,
-//               its children and watchdog run on); once the standby has taken over, SIGCONT: it
-//               wakes up fenced and stays as the new standby.
-//   switchover  `tandem switchover -c <active's config>` run as an operator would (a new Node
-//               process: its start-up is part of the time).
-// Each trial is timed from the instant the signal is sent or the command spawned, on this
+//   kill          SIGKILL of the active supervisor (its children die with it: parent-death
+//                 signal and the orphan watchdog); afterwards it is started again, as the new
+//                 standby.
+//   stop          SIGSTOP of the active supervisor process (not its group: a frozen supervisor,
+//                 its children and watchdog run on); once the standby has taken over, SIGCONT: it
+//                 wakes up fenced and stays as the new standby.
+//   switchover    `tandem switchover -c <active's config>` run as an operator would (a new Node
+//                 process: its start-up is part of the time).
+// With storage faults (the view's rules are cleared once the standby serves):
+//   lost-reply    as kill, while the standby's view answers the rename of its claim onto
+//                 claims/<epoch> with EEXIST after doing it (once): a lost reply, which the
+//                 standby must resolve by reading the claim's owner.
+//   late-standby  for FAULT_PHASE_MS (5 s) the standby's reads of hb/* get their reply 2.5 s late
+//                 (each with probability 0.3) while the active runs on, then kill as above (the
+//                 late replies go on until the standby serves). A promotion before the kill is a
+//                 false takeover (goal 0); its trial gives no failover time.
+//   slow-writes   for FAULT_PHASE_MS the active's heartbeat writes (write on hb/*) are delayed
+//                 300-650 ms (300, plus 50 seven times with probability 0.5 each), then kill.
+//                 False takeovers and the active's `fenced` lines before the kill are counted
+//                 (goal 0 each: a renew slower than renewMs but well inside selfFenceMs changes
+//                 nothing).
+//   hung-active   every operation on the active's view hangs; 1 s later the active gets SIGTERM.
+//                 Timed: the standby serving (from the hang), and the hung node's exit (from its
+//                 SIGTERM), whose goal is its stop bound as the systemd unit has it
+//                 (serviceTimeouts(plan).stopMs, src/ops/service-timeouts.ts: the handover,
+//                 twice the longest stop.timeoutMs of an active-only component plus takeoverMs;
+//                 the longest stop chain, twice stop.timeoutMs plus 1 s per component; 5 s to
+//                 close: 16 s here). Then the view is released and the node started again.
+//   enospc        the active's heartbeat writes fail with ENOSPC: the standby takes over, the
+//                 old active logs `fenced` and stays as the new standby.
+// Each trial is timed from the instant the signal is sent, the command spawned or the fault
+// set (hung-active, enospc; the kill for lost-reply, late-standby, slow-writes), on this
 // process's monotonic clock, to the first answer received of:
 //   /leader 200  the standby's control HTTP /leader answering 200;
 //   api serving  the standby's cold api answering an HTTP GET (not a bare connect: the
@@ -27,24 +55,28 @@
 //   svc active   the standby's hot svc answering 200 "active <epoch>";
 //   complete     the latest of those three: the new active fully serving.
 // Each of the six endpoints (/leader, api, svc on both nodes) is asked every 10 ms, each in its
-// own loop, for the whole trial (from before the trigger to the cluster having two nodes
-// again), so a frozen node's pending request does not hold up the others; the same answers give
-// the timings. Two 200 answers of one kind from different nodes whose requests were in flight
-// at overlapping times are an overlap (two actives, or two active-only servers serving, at one
-// instant): must be 0. The supervisors' own log lines (`promoted`, `released`, `fenced`,
-// `ready`), timed on arrival here, give the breakdown.
+// own loop, for the whole trial (from before the trigger or the fault to the cluster having two
+// nodes again), so a frozen node's pending request does not hold up the others; the same
+// answers give the timings. Two 200 answers of one kind from different nodes whose requests
+// were in flight at overlapping times are an overlap (two actives, or two active-only servers
+// serving, at one instant): must be 0, in every scenario. The supervisors' own log lines
+// (`promoted`, `released`, `fenced`, `ready`), timed on arrival here, give the breakdown.
 //
 // Environment:
 //   TRIALS=N             trials per scenario (default 20; 3 with QUICK=1)
 //   QUICK=1              a quick try: 3 trials per scenario
-//   BENCH_SCENARIOS=...  comma-separated subset of kill,stop,switchover (default all three)
+//   BENCH_SCENARIOS=...  comma-separated subset of kill,stop,switchover,lost-reply,
+//                        late-standby,slow-writes,hung-active,enospc (default all of them)
 //   BENCH_HOT=0          leave out the hot svc component (cold api only)
+//   BENCH_FAULTFS=0      no FUSE views: both nodes use the backing dir (kill, stop, switchover)
 //   BENCH_OUT=file       also write every trial's figures there (JSON), for a closer look
 //
 // Ports: found free in 28000-28099, below the kernel's ephemeral range (32768-60999), so that
 // the benchmark's own connections and their TIME_WAITs never hold one of them. Every process
 // runs in its own process group and is killed by group at the end, and on Ctrl-C; the
 // children's command lines carry the temp dir, so the last check finds any leftover of ours.
+// The views are released (held operations let through) before anything is stopped, and
+// unmounted at the end and on Ctrl-C; the temp dir is removed only once nothing is mounted in it.
 import { execFile, spawn } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { Agent, request } from 'node:http'
@@ -52,9 +84,10 @@ import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { promisify } from 'node:util'
 import { canBind, exitOnSignal, gitState, killGroup } from './common.js'
+import { faultFsMissing, mountpoints, mountView } from './faultfs.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const CLI = join(ROOT, 'bin', 'tandem.js')
@@ -63,7 +96,15 @@ const HA_CHILD = join(ROOT, 'test', 'fixtures', 'ha-child.js')
 const QUICK = process.env.QUICK === '1'
 const TRIALS = Number(process.env.TRIALS ?? (QUICK ? 3 : 20))
 const HOT = process.env.BENCH_HOT !== '0'
-const SCENARIOS = (process.env.BENCH_SCENARIOS ?? 'kill,stop,switchover')
+const PLAIN_SCENARIOS = ['kill', 'stop', 'switchover']
+/** The scenarios with storage faults, injected through one node's faultfs view. */
+const FAULT_SCENARIOS = ['lost-reply', 'late-standby', 'slow-writes', 'hung-active', 'enospc']
+/** Scenarios whose trigger is a kill -9 of the active (after a fault, for some). */
+const KILLS = ['kill', 'lost-reply', 'late-standby', 'slow-writes']
+/** Scenarios held to the crash failover goal. */
+const CRASHES = ['kill', 'stop', 'lost-reply']
+const FAULTFS = process.env.BENCH_FAULTFS !== '0'
+const SCENARIOS = (process.env.BENCH_SCENARIOS ?? [...PLAIN_SCENARIOS, ...FAULT_SCENARIOS].join())
   .split(',')
   .map((s) => s.trim())
   .filter(Boolean)
@@ -75,6 +116,10 @@ const STEP_TIMEOUT_MS = 20_000
 const PORT_BASE = 28000
 const PORT_SPAN = 100
 const GOALS = { crashP99Ms: 2500, switchoverP99Ms: 500 }
+/** How long late-standby and slow-writes run their fault with both nodes up, before the kill. */
+const FAULT_PHASE_MS = 5000
+/** hung-active: the SIGTERM to the hung node comes this long after the hang starts. */
+const HUNG_TERM_AFTER_MS = 1000
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const run = promisify(execFile)
@@ -193,7 +238,11 @@ const mean = (xs) => xs.reduce((s, x) => s + x, 0) / xs.length
 // The cluster
 
 const dir = mkdtempSync(join(tmpdir(), 'tandem-bench-failover-'))
+/** The shared storage itself; each node reaches it through its own view (n.view). */
 const shared = join(dir, 'shared')
+/** Where the views are mounted, one per node, with their control sockets. */
+const viewsHome = join(dir, 'views')
+const views = []
 /** Every supervisor pid, child pid (from the logs) and watchdog pid of this run, for cleanup. */
 const started = { supervisors: new Set(), children: new Set(), watchdogs: new Set() }
 
@@ -224,7 +273,7 @@ const writeConfig = (n) => {
       {
         node: n.name,
         stateDir: 'state',
-        ha: { name: 'bench', sharedDir: shared }, // default timings
+        ha: { name: 'bench', sharedDir: n.shared }, // default timings
         control: { http: { port: n.ports.http } },
         components,
       },
@@ -258,7 +307,10 @@ const startSupervisor = (n) => {
     sup.stderr.push(l),
   )
   sup.exited = new Promise((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal })),
+    child.once('exit', (code, signal) => {
+      sup.exitAt = performance.now()
+      resolve({ code, signal })
+    }),
   )
   void sup.exited.then(() => (sup.gone = true))
   child.once('close', () => (sup.closed = true)) // and its output read to the end
@@ -426,6 +478,50 @@ const startSampling = (nodes) => {
 // ---------------------------------------------------------------------------------------------
 // One trial
 
+/** hung-active's goal: the hung node's stop bound, serviceTimeouts(plan), set by main(). */
+let stopBound
+let ruleSeq = 0
+
+/** A node's heartbeat writes delayed 300-650 ms: 300, plus 50 seven times, each with p 0.5. */
+const slowWrites = (id) => [
+  { id, ops: ['write'], path: 'hb/*', delay: 300 },
+  ...Array.from({ length: 7 }, (_, i) => ({
+    id: `${id}.${i}`,
+    ops: ['write'],
+    path: 'hb/*',
+    delay: 50,
+    probability: 0.5,
+  })),
+]
+
+/**
+ * Sets the faults of `scenario` on the view of the node they concern. Resolves with the node
+ * and the rule ids (unique in the run, as faultfs counts hits per id over its whole life).
+ */
+const setFaults = async (scenario, active, standby) => {
+  const id = `${scenario}-${++ruleSeq}`
+  const [n, rules] = {
+    // count 1: the claim's rename, nothing after it (claims/ is renamed onto by claims only).
+    'lost-reply': [
+      standby,
+      [{ id, ops: ['rename'], path: 'claims/*', fail: 'EEXIST', after: true, count: 1 }],
+    ],
+    'late-standby': [
+      standby,
+      [{ id, ops: ['read'], path: 'hb/*', lateReply: 2500, probability: 0.3 }],
+    ],
+    'slow-writes': [active, slowWrites(id)],
+    'hung-active': [active, [{ id, hang: true }]],
+    enospc: [active, [{ id, ops: ['write'], path: 'hb/*', fail: 'ENOSPC' }]],
+  }[scenario]
+  const mark = n.view.log.length
+  for (const r of rules) await n.view.add(r)
+  return { node: n, id, mark }
+}
+
+/** Operations the first rule of `faults` hit so far (faultfs keeps counting cleared rules). */
+const faultsHit = async (faults) => (await faults.node.view.stats()).faults[faults.id] ?? 0
+
 /**
  * One failover from `active` to `standby` by `scenario`, then the cluster back to two nodes
  * (the old active as the new standby). Returns the timings (ms from the trigger) and overlaps.
@@ -438,20 +534,37 @@ const trial = async (scenario, active, standby, epochBefore) => {
   const out = { scenario, from: active.name, to: standby.name }
   let cli
   let t0
+  let faults
+  let hung
   try {
     // Every loop has answered once before the trigger.
     await waitUntil(
       'first samples',
       () => new Set(sampling.answers.map((a) => a.node + a.kind)).size === sampling.targets,
     )
-    if (scenario === 'kill') {
+    if (scenario === 'late-standby' || scenario === 'slow-writes') {
+      // The fault with both nodes up: nothing may change before the kill.
+      const phaseAt = performance.now()
+      faults = await setFaults(scenario, active, standby)
+      await sleep(FAULT_PHASE_MS)
+      t0 = performance.now()
+      process.kill(oldSup.pid, 'SIGKILL')
+      out.faultPhaseMs = t0 - phaseAt
+      const before = (sup, mark, event) =>
+        sup.events.slice(mark).filter((e) => e.event === event && e.seenAt < t0).length
+      out.falseTakeovers = before(standby.sup, markNew, 'promoted')
+      out.fencesBeforeKill = before(oldSup, markOld, 'fenced')
+      const early = sampling.first(standby.name, 'leader', phaseAt)
+      out.standbyLeaderBeforeKill = early !== undefined && early.to < t0
+    } else if (scenario === 'kill' || scenario === 'lost-reply') {
+      if (scenario === 'lost-reply') faults = await setFaults(scenario, active, standby)
       t0 = performance.now()
       process.kill(oldSup.pid, 'SIGKILL')
     } else if (scenario === 'stop') {
       t0 = performance.now()
       process.kill(oldSup.pid, 'SIGSTOP')
       active.stopped = true
-    } else {
+    } else if (scenario === 'switchover') {
       t0 = performance.now()
       const child = spawn(process.execPath, [CLI, 'switchover', '-c', active.cfg], {
         cwd: ROOT,
@@ -464,6 +577,23 @@ const trial = async (scenario, active, standby, epochBefore) => {
       cli.done = new Promise((resolve) =>
         child.once('exit', (code) => resolve({ code, at: performance.now() })),
       )
+    } else {
+      // hung-active, enospc: timed from just before the fault is set.
+      t0 = performance.now()
+      faults = await setFaults(scenario, active, standby)
+      if (scenario === 'hung-active') {
+        // In parallel with the failover: the SIGTERM, and the wait for the exit it asks for.
+        hung = (async () => {
+          await sleep(t0 + HUNG_TERM_AFTER_MS - performance.now())
+          const termAt = performance.now()
+          process.kill(oldSup.pid, 'SIGTERM')
+          const exited = await Promise.race([
+            oldSup.exited.then(() => true),
+            sleep(stopBound.stopMs + 10_000).then(() => false),
+          ])
+          return { termAt, exited }
+        })().catch((err) => ({ error: err }))
+      }
     }
     const leader = await waitUntil(`${standby.name} /leader 200`, () =>
       sampling.first(standby.name, 'leader', t0),
@@ -480,6 +610,7 @@ const trial = async (scenario, active, standby, epochBefore) => {
     out.completeMs = Math.max(out.leaderMs, out.apiMs, out.svcMs ?? 0)
     const body = JSON.parse(leader.r.body)
     out.epoch = body.epoch
+    out.epochStep = out.epoch - epochBefore
     if (body.node !== standby.name)
       throw new Error(`/leader of ${standby.name} names ${leader.r.body}`)
     const newEvents = () => standby.sup.events.slice(markNew)
@@ -490,6 +621,20 @@ const trial = async (scenario, active, standby, epochBefore) => {
       newEvents().find((e) => e.event === 'ready' && e.component === 'api'),
     )
     out.apiReadyLogMs = apiReady.seenAt - t0
+    if (out.falseTakeovers || out.standbyLeaderBeforeKill) {
+      // Taken over before the kill: no failover time to give.
+      for (const key of ['leaderMs', 'apiMs', 'svcMs', 'completeMs', 'promotedMs', 'apiReadyLogMs'])
+        out[key] = undefined
+    }
+    if (faults) {
+      out.faultsHit = await faultsHit(faults)
+      // Each fault applied, ms from t0 (for BENCH_OUT): when the view logged it.
+      out.faultLog = faults.node.view.log
+        .slice(faults.mark)
+        .map((l) => `${f0(l.at - t0)} ${l.line}`)
+      // Its faults end once the standby serves; a hung view only once its node has exited.
+      if (scenario !== 'hung-active') await faults.node.view.release()
+    }
     if (scenario === 'switchover') {
       const done = await cli.done
       out.cliExitMs = done.at - t0
@@ -504,8 +649,21 @@ const trial = async (scenario, active, standby, epochBefore) => {
       out.completeFromReleasedMs = released ? out.completeMs - out.releasedMs : undefined
     }
     // Bring the cluster back to two nodes, the old active as the standby.
-    if (scenario === 'kill') {
-      await oldSup.exited
+    if (KILLS.includes(scenario) || scenario === 'hung-active') {
+      if (scenario === 'hung-active') {
+        const h = await hung
+        if (h.error) throw h.error
+        out.termSentMs = h.termAt - t0
+        out.hungExited = h.exited
+        if (h.exited) out.hungExitMs = oldSup.exitAt - h.termAt
+        // Not out by then: killed, once its held operations are let through.
+        else killGroup(oldSup.pid, 'SIGKILL')
+        await faults.node.view.release()
+        const fenced = oldSup.events.slice(markOld).find((e) => e.event === 'fenced')
+        out.fencedMs = fenced ? fenced.seenAt - t0 : undefined
+      }
+      const end = await oldSup.exited
+      if (scenario === 'hung-active') out.hungExit = end.signal ?? end.code
       const again = await restartAfterKill(active)
       out.restartRefused = again.refused
       out.restartOkMs = again.at - t0
@@ -519,6 +677,12 @@ const trial = async (scenario, active, standby, epochBefore) => {
       )
       out.stoppedMs = contAt - t0
       out.fencedAfterContMs = fenced.seenAt - contAt
+    } else if (scenario === 'enospc') {
+      const fenced = await waitUntil(`${active.name} fenced`, () =>
+        oldSup.events.slice(markOld).find((e) => e.event === 'fenced'),
+      )
+      out.fencedMs = fenced.seenAt - t0
+      out.fencedWhy = fenced.msg
     }
     out.epochAfter = await settle(standby, active)
     if (out.epochAfter !== out.epoch || out.epoch <= epochBefore)
@@ -530,6 +694,7 @@ const trial = async (scenario, active, standby, epochBefore) => {
       process.kill(oldSup.pid, 'SIGCONT')
       active.stopped = false
     }
+    if (faults) await faults.node.view.release().catch(() => undefined)
     await sampling.stop()
     throw new Error(
       `${scenario} trial ${active.name} -> ${standby.name}: ${err.message}\n${diagnostics([active, standby])}`,
@@ -550,18 +715,28 @@ const trial = async (scenario, active, standby, epochBefore) => {
     // Only up to the promotion: afterwards it is the new standby, and api is not expected.
     out[key] = last && last.to - t0 < out.leaderMs ? last.to - t0 : 0
   }
-  const errors = [
+  const lines = [
     ...oldSup.events.slice(markOld).map((e) => [active.name, e]),
     ...(active.sup !== oldSup ? active.sup.events.map((e) => [active.name, e]) : []),
     ...standby.sup.events.slice(markNew).map((e) => [standby.name, e]),
-  ].filter(([, e]) => e.level >= 50)
+  ]
+  // The lease's moves on both nodes, for BENCH_OUT: which node did what when (ms from t0).
+  out.leaseEvents = lines
+    .filter(([, e]) => ['promoted', 'fenced', 'released'].includes(e.event))
+    .map(([name, e]) => `${f0(e.seenAt - t0)} ${name} ${e.event} ${e.epoch}: ${e.msg}`)
+  const errors = lines.filter(([, e]) => e.level >= 50)
   if (errors.length) out.errors = errors.map(([name, e]) => `${name}: ${e.msg}`)
+  // Warnings too (but the promotion, timed above), for what the faults made them say.
+  const warnings = lines.filter(([, e]) => e.level === 40 && e.event !== 'promoted')
+  if (warnings.length) out.warnings = warnings.map(([name, e]) => `${name}: ${e.msg}`)
   return out
 }
 
 // ---------------------------------------------------------------------------------------------
 
 const cleanup = async (nodes, orderly) => {
+  // Held operations first: a process blocked in a hung FUSE call cannot even be killed.
+  await Promise.all(views.map((v) => v.release().catch(() => undefined)))
   for (const n of nodes) if (n.sup && !n.sup.gone) killGroup(n.sup.pid, 'SIGCONT')
   if (orderly) {
     // The standby first, so that the active's leaving is not a handover to it.
@@ -579,6 +754,16 @@ const cleanup = async (nodes, orderly) => {
   for (const pid of started.children) if (cmdline(pid)?.includes(dir)) killGroup(pid, 'SIGKILL')
   for (const pid of started.watchdogs)
     if (cmdline(pid)?.includes('watchdog-main')) killGroup(pid, 'SIGKILL')
+  for (const v of views)
+    await v.unmount().catch((err) => console.error(`  unmounting view ${v.name}: ${err.message}`))
+}
+
+/** Removes the temp dir, unless something is still mounted in it (never recurse into a mount). */
+const removeDir = () => {
+  const still = mountpoints().filter((m) => m.startsWith(`${dir}/`))
+  if (still.length)
+    console.error(`  still mounted, so ${dir} is left in place: ${still.join(', ')}`)
+  else rmSync(dir, { recursive: true, force: true })
 }
 
 /** Processes of this run still there: command line with the temp dir, or a watchdog of ours. */
@@ -601,7 +786,7 @@ const report = (results, ctx) => {
   const table = {}
   console.log('')
   console.log(
-    '  ms from the kill / SIGSTOP / switchover command     n     p50     p95     p99     max   overlaps',
+    '  ms from the trigger (kill, SIGSTOP, command, fault)   n     p50     p95     p99     max   overlaps',
   )
   for (const scenario of SCENARIOS) {
     const rs = results.filter((r) => r.scenario === scenario)
@@ -617,6 +802,7 @@ const report = (results, ctx) => {
             ['completeFromReleasedMs', 'complete, from "released" logged'],
           ]
         : []),
+      ...(scenario === 'hung-active' ? [['hungExitMs', 'hung node exited, from its SIGTERM']] : []),
     ]
     for (const [key, label] of rows) {
       const s = summary(rs.map((r) => r[key]))
@@ -629,7 +815,7 @@ const report = (results, ctx) => {
       }
       const kind = kindOf[key]
       console.log(
-        `  ${scenario.padEnd(10)} ${label.padEnd(36)} ${String(s.n).padStart(3)} ${f0(s.p50).padStart(7)} ${f0(s.p95).padStart(7)} ${f0(s.p99).padStart(7)} ${f0(s.max).padStart(7)}   ${kind ? ov[kind] : ''}`,
+        `  ${scenario.padEnd(12)} ${label.padEnd(36)} ${String(s.n).padStart(3)} ${f0(s.p50).padStart(7)} ${f0(s.p95).padStart(7)} ${f0(s.p99).padStart(7)} ${f0(s.max).padStart(7)}   ${kind ? ov[kind] : ''}`,
       )
     }
   }
@@ -648,7 +834,19 @@ const report = (results, ctx) => {
       ['oldLeaderLastMs', 'old active: last /leader 200 asked after the trigger (0: none)'],
       ['oldApiLastMs', 'old active: last api answer asked after the trigger (0: none)'],
       ...(HOT ? [['oldSvcLastMs', 'old active: last svc "active" asked after the trigger']] : []),
-      ...(scenario === 'kill'
+      ...(scenario === 'late-standby' || scenario === 'slow-writes'
+        ? [['faultPhaseMs', 'fault with both nodes up, before the kill (ms)']]
+        : []),
+      ...(scenario === 'hung-active'
+        ? [
+            ['termSentMs', 'SIGTERM sent to the hung node'],
+            ['hungExitMs', '  its exit, ms after the SIGTERM'],
+          ]
+        : []),
+      ...(scenario === 'hung-active' || scenario === 'enospc'
+        ? [['fencedMs', '"fenced" logged by the old active']]
+        : []),
+      ...(KILLS.includes(scenario) || scenario === 'hung-active'
         ? [
             ['restartOkMs', 'killed node started again, as the new standby (first try taken)'],
             ['restartRefused', '  `tandem start` attempts refused before that (250 ms apart)'],
@@ -672,11 +870,40 @@ const report = (results, ctx) => {
   const leaderOverlaps = results.reduce((s, r) => s + r.overlaps.leader.length, 0)
   const errors = results.flatMap((r) => r.errors ?? [])
   const verdict = {}
-  const crash = SCENARIOS.filter((s) => s !== 'switchover')
+  const of = (scenario) => results.filter((r) => r.scenario === scenario)
+  const crash = SCENARIOS.filter((s) => CRASHES.includes(s))
   for (const s of crash) verdict[s] = table[s].completeMs.p99 <= GOALS.crashP99Ms
   if (SCENARIOS.includes('switchover'))
     verdict.switchover = table.switchover.completeMs.p99 <= GOALS.switchoverP99Ms
   verdict.overlaps = allOverlaps.length === 0
+  // What the fault scenarios count, beside their timings.
+  const counts = {}
+  for (const s of SCENARIOS.filter((x) => FAULT_SCENARIOS.includes(x))) {
+    const rs = of(s)
+    counts[s] = { trials: rs.length, operationsFaulted: rs.reduce((n, r) => n + r.faultsHit, 0) }
+  }
+  if (counts['lost-reply'])
+    Object.assign(counts['lost-reply'], {
+      lostReplies: of('lost-reply').filter((r) => r.faultsHit === 1).length,
+      epochSteps: [...new Set(of('lost-reply').map((r) => r.epochStep))],
+    })
+  for (const s of ['late-standby', 'slow-writes'].filter((x) => counts[x])) {
+    counts[s].falseTakeovers = of(s).filter(
+      (r) => r.falseTakeovers || r.standbyLeaderBeforeKill,
+    ).length
+    counts[s].fencesBeforeKill = of(s).reduce((n, r) => n + r.fencesBeforeKill, 0)
+    verdict[s] =
+      counts[s].falseTakeovers === 0 && (s !== 'slow-writes' || counts[s].fencesBeforeKill === 0)
+  }
+  if (counts['hung-active']) {
+    const rs = of('hung-active')
+    counts['hung-active'].stopBoundMs = stopBound.stopMs
+    counts['hung-active'].exitedWithinBound = rs.filter(
+      (r) => r.hungExited && r.hungExitMs <= stopBound.stopMs,
+    ).length
+    counts['hung-active'].notExited = rs.filter((r) => !r.hungExited).length
+    verdict['hung-active'] = counts['hung-active'].exitedWithinBound === rs.length
+  }
   console.log('')
   for (const s of crash)
     console.log(
@@ -687,17 +914,53 @@ const report = (results, ctx) => {
       `  switchover: complete p99 ${f0(table.switchover.completeMs.p99)} ms (goal <= ${GOALS.switchoverP99Ms}): ${verdict.switchover ? 'MET' : 'NOT MET'}` +
         ` (/leader 200 p99 ${f0(table.switchover.leaderMs.p99)} ms)`,
     )
+  if (counts['lost-reply'])
+    console.log(
+      `  lost-reply: the claim's rename answered EEXIST after it was done in ${counts['lost-reply'].lostReplies} of ${counts['lost-reply'].trials} trials; epoch grew by ${counts['lost-reply'].epochSteps.join(' or ')}`,
+    )
+  for (const s of ['late-standby', 'slow-writes'].filter((x) => counts[x]))
+    console.log(
+      `  ${s}: ${counts[s].operationsFaulted} ${s === 'late-standby' ? 'late heartbeat reads' : 'delayed heartbeat writes'}; taken over before the kill in ${counts[s].falseTakeovers} of ${counts[s].trials} trials; "fenced" logged before the kill ${counts[s].fencesBeforeKill} times (goal 0${s === 'slow-writes' ? ' each' : ' takeovers'}): ${verdict[s] ? 'MET' : 'NOT MET'}`,
+    )
+  if (counts['hung-active']) {
+    const c = counts['hung-active']
+    console.log(
+      `  hung-active: hung node exited on SIGTERM within its stop bound (${f0(c.stopBoundMs)} ms) in ${c.exitedWithinBound} of ${c.trials} trials (exit p99 ${f0(table['hung-active'].hungExitMs.p99)} ms${c.notExited ? `; ${c.notExited} not exited after ${f0(c.stopBoundMs + 10_000)} ms` : ''}): ${verdict['hung-active'] ? 'MET' : 'NOT MET'}`,
+    )
+  }
+  if (counts.enospc)
+    console.log(
+      `  enospc: ${counts.enospc.operationsFaulted} heartbeat writes failed; takeover complete p99 ${f0(table.enospc.completeMs.p99)} ms`,
+    )
   console.log(
     `  overlaps: ${leaderOverlaps} on /leader, ${allOverlaps.length - leaderOverlaps} between active-only services: ${verdict.overlaps ? 'none (MET)' : 'NOT MET'}`,
   )
   for (const o of allOverlaps.slice(0, 10)) console.log(`    ${o}`)
+  // What the supervisors said, by scenario: distinct error and warning lines, digits as N.
+  console.log('  error and warning lines of the supervisors, by scenario (distinct, digits as N):')
+  for (const s of SCENARIOS) {
+    const tally = new Map()
+    for (const r of of(s))
+      for (const [level, lines] of [
+        ['error', r.errors ?? []],
+        ['warn', r.warnings ?? []],
+      ])
+        for (const l of lines) {
+          const k = `${level} ${l.replaceAll(dir, '<tmp>').replace(/\d+/g, 'N')}`
+          tally.set(k, (tally.get(k) ?? 0) + 1)
+        }
+    const top = [...tally].sort((x, y) => y[1] - x[1])
+    console.log(`    ${s}: ${top.length ? '' : 'none'}`)
+    for (const [k, n] of top.slice(0, 8)) console.log(`      ${String(n).padStart(4)}x ${k}`)
+    if (top.length > 8) console.log(`      ... and ${top.length - 8} more kinds`)
+  }
   console.log(
     `  error log lines from the supervisors: ${errors.length}${errors.length ? ` (first: ${errors[0]})` : ''}`,
   )
   const refusal = results.find((r) => r.restartRefusal)?.restartRefusal
   if (refusal)
     console.log(
-      `  restarting a killed node: ${results.filter((r) => r.restartRefused).length} of ${results.filter((r) => r.scenario === 'kill').length} first attempts refused: ${refusal}`,
+      `  restarting a killed node: ${results.filter((r) => r.restartRefused).length} of ${results.filter((r) => r.restartOkMs !== undefined).length} first attempts refused: ${refusal}`,
     )
   const promotedWhy = [...new Set(results.map((r) => r.promotedWhy?.replace(/\d+/g, 'N')))]
   console.log(`  promotion reasons logged: ${promotedWhy.join(' | ')}`)
@@ -715,6 +978,9 @@ const report = (results, ctx) => {
       breakdownP50Ms: breakdown,
       goals: GOALS,
       verdict,
+      counts,
+      stopBoundMs: stopBound.stopMs,
+      faultfs: FAULTFS,
       errorLines: errors.length,
       cliStartMs: r1(cliStartMs),
       commit,
@@ -726,15 +992,24 @@ const report = (results, ctx) => {
 
 const main = async () => {
   const nodes = []
-  exitOnSignal(() =>
-    cleanup(nodes, false).finally(() => rmSync(dir, { recursive: true, force: true })),
-  )
+  exitOnSignal(() => cleanup(nodes, false).finally(removeDir))
   let failure
   try {
     for (const s of SCENARIOS)
-      if (!['kill', 'stop', 'switchover'].includes(s))
-        throw new Error(`unknown scenario ${s} in BENCH_SCENARIOS`)
+      if (![...PLAIN_SCENARIOS, ...FAULT_SCENARIOS].includes(s))
+        throw new Error(
+          `unknown scenario ${s} in BENCH_SCENARIOS: expected some of ${[...PLAIN_SCENARIOS, ...FAULT_SCENARIOS].join(', ')}`,
+        )
+    const faulted = SCENARIOS.filter((s) => FAULT_SCENARIOS.includes(s))
+    if (!FAULTFS && faulted.length)
+      throw new Error(
+        `BENCH_FAULTFS=0 leaves out the views that ${faulted.join(', ')} need: choose among ${PLAIN_SCENARIOS.join(', ')}`,
+      )
+    const missing = FAULTFS ? faultFsMissing() : undefined
+    if (missing)
+      throw new Error(`${missing} (or BENCH_FAULTFS=0 for ${PLAIN_SCENARIOS.join(', ')} alone)`)
     mkdirSync(shared)
+    mkdirSync(viewsHome)
     const ports = await freePorts(6)
     for (const [i, name] of ['a', 'b'].entries()) {
       const nd = join(dir, name)
@@ -745,12 +1020,33 @@ const main = async () => {
         cfg: join(nd, 'tandem.json'),
         ports: { http: ports[3 * i], api: ports[3 * i + 1], svc: ports[3 * i + 2] },
       }
+      if (FAULTFS) {
+        n.view = await mountView(shared, viewsHome, name)
+        views.push(n.view)
+      }
+      n.shared = n.view?.dir ?? shared
       writeConfig(n)
       nodes.push(n)
     }
     const [a, b] = nodes
-    // The cluster, made once as an operator does before its first node starts.
-    await run(process.execPath, [CLI, 'cluster', 'init', '-c', a.cfg], { cwd: ROOT })
+    // The cluster, made once on the backing dir as an operator does before the first start.
+    const initCfg = join(dir, 'init.json')
+    writeFileSync(
+      initCfg,
+      JSON.stringify({
+        ...JSON.parse(readFileSync(a.cfg, 'utf8')),
+        ha: { name: 'bench', sharedDir: shared },
+      }),
+    )
+    await run(process.execPath, [CLI, 'cluster', 'init', '-c', initCfg], { cwd: ROOT })
+    // hung-active's goal: the stop bound tandem computes for the systemd unit (same plan on both).
+    const { loadConfig } = await import(
+      pathToFileURL(join(ROOT, 'dist/config/load-config.js')).href
+    )
+    const { serviceTimeouts } = await import(
+      pathToFileURL(join(ROOT, 'dist/ops/service-timeouts.js')).href
+    )
+    stopBound = serviceTimeouts(loadConfig(a.cfg))
 
     const { commit, srcDirty } = await gitState(ROOT)
     const others = processesWith('tandem.js').length + processesWith('fixtures/').length
@@ -774,7 +1070,7 @@ const main = async () => {
       `  load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')}; tandem/fixture processes of others running: ${others}`,
     )
     console.log(
-      `  two nodes, shared dir ${shared} (local fs), default timings (renewMs 250, selfFenceMs 1000, takeoverMs 2000, pollMs 100)`,
+      `  two nodes, shared dir ${shared} (local fs)${FAULTFS ? ', each node through its own faultfs view' : ''}, default timings (renewMs 250, selfFenceMs 1000, takeoverMs 2000, pollMs 100)`,
     )
     console.log(
       `  active-only: api (cold, server.js)${HOT ? ', svc (hot, ha-child.js, activate ipc)' : ''}; ports ${a.name} ${JSON.stringify(a.ports)} ${b.name} ${JSON.stringify(b.ports)}`,
@@ -786,7 +1082,7 @@ const main = async () => {
       `  tandem CLI start-up (node bin/tandem.js --help, min of 3): ${f0(cliStartMs)} ms, part of each switchover`,
     )
     console.log(
-      `  goals: crash failover (kill, stop) complete p99 <= ${GOALS.crashP99Ms} ms; switchover complete p99 <= ${GOALS.switchoverP99Ms} ms; overlaps 0`,
+      `  goals: crash failover (${CRASHES.join(', ')}) complete p99 <= ${GOALS.crashP99Ms} ms; switchover complete p99 <= ${GOALS.switchoverP99Ms} ms; overlaps 0; no takeover before the kill (late-standby, slow-writes), no fence (slow-writes); a hung node exits within its stop bound: ${f0(stopBound.stopMs)} ms (stop chain ${stopBound.stopChain.join(' > ')})`,
     )
 
     startSupervisor(a)
@@ -812,11 +1108,30 @@ const main = async () => {
         active.role = 'active'
         standby.role = 'standby'
         const ov = Object.values(r.overlaps).flat()
-        const line = `  ${scenario.padEnd(10)} ${String(i + 1).padStart(2)}/${TRIALS} ${r.from}->${r.to} epoch ${r.epoch}: /leader ${f0(r.leaderMs)} ms, api ${f0(r.apiMs)} ms${HOT ? `, svc ${f0(r.svcMs)} ms` : ''}${ov.length ? `, OVERLAPS ${ov.length}` : ''}`
-        if (ov.length || r.errors) {
+        const extra = [
+          r.faultsHit !== undefined ? `${r.faultsHit} operations faulted` : '',
+          r.falseTakeovers || r.standbyLeaderBeforeKill ? 'TAKEN OVER BEFORE THE KILL' : '',
+          r.fencesBeforeKill ? `${r.fencesBeforeKill} fenced before the kill` : '',
+          scenario === 'hung-active'
+            ? r.hungExited
+              ? `hung node exited ${f0(r.hungExitMs)} ms after SIGTERM (${r.hungExit})`
+              : 'HUNG NODE NOT EXITED'
+            : '',
+        ].filter(Boolean)
+        const line = `  ${scenario.padEnd(12)} ${String(i + 1).padStart(2)}/${TRIALS} ${r.from}->${r.to} epoch ${r.epoch}: /leader ${f0(r.leaderMs)} ms, api ${f0(r.apiMs)} ms${HOT ? `, svc ${f0(r.svcMs)} ms` : ''}${extra.length ? `, ${extra.join(', ')}` : ''}${ov.length ? `, OVERLAPS ${ov.length}` : ''}`
+        // A goal missed in this trial: printed even when the output is not a terminal.
+        const missed =
+          r.falseTakeovers ||
+          r.standbyLeaderBeforeKill ||
+          (scenario === 'hung-active' && !r.hungExited)
+        if (ov.length || r.errors || missed) {
           if (process.stdout.isTTY) process.stdout.write('\r\x1b[K')
-          console.log(`${line}\n    ${[...ov, ...(r.errors ?? [])].join('\n    ')}`)
+          const notes = [...ov, ...(r.errors ?? [])]
+          const shown = notes.slice(0, 8)
+          if (notes.length > shown.length) shown.push(`... and ${notes.length - shown.length} more`)
+          console.log([line, ...shown].join('\n    '))
         } else if (process.stdout.isTTY) process.stdout.write(`\r\x1b[K${line}`)
+        else console.log(line)
       }
     }
     if (process.stdout.isTTY) process.stdout.write('\r\x1b[K')
@@ -844,7 +1159,7 @@ const main = async () => {
     console.log(
       `  leftover processes: ${left.length ? left.map((p) => `${p.pid} ${p.cmd}`).join('; ') : 'none'}`,
     )
-    rmSync(dir, { recursive: true, force: true })
+    removeDir()
   }
   if (failure) throw failure
 }
