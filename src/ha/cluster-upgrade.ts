@@ -141,6 +141,7 @@ export const watchUpgradeRequests = (
       first = false
       lastError = ''
     } catch (err) {
+      if (closed) return // the shared dir's access closed under it: not news
       report(`reading ${join(fs.root, 'requests')}: ${errorMessage(err)}`)
     }
   }

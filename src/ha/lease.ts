@@ -210,6 +210,13 @@ export interface LeaseEvents {
 export const fenceCheckMs = (selfFenceMs: number): number =>
   Math.max(10, Math.min(50, selfFenceMs / 10))
 
+/**
+ * Most renews in flight at once. Renews start every renewMs without waiting for the previous
+ * one, so that heartbeat writes of up to about selfFenceMs - renewMs do not fence (3 covers
+ * 750 ms with the defaults); on a hung mount they stop piling up at this many.
+ */
+export const MAX_RENEWS_IN_FLIGHT = 3
+
 /** A fence timer that ran this much later than its period means this process did not run. */
 const PAUSE_EVIDENCE_MS = 200
 
@@ -250,10 +257,8 @@ export class Lease extends EventEmitter<LeaseEvents> {
   /** The epoch whose heartbeat the last poll read as not a heartbeat (0: it was fine). */
   #lastReadBad = 0
   #stopped = false
-  /** The heartbeat write of the renew in progress, if any. */
-  #renewing: Promise<void> = Promise.resolve()
-  /** When the renew in flight started (monotonic), undefined when none is. */
-  #renewSince: number | undefined
+  /** The renews in flight, each with its start (monotonic). */
+  readonly #renewing = new Map<Promise<void>, number>()
   /** Why the last renew failed, if it did (cleared by a good one). */
   #renewError: string | undefined
   /** The fence timer's last run (monotonic) and the largest gap between runs since a renew. */
@@ -362,7 +367,8 @@ export class Lease extends EventEmitter<LeaseEvents> {
     await quiesce()
     const give = this.#clock.monotonic() + this.#timings.takeoverMs
     // A renew already under way must not land after `released` and overwrite it.
-    if (!(await this.#within(this.#renewing, give - this.#clock.monotonic()))) {
+    const renewing = Promise.all(this.#renewing.keys())
+    if (!(await this.#within(renewing, give - this.#clock.monotonic()))) {
       this.#problem(`a renew of hb/${epoch} still hangs: writing released beside it`)
     }
     const writing = this.#store.writeHeartbeat(this.#heartbeat(epoch, this.#seq + 1, 'released'))
@@ -436,8 +442,10 @@ export class Lease extends EventEmitter<LeaseEvents> {
     // The heartbeat is rewritten in place: an empty read is a write caught in the middle, not
     // content. It counts as what was there before (neither a change nor a problem), so that a
     // file left empty by a writer that died still lets the wait run out.
+    // A heartbeat file just created by its new owner, whose first write has not landed yet,
+    // reads empty too: nothing there yet, as if missing.
     const prev = this.#watched
-    const raw = read === '' && prev?.epoch === epoch ? prev.raw : read
+    const raw = read !== '' ? read : prev?.epoch === epoch ? prev.raw : undefined
     // Bad content is reported when two reads in a row are bad: a first read (after a start or
     // a release) can catch a write in the middle, with nothing earlier to stand in for it; but
     // content that is never a heartbeat and changes at every write (another version's format,
@@ -502,7 +510,7 @@ export class Lease extends EventEmitter<LeaseEvents> {
     if (!this.isActive()) return
     this.emit('active', { epoch, why })
     this.emit('renewed', { epoch, validMs: this.validForMs() })
-    void this.#renewLoop(epoch)
+    this.#renewEvery(epoch)
   }
 
   /** Still the active node of `epoch`: checked (and fenced) before and after each renew. */
@@ -510,22 +518,39 @@ export class Lease extends EventEmitter<LeaseEvents> {
     return !this.#stopped && this.isActive() && this.#epoch === epoch
   }
 
-  async #renewLoop(epoch: number): Promise<void> {
-    while (this.#activeIn(epoch)) {
-      const start = { monotonic: this.#clock.monotonic(), wall: this.#clock.now() }
-      this.#renewSince = start.monotonic
+  /**
+   * Starts a renew every renewMs while active in `epoch`, without waiting for the ones before to
+   * finish (up to MAX_RENEWS_IN_FLIGHT): a renew that takes 650 ms does not delay the next, so
+   * writes that are slow now and then (up to about selfFenceMs - renewMs each) fence nothing.
+   */
+  #renewEvery(epoch: number): void {
+    const tick = () => {
+      if (!this.#activeIn(epoch)) return
+      if (this.#renewing.size < MAX_RENEWS_IN_FLIGHT) this.#renew(epoch)
+      const cancel = this.#clock.after(this.#timings.renewMs, () => {
+        this.#cancels = this.#cancels.filter((c) => c !== cancel)
+        tick()
+      })
+      this.#cancels.push(cancel)
+    }
+    tick()
+  }
+
+  /** One renew: the heartbeat written, then `epoch` read back; good only if still active then. */
+  #renew(epoch: number): void {
+    const start = { monotonic: this.#clock.monotonic(), wall: this.#clock.now() }
+    const renew = (async () => {
       try {
-        const writing = this.#store.writeHeartbeat(this.#heartbeat(epoch, ++this.#seq, 'active'))
-        this.#renewing = writing.catch(() => undefined)
-        await writing
+        await this.#store.writeHeartbeat(this.#heartbeat(epoch, ++this.#seq, 'active'))
         const published = await this.#store.readEpoch()
         // Good only if still active now: it completed, so its write landed, within selfFenceMs
-        // of the previous good renew's start (the argument in the class comment).
+        // of the latest good renew's start (the argument in the class comment).
         if (!this.#activeIn(epoch)) return
         if (published > epoch) {
           return this.#fence(`epoch ${published} was claimed by another node (read in epoch)`)
         }
-        this.#lastGood = start
+        // Renews overlap: one that started earlier may complete later, and extends nothing.
+        if (start.monotonic > this.#lastGood.monotonic) this.#lastGood = start
         this.#renewError = undefined
         this.#longestGap = 0
         this.emit('renewed', { epoch, validMs: this.validForMs() })
@@ -534,14 +559,13 @@ export class Lease extends EventEmitter<LeaseEvents> {
           await this.#store.publishEpoch(epoch)
         }
       } catch (err) {
+        if (this.#stopped) return
         this.#renewError = errorMessage(err)
         this.#problem(`renewing hb/${epoch} failed: ${this.#renewError}`)
-      } finally {
-        this.#renewSince = undefined
       }
-      const elapsed = this.#clock.monotonic() - start.monotonic
-      await this.#clock.sleep(Math.max(0, this.#timings.renewMs - elapsed))
-    }
+    })()
+    this.#renewing.set(renew, start.monotonic)
+    void renew.finally(() => this.#renewing.delete(renew))
   }
 
   /** Why the last good renew is too old: a clock step, a pause of this process, or the storage. */
@@ -559,8 +583,9 @@ export class Lease extends EventEmitter<LeaseEvents> {
     if (gap >= PAUSE_EVIDENCE_MS) {
       return `this process did not run for ${Math.round(gap)} ms (SIGSTOP, a VM pause, a blocked event loop): ${base}`
     }
-    if (this.#renewSince !== undefined) {
-      return `storage: a renew has waited ${Math.round(now.monotonic - this.#renewSince)} ms for the shared directory: ${base}`
+    if (this.#renewing.size > 0) {
+      const oldest = Math.min(...this.#renewing.values())
+      return `storage: a renew has waited ${Math.round(now.monotonic - oldest)} ms for the shared directory: ${base}`
     }
     if (this.#renewError !== undefined)
       return `storage: renewing failed (${this.#renewError}): ${base}`
@@ -582,7 +607,8 @@ export class Lease extends EventEmitter<LeaseEvents> {
 
   /** Reports each distinct problem once per role change: a poll every 100 ms must not flood. */
   #problem(message: string): void {
-    if (this.#reported.has(message)) return
+    // After stop(), what is still in flight fails as the shared dir's access closes: not news.
+    if (this.#stopped || this.#reported.has(message)) return
     this.#reported.add(message)
     this.emit('problem', message)
   }

@@ -93,6 +93,7 @@ export class Presence {
       }
       this.#lastError = ''
     } catch (err) {
+      if (this.#stopped) return // the shared dir's access closed under it: not news
       const message = `presence in ${join(this.#fs.root, 'nodes')}: ${errorMessage(err)}`
       if (message !== this.#lastError) this.#onError(message)
       this.#lastError = message

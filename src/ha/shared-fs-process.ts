@@ -13,15 +13,17 @@ import {
 
 /**
  * Most operations outstanding at the I/O process at once. A hung mount holds one of its libuv
- * threads per operation; 3 stays below libuv's pool of 4, so every operation sent starts at once
- * instead of waiting inside libuv, where a caller that gives up could no longer withdraw it. The
- * lease needs at most two at a time (heartbeat and epoch); the third serves presence or a roll lock.
+ * threads per operation; its pool is made this large, so every operation sent starts at once
+ * instead of waiting inside libuv, where a caller that gives up could no longer withdraw it.
+ * The active's lease has up to MAX_RENEWS_IN_FLIGHT (3) renews at once, each one operation at a
+ * time, so that slow heartbeat writes do not delay the next renew; presence, the cluster upgrade
+ * requests and a roll slot take one each.
  */
-export const DEFAULT_MAX_IN_FLIGHT = 3
+export const DEFAULT_MAX_IN_FLIGHT = 6
 
 export interface SharedFsProcessOptions {
   /**
-   * Most operations sent to the I/O process and not yet answered (default 3), counting those
+   * Most operations sent to the I/O process and not yet answered (default 6), counting those
    * whose caller stopped waiting: each may hold a thread there. Further calls wait in a FIFO
    * queue in this process, where waiting costs nothing and an abort removes them.
    */
@@ -110,7 +112,12 @@ export const startSharedFsProcess = (
     const [cmd, cmdArgs] = hasParentDeathSignal()
       ? [SETPRIV, ['--pdeathsig', 'KILL', '--', process.execPath, ...args]]
       : [process.execPath, args]
-    const proc = spawn(cmd, cmdArgs, { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+    // Its own thread pool as large as the operations it may be sent, so that one slow operation
+    // never waits behind another inside it.
+    const proc = spawn(cmd, cmdArgs, {
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      env: { ...process.env, UV_THREADPOOL_SIZE: String(Math.max(4, maxInFlight)) },
+    })
     let ended = false
     const gone = (why: string) => {
       if (ended) return

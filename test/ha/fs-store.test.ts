@@ -88,12 +88,15 @@ t.test('a rename whose reply was lost is resolved by the owner inside: won', asy
   )
 })
 
-t.test('a shared dir that vanished (unmounted) reads as no claim, and forbids claiming', async (t) => {
-  const store = new FsLeaseStore(localSharedFs(join(tempDir(t), 'not-there')))
-  t.equal(await store.highestClaim(), 0)
-  t.match(await store.cannotClaim(), /not-there\/config\.json is missing/)
-  await t.rejects(store.claim(1, owner('a')), { code: 'ENOENT', message: /not-there/ })
-})
+t.test(
+  'a shared dir that vanished (unmounted) reads as no claim, and forbids claiming',
+  async (t) => {
+    const store = new FsLeaseStore(localSharedFs(join(tempDir(t), 'not-there')))
+    t.equal(await store.highestClaim(), 0)
+    t.match(await store.cannotClaim(), /not-there\/config\.json is missing/)
+    await t.rejects(store.claim(1, owner('a')), { code: 'ENOENT', message: /not-there/ })
+  },
+)
 
 t.test('three processes racing for 30 epochs: exactly one winner each', async (t) => {
   const dir = tempDir(t)

@@ -5,6 +5,7 @@ import t, { type Test } from 'tap'
 import {
   holderValid,
   Lease,
+  MAX_RENEWS_IN_FLIGHT,
   parseHeartbeat,
   standbyDecision,
   timingsHash,
@@ -117,6 +118,9 @@ class NodeView implements LeaseStore {
    */
   lateReadMs: (call: number) => number = () => 0
   #reads = 0
+  /** Heartbeat writes land this much after the call (ms; 0: at once): slow storage. */
+  slowWriteMs: (call: number) => number = () => 0
+  #writeCalls = 0
   constructor(
     readonly dir: SharedDir,
     readonly clock: FakeClock,
@@ -177,11 +181,14 @@ class NodeView implements LeaseStore {
     return this.#read(() => this.dir.hb.get(epoch))
   }
   writeHeartbeat(hb: Heartbeat) {
-    return this.#io(() => {
+    const slow = this.slowWriteMs(this.#writeCalls++)
+    const land = () => {
       this.writes++
       this.lastWriteAt = this.clock.monotonic()
       this.dir.hb.set(hb.epoch, JSON.stringify(hb))
-    })
+    }
+    if (slow <= 0) return this.#io(land)
+    return new Promise<void>((r) => this.clock.after(slow, () => r())).then(() => this.#io(land))
   }
   cannotClaim() {
     return this.#read(() => (this.dir.config ? undefined : 'config.json is missing'))
@@ -709,3 +716,41 @@ t.test(
     t.ok(takeovers >= 2, `the faults caused takeovers (${takeovers} terms), none overlapping`)
   },
 )
+
+t.test(
+  'heartbeat writes that take 300-650 ms now and then change nothing (renews overlap)',
+  async (t) => {
+    let seed = 5
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31
+    const c = cluster(t, ['a', 'b'])
+    const [a, b] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]]
+    a.store.slowWriteMs = () => (random() < 0.5 ? 300 + Math.floor(random() * 351) : 0)
+    a.lease.start()
+    await c.run(100)
+    b.lease.start()
+    await c.run(20_000)
+    t.same(a.events, ['active 1'], 'never fenced')
+    t.same(b.events, [])
+  },
+)
+
+t.test(
+  'the first read of a new heartbeat, created but not yet written, is no problem',
+  async (t) => {
+    const c = cluster(t, ['b'])
+    const b = c.nodes[0]!
+    c.dir.claims.set(1, { node: 'a', pid: 1, nonce: 'n' })
+    c.dir.epoch = 1
+    c.dir.hb.set(1, '') // its owner's first write has not landed
+    b.lease.start()
+    await c.run(1000)
+    t.same(b.events, [], 'no problem reported')
+    await c.run(1200)
+    t.same(c.active(), ['b'], 'and a file that stays empty is a silent owner: taken over')
+  },
+)
+
+t.test('policy: up to 3 renews in flight', async (t) => {
+  // With renewMs 250 and selfFenceMs 1000, writes of up to 750 ms overlap three deep.
+  t.equal(MAX_RENEWS_IN_FLIGHT, 3)
+})
