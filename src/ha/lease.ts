@@ -251,6 +251,8 @@ export class Lease extends EventEmitter<LeaseEvents> {
   #watched: Watched | undefined
   /** The owner of each claim read so far: a claim's owner never changes. */
   #owners = new Map<number, ClaimOwner>()
+  /** The epochs whose owner is being read. */
+  #ownerReads = new Set<number>()
   /** After a release, do not claim again before this (monotonic) unless someone else claims. */
   #holdOffUntil = 0
   #releasedEpoch = 0
@@ -422,13 +424,21 @@ export class Lease extends EventEmitter<LeaseEvents> {
     arm(first)
   }
 
-  /** A claim's owner, read once (it never changes); undefined while it cannot be read. */
-  async #ownerOf(epoch: number): Promise<ClaimOwner | undefined> {
-    const known = this.#owners.get(epoch)
-    if (known) return known
-    const owner = await this.#store.readOwner(epoch)
-    if (owner) this.#owners.set(epoch, owner)
-    return owner
+  /**
+   * Reads a claim's owner once (it never changes), in the background from the first sight of
+   * its epoch: a slow owner read must not delay a poll, and by the time the owner releases, it
+   * is known. Until it is, a `released` is not believed and the quiet time rules.
+   */
+  #learnOwner(epoch: number): void {
+    if (epoch === 0 || this.#owners.has(epoch) || this.#ownerReads.has(epoch)) return
+    this.#ownerReads.add(epoch)
+    this.#store
+      .readOwner(epoch)
+      .then((owner) => {
+        if (owner) this.#owners.set(epoch, owner)
+      })
+      .catch(() => undefined) // read again at the next poll
+      .finally(() => this.#ownerReads.delete(epoch))
   }
 
   /** A standby's turn: read, decide, maybe claim. The active renews instead. */
@@ -454,11 +464,10 @@ export class Lease extends EventEmitter<LeaseEvents> {
     const bad = parsed !== undefined && 'problem' in parsed
     const badTwice = bad && this.#lastReadBad === epoch
     this.#lastReadBad = bad ? epoch : 0
-    // The owner matters only to believe a `released`; it is read once per epoch, and neither its
-    // read nor its absence feeds the quiet time.
-    const released = parsed !== undefined && 'hb' in parsed && parsed.hb.state === 'released'
-    const owner = released ? await this.#ownerOf(epoch) : this.#owners.get(epoch)
-    if (this.#stopped || this.#holding()) return
+    // The owner matters only to believe a `released`; it is read once per epoch, in the
+    // background, and neither its read nor its absence feeds the quiet time.
+    this.#learnOwner(epoch)
+    const owner = this.#owners.get(epoch)
     const d = standbyDecision({ epoch, raw, issued, done }, owner, this.#watched, this.#timings)
     this.#watched = d.watched
     if (parsed !== undefined) {

@@ -174,8 +174,14 @@ class NodeView implements LeaseStore {
   highestClaim() {
     return this.#read(() => Math.max(0, ...this.dir.claims.keys()))
   }
+  /** Owner reads answer this much later (ms). */
+  slowOwnerMs = 0
   readOwner(epoch: number) {
-    return this.#read(() => this.dir.claims.get(epoch))
+    const owner = this.#read(() => this.dir.claims.get(epoch))
+    if (this.slowOwnerMs <= 0) return owner
+    return owner.then(
+      (o) => new Promise<typeof o>((r) => this.clock.after(this.slowOwnerMs, () => r(o))),
+    )
   }
   readHeartbeat(epoch: number) {
     return this.#read(() => this.dir.hb.get(epoch))
@@ -753,4 +759,21 @@ t.test(
 t.test('policy: up to 3 renews in flight', async (t) => {
   // With renewMs 250 and selfFenceMs 1000, writes of up to 750 ms overlap three deep.
   t.equal(MAX_RENEWS_IN_FLIGHT, 3)
+})
+
+t.test('slow owner reads (2.5 s) delay no poll: a release is taken at once', async (t) => {
+  const c = cluster(t, ['a', 'b'])
+  const [a, b] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]]
+  b.store.slowOwnerMs = 2500
+  a.lease.start()
+  await c.run(100)
+  b.lease.start()
+  await c.run(4000) // b has learnt epoch 1's owner meanwhile, in the background
+  t.same(b.events, [], 'no claim over a live active')
+  const at = c.clock.monotonic()
+  await a.lease.release()
+  await c.run(300)
+  t.same(b.events, ['active 2'], `claimed within ${c.clock.monotonic() - at} ms of the release`)
+  await c.run(5000)
+  t.same(c.active(), ['b'], 'a does not take it back')
 })
