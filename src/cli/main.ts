@@ -375,6 +375,13 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
           `no standby took over within ${follow.takeoverMs + SWITCHOVER_WAIT_MS} ms (is one running?); node ${reply.node} takes the role back after takeoverMs`,
         )
       }
+      if (next.node === reply.node) {
+        // The handover did not happen: say so, rather than report a success.
+        throw new TandemError(
+          'ECLUSTER',
+          `no standby took over: node ${reply.node} took the role back (epoch ${next.epoch}) after takeoverMs; is a standby running, and can it read ${follow.sharedDir}?`,
+        )
+      }
     })
   program
     .command('cluster')

@@ -55,3 +55,35 @@ t.test(
     })
   },
 )
+
+t.test('switchover fails, saying so, when the releasing node took the role back', async (t) => {
+  const dir = tempDir(t)
+  const shared = join(dir, 'shared')
+  mkdirSync(join(shared, 'claims', '2'), { recursive: true })
+  // Nobody else claimed: after takeoverMs the node that released claimed epoch 2 itself.
+  writeFileSync(
+    join(shared, 'claims', '2', 'owner'),
+    JSON.stringify({ node: 'a', pid: 1, nonce: 'y' }) + '\n',
+  )
+  writeFileSync(join(shared, 'epoch'), '2'.padEnd(19) + '\n')
+  mkdirSync(join(dir, 'state'), { mode: 0o700 })
+  const config = join(dir, 'tandem.json')
+  writeFileSync(
+    config,
+    JSON.stringify({
+      node: 'a',
+      stateDir: 'state',
+      ha: { name: 'c1', sharedDir: 'shared' },
+      components: { web: fixture({ port: 24998 }) },
+    }),
+  )
+  const server = createServer((req, res) => {
+    res.setHeader('content-type', 'application/json')
+    res.end(JSON.stringify({ released: 1, node: 'a', cluster: 'c1' }))
+  })
+  await new Promise<void>((r) => server.listen(join(dir, 'state', 'tandem.sock'), r))
+  t.teardown(() => server.close())
+  const r = await cli(['switchover', '-c', config])
+  t.equal(r.code, 1)
+  t.match(r.err, /no standby took over: node a took the role back \(epoch 2\)/)
+})
