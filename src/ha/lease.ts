@@ -210,13 +210,6 @@ export interface LeaseEvents {
 export const fenceCheckMs = (selfFenceMs: number): number =>
   Math.max(10, Math.min(50, selfFenceMs / 10))
 
-/**
- * Most renews in flight at once. Renews start every renewMs without waiting for the previous
- * one, so that heartbeat writes of up to about selfFenceMs - renewMs do not fence (3 covers
- * 750 ms with the defaults); on a hung mount they stop piling up at this many.
- */
-export const MAX_RENEWS_IN_FLIGHT = 3
-
 /** A fence timer that ran this much later than its period means this process did not run. */
 const PAUSE_EVIDENCE_MS = 200
 
@@ -259,7 +252,7 @@ export class Lease extends EventEmitter<LeaseEvents> {
   /** The epoch whose heartbeat the last poll read as not a heartbeat (0: it was fine). */
   #lastReadBad = 0
   #stopped = false
-  /** The renews in flight, each with its start (monotonic). */
+  /** The renew in flight (one at most), with its start (monotonic). */
   readonly #renewing = new Map<Promise<void>, number>()
   /** Why the last renew failed, if it did (cleared by a good one). */
   #renewError: string | undefined
@@ -519,7 +512,7 @@ export class Lease extends EventEmitter<LeaseEvents> {
     if (!this.isActive()) return
     this.emit('active', { epoch, why })
     this.emit('renewed', { epoch, validMs: this.validForMs() })
-    this.#renewEvery(epoch)
+    void this.#renewLoop(epoch)
   }
 
   /** Still the active node of `epoch`: checked (and fenced) before and after each renew. */
@@ -528,53 +521,56 @@ export class Lease extends EventEmitter<LeaseEvents> {
   }
 
   /**
-   * Starts a renew every renewMs while active in `epoch`, without waiting for the ones before to
-   * finish (up to MAX_RENEWS_IN_FLIGHT): a renew that takes 650 ms does not delay the next, so
-   * writes that are slow now and then (up to about selfFenceMs - renewMs each) fence nothing.
+   * Renews while active in `epoch`: one at a time, the next one renewMs after the start of the
+   * previous, or at once when that took longer. One at a time on purpose: shared storage
+   * serializes writes to one file (the NFS client, FUSE, zFS), so a renew started while another
+   * is still writing would only queue behind it with an older start, and slow writes would
+   * fence sooner. So writes of up to selfFenceMs in all over two renews fence nothing: one of
+   * 650 ms does not, nor a run of 450 ms ones.
    */
-  #renewEvery(epoch: number): void {
-    const tick = () => {
-      if (!this.#activeIn(epoch)) return
-      if (this.#renewing.size < MAX_RENEWS_IN_FLIGHT) this.#renew(epoch)
-      const cancel = this.#clock.after(this.#timings.renewMs, () => {
-        this.#cancels = this.#cancels.filter((c) => c !== cancel)
-        tick()
-      })
-      this.#cancels.push(cancel)
+  async #renewLoop(epoch: number): Promise<void> {
+    while (this.#activeIn(epoch)) {
+      const start = { monotonic: this.#clock.monotonic(), wall: this.#clock.now() }
+      const renew = this.#renew(epoch, start)
+      this.#renewing.set(renew, start.monotonic)
+      await renew
+      this.#renewing.delete(renew)
+      const elapsed = this.#clock.monotonic() - start.monotonic
+      if (elapsed < this.#timings.renewMs) {
+        await this.#clock.sleep(this.#timings.renewMs - elapsed)
+      }
     }
-    tick()
   }
 
-  /** One renew: the heartbeat written, then `epoch` read back; good only if still active then. */
-  #renew(epoch: number): void {
-    const start = { monotonic: this.#clock.monotonic(), wall: this.#clock.now() }
-    const renew = (async () => {
-      try {
-        await this.#store.writeHeartbeat(this.#heartbeat(epoch, ++this.#seq, 'active'))
-        const published = await this.#store.readEpoch()
-        // Good only if still active now: it completed, so its write landed, within selfFenceMs
-        // of the latest good renew's start (the argument in the class comment).
-        if (!this.#activeIn(epoch)) return
-        if (published > epoch) {
-          return this.#fence(`epoch ${published} was claimed by another node (read in epoch)`)
-        }
-        // Renews overlap: one that started earlier may complete later, and extends nothing.
-        if (start.monotonic > this.#lastGood.monotonic) this.#lastGood = start
-        this.#renewError = undefined
-        this.#longestGap = 0
-        this.emit('renewed', { epoch, validMs: this.validForMs() })
-        if (published < epoch) {
-          // A publish that failed, or an older winner's write that landed late: say it again.
-          await this.#store.publishEpoch(epoch)
-        }
-      } catch (err) {
-        if (this.#stopped) return
-        this.#renewError = errorMessage(err)
-        this.#problem(`renewing hb/${epoch} failed: ${this.#renewError}`)
+  /**
+   * One renew: the heartbeat written and `epoch` read, side by side (the read is a check, not
+   * an order: it needs no wait for the write); good only if still active when both are done.
+   */
+  async #renew(epoch: number, start: { monotonic: number; wall: number }): Promise<void> {
+    try {
+      const [, published] = await Promise.all([
+        this.#store.writeHeartbeat(this.#heartbeat(epoch, ++this.#seq, 'active')),
+        this.#store.readEpoch(),
+      ])
+      // Good only if still active now: it completed, so its write landed, within selfFenceMs
+      // of the previous good renew's start (the argument in the class comment).
+      if (!this.#activeIn(epoch)) return
+      if (published > epoch) {
+        return this.#fence(`epoch ${published} was claimed by another node (read in epoch)`)
       }
-    })()
-    this.#renewing.set(renew, start.monotonic)
-    void renew.finally(() => this.#renewing.delete(renew))
+      this.#lastGood = start
+      this.#renewError = undefined
+      this.#longestGap = 0
+      this.emit('renewed', { epoch, validMs: this.validForMs() })
+      if (published < epoch) {
+        // A publish that failed, or an older winner's write that landed late: say it again.
+        await this.#store.publishEpoch(epoch)
+      }
+    } catch (err) {
+      if (this.#stopped) return
+      this.#renewError = errorMessage(err)
+      this.#problem(`renewing hb/${epoch} failed: ${this.#renewError}`)
+    }
   }
 
   /** Why the last good renew is too old: a clock step, a pause of this process, or the storage. */

@@ -15,9 +15,9 @@ import {
  * Most operations outstanding at the I/O process at once. A hung mount holds one of its libuv
  * threads per operation; its pool is made this large, so every operation sent starts at once
  * instead of waiting inside libuv, where a caller that gives up could no longer withdraw it.
- * The active's lease has up to MAX_RENEWS_IN_FLIGHT (3) renews at once, each one operation at a
- * time, so that slow heartbeat writes do not delay the next renew; presence, the cluster upgrade
- * requests and a roll slot take one each.
+ * The lease has two at a time (a renew's heartbeat write and its read of `epoch`, or a poll's
+ * read and an owner read in the background); presence, the cluster upgrade requests and a roll
+ * slot's lease one or two each: 6 lets none of them wait behind another's slow operation.
  */
 export const DEFAULT_MAX_IN_FLIGHT = 6
 

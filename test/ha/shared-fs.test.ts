@@ -200,7 +200,7 @@ const processFs = (
 }
 
 t.test('at most 6 operations in flight by default', async (t) => {
-  t.equal(DEFAULT_MAX_IN_FLIGHT, 6, '3 overlapping renews, presence, requests, a roll slot')
+  t.equal(DEFAULT_MAX_IN_FLIGHT, 6, 'the lease, presence, requests, a roll slot: none waits')
 })
 
 t.test('a hung shared dir holds the I/O process, not the supervisor', async (t) => {

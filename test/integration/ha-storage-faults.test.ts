@@ -276,11 +276,16 @@ if (needFaultFs(t)) {
       const a = host(t, v.a!, 'a', 25520)
       await startActive(a)
       const b = host(t, v.b!, 'b', 25530)
+      // 2, where the owner counts: a `released` is believed only from the epoch's owner, and b
+      // reads it slowly (2.5 s, longer than takeoverMs). Owner reads must not delay a decision:
+      // b reads it in the background from its first sight of the epoch.
+      await b.view.add({ id: 'slow-owner', ops: ['read'], path: 'claims/*/owner', delay: 2500 })
       await startStandby(b)
       const check = watch([a, b])
-      // 2, where the owner counts: a `released` is believed only from the epoch's owner, and b
-      // reads it slowly (2.5 s, longer than takeoverMs). Owner reads must not delay a decision.
-      await b.view.add({ id: 'slow-owner', ops: ['read'], path: 'claims/*/owner', delay: 2500 })
+      await waitUntil('b to have read the owner, slowly', async () => {
+        const s = await b.view.stats()
+        return (s.faults['slow-owner'] ?? 0) > 0 && s.held === 0
+      })
       const r = await cli(['switchover', '-c', a.config])
       t.equal(r.code, 0, r.err)
       t.comment(r.out.trim().replace(/\n/g, '; '))
