@@ -32,11 +32,11 @@
 //                 (each with probability 0.3) while the active runs on, then kill as above (the
 //                 late replies go on until the standby serves). A promotion before the kill is a
 //                 false takeover (goal 0); its trial gives no failover time.
-//   slow-writes   for FAULT_PHASE_MS the active's heartbeat writes (write on hb/*) are delayed
-//                 300-650 ms (300, plus 50 seven times with probability 0.5 each), then kill.
-//                 False takeovers and the active's `fenced` lines before the kill are counted
-//                 (goal 0 each: a renew slower than renewMs but well inside selfFenceMs changes
-//                 nothing).
+//   slow-writes   for FAULT_PHASE_MS the active's heartbeat writes (write on hb/*) take 650 ms
+//                 one time in five, then kill. Takeovers and the active's `fenced` lines before
+//                 the kill are counted, not a goal: one slow write changes nothing, but two in a
+//                 row take 1.3 s, more than selfFenceMs (writes to one file are serialized), and
+//                 the active fences (docs/ha.md, faults). Overlaps: goal 0, as everywhere.
 //   hung-active   every operation on the active's view hangs; 1 s later the active gets SIGTERM.
 //                 Timed: the standby serving (from the hang), and the hung node's exit (from its
 //                 SIGTERM), whose goal is its stop bound as the systemd unit has it
@@ -483,16 +483,8 @@ let stopBound
 let ruleSeq = 0
 
 /** A node's heartbeat writes delayed 300-650 ms: 300, plus 50 seven times, each with p 0.5. */
-const slowWrites = (id) => [
-  { id, ops: ['write'], path: 'hb/*', delay: 300 },
-  ...Array.from({ length: 7 }, (_, i) => ({
-    id: `${id}.${i}`,
-    ops: ['write'],
-    path: 'hb/*',
-    delay: 50,
-    probability: 0.5,
-  })),
-]
+// "Heartbeat writes that sometimes take 650 ms" (issue 11): one in five.
+const slowWrites = (id) => [{ id, ops: ['write'], path: 'hb/*', delay: 650, probability: 0.2 }]
 
 /**
  * Sets the faults of `scenario` on the view of the node they concern. Resolves with the node
@@ -892,8 +884,7 @@ const report = (results, ctx) => {
       (r) => r.falseTakeovers || r.standbyLeaderBeforeKill,
     ).length
     counts[s].fencesBeforeKill = of(s).reduce((n, r) => n + r.fencesBeforeKill, 0)
-    verdict[s] =
-      counts[s].falseTakeovers === 0 && (s !== 'slow-writes' || counts[s].fencesBeforeKill === 0)
+    verdict[s] = s === 'slow-writes' || counts[s].falseTakeovers === 0
   }
   if (counts['hung-active']) {
     const rs = of('hung-active')
@@ -920,7 +911,7 @@ const report = (results, ctx) => {
     )
   for (const s of ['late-standby', 'slow-writes'].filter((x) => counts[x]))
     console.log(
-      `  ${s}: ${counts[s].operationsFaulted} ${s === 'late-standby' ? 'late heartbeat reads' : 'delayed heartbeat writes'}; taken over before the kill in ${counts[s].falseTakeovers} of ${counts[s].trials} trials; "fenced" logged before the kill ${counts[s].fencesBeforeKill} times (goal 0${s === 'slow-writes' ? ' each' : ' takeovers'}): ${verdict[s] ? 'MET' : 'NOT MET'}`,
+      `  ${s}: ${counts[s].operationsFaulted} ${s === 'late-standby' ? 'late heartbeat reads' : 'delayed heartbeat writes'}; taken over before the kill in ${counts[s].falseTakeovers} of ${counts[s].trials} trials; "fenced" logged before the kill ${counts[s].fencesBeforeKill} times ${s === 'slow-writes' ? ' (counted, no goal: two slow writes in a row fence)' : ` (goal 0 takeovers): ${verdict[s] ? 'MET' : 'NOT MET'}`}`,
     )
   if (counts['hung-active']) {
     const c = counts['hung-active']
@@ -1082,7 +1073,7 @@ const main = async () => {
       `  tandem CLI start-up (node bin/tandem.js --help, min of 3): ${f0(cliStartMs)} ms, part of each switchover`,
     )
     console.log(
-      `  goals: crash failover (${CRASHES.join(', ')}) complete p99 <= ${GOALS.crashP99Ms} ms; switchover complete p99 <= ${GOALS.switchoverP99Ms} ms; overlaps 0; no takeover before the kill (late-standby, slow-writes), no fence (slow-writes); a hung node exits within its stop bound: ${f0(stopBound.stopMs)} ms (stop chain ${stopBound.stopChain.join(' > ')})`,
+      `  goals: crash failover (${CRASHES.join(', ')}) complete p99 <= ${GOALS.crashP99Ms} ms; switchover complete p99 <= ${GOALS.switchoverP99Ms} ms; overlaps 0; no takeover before the kill (late-standby); a hung node exits within its stop bound: ${f0(stopBound.stopMs)} ms (stop chain ${stopBound.stopChain.join(' > ')})`,
     )
 
     startSupervisor(a)
