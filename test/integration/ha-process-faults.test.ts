@@ -7,7 +7,7 @@
 // for the whole of each scenario: never two /leader 200s, never two cold or two plain servers
 // accepting, never two ha-child servers answering 200 (the hot ones accept on both nodes).
 // Ports 25800-25999 belong to this file (test files run in parallel).
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import {
@@ -31,7 +31,11 @@ import {
 } from '../helpers/ha-cluster.js'
 
 const HA_CHILD = join(ROOT, 'test/fixtures/ha-child.js')
-const FAKETIME_LIB = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1'
+/** Debian's libfaketime, in its multiarch directory (x86_64-linux-gnu, aarch64-linux-gnu, ...). */
+const FAKETIME_LIB =
+  readdirSync('/usr/lib')
+    .map((d) => join('/usr/lib', d, 'faketime/libfaketime.so.1'))
+    .find((f) => existsSync(f)) ?? '/usr/lib/<arch>-linux-gnu/faketime/libfaketime.so.1'
 
 interface PNode extends Node {
   cold: number
