@@ -442,11 +442,10 @@ export class Lease extends EventEmitter<LeaseEvents> {
     const read = epoch > 0 ? await this.#store.readHeartbeat(epoch) : undefined
     const done = this.#clock.monotonic()
     if (this.#stopped || this.#holding()) return
-    // The heartbeat is rewritten in place: an empty read is a write caught in the middle, not
-    // content. It counts as what was there before (neither a change nor a problem), so that a
-    // file left empty by a writer that died still lets the wait run out.
-    // A heartbeat file just created by its new owner, whose first write has not landed yet,
-    // reads empty too: nothing there yet, as if missing.
+    // An empty read is no content: a heartbeat file just created by its owner whose first
+    // write has not landed (nothing there yet, as if missing), or a write caught between
+    // truncate and write by a writer that truncates (what was there before). Neither is a
+    // change or a problem, so a file left empty by a writer that died still lets the wait run out.
     const prev = this.#watched
     const raw = read !== '' ? read : prev?.epoch === epoch ? prev.raw : undefined
     // Bad content is reported when two reads in a row are bad: a first read (after a start or
