@@ -213,6 +213,9 @@ export const fenceCheckMs = (selfFenceMs: number): number =>
 /** A fence timer that ran this much later than its period means this process did not run. */
 const PAUSE_EVIDENCE_MS = 200
 
+/** The wall clock ahead of the monotonic one by this much since a renew: a step (or suspension). */
+const CLOCK_STEP_EVIDENCE_MS = 100
+
 /**
  * One node's part in the lease on shared storage (../shared/DESIGN.md, hot standby). As a
  * standby it reads the highest claim's heartbeat every `pollMs`, timing each read, and claims the
@@ -577,7 +580,9 @@ export class Lease extends EventEmitter<LeaseEvents> {
     const mono = Math.round(now.monotonic - this.#lastGood.monotonic)
     const wall = Math.round(now.wall - this.#lastGood.wall)
     const base = `last good renew started ${mono} ms ago (selfFenceMs ${this.#timings.selfFenceMs})`
-    if (mono < this.#timings.selfFenceMs) {
+    // The two clocks tick apart by a millisecond or so (Date.now() is whole ms): only a larger
+    // lead of the wall clock is a step or a suspension; else the fence came by monotonic time.
+    if (wall - mono >= CLOCK_STEP_EVIDENCE_MS) {
       return `the wall clock moved ${wall} ms while the monotonic clock moved ${mono} ms since the last good renew (a clock step, or a suspended host): ${base}`
     }
     const gap = Math.max(

@@ -787,3 +787,14 @@ t.test('slow owner reads (2.5 s) delay no poll: a release is taken at once', asy
   await c.run(5000)
   t.same(c.active(), ['b'], 'a does not take it back')
 })
+
+t.test('a fence by time is not called a clock step for a few milliseconds of drift', async (t) => {
+  const c = cluster(t, ['a'])
+  const a = c.nodes[0]!
+  a.lease.start()
+  await c.run(500)
+  a.store.hang()
+  a.clock.wallOffset = 15 // Date.now() drifted a little ahead of the monotonic clock
+  await c.run(1100)
+  t.match(a.events, ['active 1', /^standby 1: fenced: storage: a renew has waited/])
+})
