@@ -73,7 +73,6 @@ export class HaNode {
   readonly #node: string
   readonly #reconciler: () => Reconciler
   readonly #log: Logger
-  readonly #clock: Clock
   readonly #watchdog: Pick<Watchdog, 'lease'> | undefined
   readonly #marginMs: number
   readonly #presence: Presence
@@ -107,7 +106,6 @@ export class HaNode {
     this.#node = options.node
     this.#reconciler = options.reconciler
     this.#log = options.log
-    this.#clock = options.clock
     this.lease = new Lease({
       store: options.store,
       clock: options.clock,
