@@ -34,6 +34,10 @@ check() {
   need python3-fusepy /usr/bin/python3 -c 'import fusepy'
   # faketime: libfaketime gives a process a clock of its own (clock skew and jumps between hosts).
   need faketime has faketime /usr/bin/faketime
+  # etcd-server: a real etcd cluster (1 or 3 members on loopback ports) under the lease's etcd
+  # store (issue 12). The tests start their own members; an etcd the package may start as a
+  # service (on 2379) is left alone and never used.
+  need etcd-server has etcd /usr/bin/etcd
 }
 
 check
