@@ -110,9 +110,11 @@ export class EtcdClient {
   }
 
   /**
-   * `path` with `body` on the first member that answers within `timeoutMs` in all. While more
-   * than one member is left, one attempt gets at most half of what is left, so that a member
-   * that hangs leaves time for another. A definite answer (the same from every member) ends it.
+   * `path` with `body` on the first member that answers within `timeoutMs` in all. Each attempt
+   * gets an equal share of what is left among the members not yet asked, so that a member that
+   * hangs leaves time for the others (one that refuses at once leaves them more). A definite
+   * answer (the same from every member) ends it. A timed-out attempt may still be applied by
+   * etcd: only requests that are safe to repeat, or resolved by a read (a claim), come here.
    */
   async request<T>(path: string, body: unknown, timeoutMs: number, what: string): Promise<T> {
     const start = performance.now()
@@ -124,7 +126,7 @@ export class EtcdClient {
       const endpoint = this.endpoints[i]!
       const left = timeoutMs - (performance.now() - start)
       if (left <= 0) break
-      const attemptMs = Math.ceil(k < n - 1 ? left / 2 : left)
+      const attemptMs = Math.ceil(left / (n - k))
       try {
         const answer = await this.#transport(endpoint, path, body, AbortSignal.timeout(attemptMs))
         this.#preferred = i
