@@ -25,7 +25,14 @@
  *   holder stops renewing (the epoch record stays, so an epoch is never claimed twice).
  */
 import { TandemError } from '../errors.js'
-import { b64, EtcdClient, prefixEnd, unb64, type EtcdKv, type EtcdTransport } from './etcd-client.js'
+import {
+  b64,
+  EtcdClient,
+  prefixEnd,
+  unb64,
+  type EtcdKv,
+  type EtcdTransport,
+} from './etcd-client.js'
 import type { ClaimOwner, HaTimings, Heartbeat, LeaseStore } from './lease.js'
 
 /** Epochs as fixed-width decimal: byte order is then numeric order (ranges, value compares). */
