@@ -594,7 +594,7 @@ export class Lease extends EventEmitter<LeaseEvents> {
     }
     if (this.#renewing.size > 0) {
       const oldest = Math.min(...this.#renewing.values())
-      return `storage: a renew has waited ${Math.round(now.monotonic - oldest)} ms for the shared directory: ${base}`
+      return `storage: a renew has waited ${Math.round(now.monotonic - oldest)} ms for the lease's storage: ${base}`
     }
     if (this.#renewError !== undefined)
       return `storage: renewing failed (${this.#renewError}): ${base}`

@@ -311,7 +311,7 @@ t.test(
       a.events,
       [
         'active 1',
-        /^standby 1: fenced: storage: a renew has waited \d+ ms for the shared directory: last good renew started \d+ ms ago/,
+        /^standby 1: fenced: storage: a renew has waited \d+ ms for the lease's storage: last good renew started \d+ ms ago/,
       ],
       'fenced alone, saying why',
     )
