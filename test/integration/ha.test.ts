@@ -5,15 +5,7 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import {
-  accepting,
-  cli,
-  ROOT,
-  fixture,
-  status,
-  tempDir,
-  waitUntil,
-} from '../helpers/supervisor.js'
+import { accepting, cli, ROOT, fixture, status, tempDir, waitUntil } from '../helpers/supervisor.js'
 import {
   cluster,
   HA,
@@ -30,6 +22,7 @@ const pair = async (t: Test, base: number) => {
   const a = node(t, shared, 'a', base)
   await a.sup.waitLog('a promoted', (r) => r.event === 'promoted')
   await waitUntil('a api up', () => accepting(a.api))
+  await waitUntil('a on /leader answers 200', async () => (await leader(a)) === 200)
   const b = node(t, shared, 'b', base + 10)
   await b.sup.waitLog('b web ready', (r) => r.event === 'ready' && r.component === 'web')
   await waitUntil('b on /leader answers 503', async () => (await leader(b)) === 503)
@@ -144,6 +137,8 @@ t.test('switchover: the active hands over; the standby takes over within moments
   t.match(r.out, /node a released epoch 1 of cluster c1\nnode b is active \(epoch 2\)/)
   await waitUntil('b api up', () => accepting(b.api))
   t.notOk(await accepting(a.api), "a's api stopped before b's started")
+  // /leader answers 200 once b's api is ready too (its probe), a moment after it accepts.
+  await waitUntil('b on /leader answers 200', async () => (await leader(b)) === 200)
   t.equal(await leader(b), 200)
   t.equal(await leader(a), 503)
   t.match(await b.sup.waitLog('b promoted', (x) => x.event === 'promoted'), {
