@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import type { StatusReply } from '../cli/format-status.js'
 import { errorMessage } from '../errors.js'
+import { hostMonotonic } from '../seams/clock.js'
 import { listenOn } from './listen.js'
 import {
   formatMetrics,
@@ -134,8 +135,12 @@ const route = (path: string, sources: HttpSources): Reply => {
       // The load balancer's check for active-only services: 200 only on the active node.
       // Active but with active-only children down: 503 too, naming them.
       const leader = sources.leader()
+      // The instant of that decision on the host's monotonic clock (CLOCK_MONOTONIC, one clock
+      // for all processes of a host): a checker on the same host can place the answer exactly,
+      // even when the reply is delivered late (a supervisor frozen right after deciding).
+      const at = hostMonotonic()
       const node = sources.status().node
-      if (leader && 'epoch' in leader) return json(200, leader)
+      if (leader && 'epoch' in leader) return json(200, leader, { 'x-tandem-at': at.toFixed(3) })
       return json(503, {
         leader: false,
         node,

@@ -78,38 +78,73 @@ export const leader = async (n: Node, timeoutMs = 2000): Promise<number> => {
   }
 }
 
+/** One /leader answer: its status (0: none), and for a 200 its epoch and decision instant. */
+interface LeaderAnswer {
+  code: number
+  epoch?: number
+  /** When the node decided (its `x-tandem-at`, host monotonic ms), in this process's time base. */
+  at?: number
+}
+
+/** This process's performance.now() minus the host's monotonic clock (CLOCK_MONOTONIC). */
+const hostOffset = () => performance.now() - Number(process.hrtime.bigint()) / 1e6
+
+const leaderAnswer = async (n: Node, timeoutMs: number): Promise<LeaderAnswer> => {
+  try {
+    const res = await fetch(`http://127.0.0.1:${n.http}/leader`, {
+      signal: AbortSignal.timeout(timeoutMs),
+    })
+    const body = (await res.json()) as { epoch?: number }
+    const at = Number(res.headers.get('x-tandem-at'))
+    return res.status === 200 && at > 0
+      ? { code: 200, epoch: body.epoch ?? 0, at: at + hostOffset() }
+      : { code: res.status }
+  } catch {
+    return { code: 0 } // not answering (stopped, frozen, gone)
+  }
+}
+
 /**
  * Asks /leader on each node every 10 ms, independently (a frozen node's requests wait without
- * holding up the other's), until stop(). Two 200 answers from different nodes whose requests
- * were in flight at overlapping times are an overlap: both may have been leader at one instant.
+ * holding up the other's), until stop(). Each 200 carries the instant its node decided (on the
+ * host's monotonic clock) and its epoch. Two actives at one instant show as two 200s from
+ * different nodes out of epoch order: one of a lower epoch decided after one of a higher epoch,
+ * or two nodes in the same epoch. (A reply's delivery time says nothing: a supervisor frozen
+ * right after deciding delivers its 200 when it wakes, seconds later.)
  */
 export const sampleLeaders = (nodes: Node[]) => {
   let running = true
-  const answers: { node: string; from: number; to: number }[] = []
+  const answers: { node: string; epoch: number; at: number }[] = []
   /** Every answer (0: none), for tests that read the timeline. */
-  const all: { node: string; code: number; from: number; to: number }[] = []
+  const all: { node: string; code: number; from: number; to: number; at?: number }[] = []
   let asked = 0
   const loops = nodes.map(async (n) => {
     while (running) {
       const from = performance.now()
-      const code = await leader(n, 10_000)
+      const a = await leaderAnswer(n, 10_000)
       asked++
       const to = performance.now()
-      all.push({ node: n.name, code, from, to })
-      if (code === 200) answers.push({ node: n.name, from, to })
+      all.push({ node: n.name, code: a.code, from, to, ...(a.at ? { at: a.at } : {}) })
+      if (a.code === 200) answers.push({ node: n.name, epoch: a.epoch!, at: a.at! })
       await new Promise((r) => setTimeout(r, 10))
     }
   })
   return {
+    /** How many answers so far. */
+    asked: () => asked,
     stop: async () => {
       running = false
       await Promise.all(loops)
       const overlaps = answers.flatMap((x) =>
         answers
-          .filter((y) => y.node > x.node && y.from <= x.to && x.from <= y.to)
+          .filter(
+            (y) =>
+              y.node !== x.node &&
+              (x.epoch === y.epoch ? x.node < y.node : x.epoch < y.epoch && x.at > y.at),
+          )
           .map(
             (y) =>
-              `${x.node} ${x.from.toFixed(0)}-${x.to.toFixed(0)} / ${y.node} ${y.from.toFixed(0)}-${y.to.toFixed(0)}`,
+              `${x.node} (epoch ${x.epoch}) 200 at ${x.at.toFixed(1)} / ${y.node} (epoch ${y.epoch}) 200 at ${y.at.toFixed(1)}`,
           ),
       )
       return { overlaps, asked, answers: all }
