@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path'
 import t, { type Test } from 'tap'
 import { main } from '../../src/cli/main.js'
 import { BIN, cli, tempDir } from '../helpers/supervisor.js'
+import { needTool } from '../helpers/need-tool.js'
 
 /** A config with two components: web (3 instances) and db (1), and its directory. */
 const configFile = (t: Parameters<typeof tempDir>[0], name = 'app.json') => {
@@ -232,12 +233,13 @@ t.test('the bash script completes commands, options and targets in a real bash',
  * Whether zsh is here. Without it the test is skipped, except where CI is set (npm test's
  * scripts/ensure-tools.sh installs it): there it fails.
  */
-const zsh = (t: Test): boolean => {
-  if (spawnSync('zsh', ['--version']).status === 0) return true
-  if (process.env.CI) throw new Error('zsh is needed for these tests (npm test installs it)')
-  t.plan(0, 'needs zsh (Debian package zsh)')
-  return false
-}
+const zsh = (t: Test): boolean =>
+  needTool(
+    t,
+    spawnSync('zsh', ['--version']).status === 0
+      ? { ok: true }
+      : { ok: false, why: 'needs zsh (Debian package zsh)' },
+  )
 
 t.test('the zsh script parses, and its function hands zsh the candidates', async (t) => {
   if (!zsh(t)) return

@@ -6,6 +6,7 @@ import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import type { Test } from 'tap'
+import { needTool } from './need-tool.js'
 import { killGroup, tempDir, waitUntil } from './supervisor.js'
 
 const CANDIDATES = ['/usr/bin/etcd', '/usr/local/bin/etcd']
@@ -23,15 +24,7 @@ export const etcdAvailable = (): { ok: true } | { ok: false; why: string } =>
  * True when etcd is there. Otherwise fails the test under CI (where scripts/ensure-tools.sh
  * installs it) and skips it elsewhere, saying why.
  */
-export const needEtcd = (t: Test): boolean => {
-  const a = etcdAvailable()
-  if (a.ok) return true
-  if (process.env.CI) {
-    t.fail(`${a.why}, and CI is set: npm test's scripts/ensure-tools.sh installs it`)
-    t.end()
-  } else t.plan(0, a.why)
-  return false
-}
+export const needEtcd = (t: Test): boolean => needTool(t, etcdAvailable())
 
 const PORT_LOW = 27000
 const PORT_HIGH = 27299

@@ -16,6 +16,7 @@ import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
+import { needTool } from './need-tool.js'
 import { killGroup, ROOT, waitUntil } from './supervisor.js'
 
 export const FAULTFS = join(ROOT, 'test/fixtures/faultfs.py')
@@ -115,15 +116,7 @@ export const faultFsAvailable = (): { ok: true } | { ok: false; why: string } =>
  * file where CI is set (npm test installs the packages: a broken install must not pass as a
  * skip) or skipping it with the reason elsewhere.
  */
-export const needFaultFs = (t: Test): boolean => {
-  const a = faultFsAvailable()
-  if (a.ok) return true
-  if (process.env.CI) {
-    t.fail(`${a.why}, and CI is set: npm test's scripts/ensure-tools.sh installs them`)
-    t.end()
-  } else t.plan(0, a.why)
-  return false
-}
+export const needFaultFs = (t: Test): boolean => needTool(t, faultFsAvailable())
 
 /** The mountpoints in /proc/mounts (octal escapes such as \040 decoded). */
 export const mountpoints = (): string[] =>

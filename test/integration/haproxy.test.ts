@@ -14,15 +14,13 @@ import {
   type LoadResult,
 } from '../helpers/haproxy.js'
 import { cli, fixture, status, Supervisor, tempDir, waitUntil } from '../helpers/supervisor.js'
+import { needTool } from '../helpers/need-tool.js'
 
 const bin = haproxyBin()
-if (!bin) {
-  // npm test installs haproxy (scripts/ensure-tools.sh): on CI this is a failure, not a skip.
-  if (process.env.CI) {
-    t.fail('haproxy is not installed, and CI is set: scripts/ensure-tools.sh installs it')
-    t.end()
-  } else t.plan(0, 'needs haproxy (Debian package haproxy)')
-} else {
+if (
+  needTool(t, bin ? { ok: true } : { ok: false, why: 'needs haproxy (Debian package haproxy)' }) &&
+  bin
+) {
   /** 3 instances of `web` behind HAProxy, under load; `base` is this test's first port. */
   const setup = async (t: Test, base: number, agent: boolean) => {
     const dir = tempDir(t)
