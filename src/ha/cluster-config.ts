@@ -35,6 +35,30 @@ export const timingDifferences = (
     (k) => k !== 'name' && theirs[k] !== mine[k],
   )
 
+/**
+ * An init that found the cluster already made refuses other values (ECONFIG, exit 78), naming
+ * `where` it is kept and each differing key with both values; the same values pass. `another`
+ * says what a second cluster would need instead (another shared dir, another prefix).
+ */
+export const refuseOtherValues = (
+  where: string,
+  mine: ClusterConfig,
+  theirs: Partial<ClusterConfig>,
+  another: string,
+): void => {
+  const differ: (keyof ClusterConfig)[] = [
+    ...(theirs.name !== mine.name ? (['name'] as const) : []),
+    ...timingDifferences(mine, theirs),
+  ]
+  if (!differ.length) return
+  const values = (c: Partial<ClusterConfig>) =>
+    differ.map((k) => `${k} ${JSON.stringify(c[k])}`).join(', ')
+  throw new TandemError(
+    'ECONFIG',
+    `cluster already initialized with other values: ${where} has ${values(theirs)}, and this config has ${values(mine)}; it is never rewritten: give this node the cluster's values${differ.includes('name') ? `, or ${another} for another cluster` : ''}`,
+  )
+}
+
 const clusterError = (message: string, cause?: unknown): never => {
   throw new TandemError('ECLUSTER', message, cause === undefined ? undefined : { cause })
 }

@@ -7,7 +7,7 @@ import {
   clusterConfigFile,
   clusterConfigOf,
   readClusterConfig,
-  timingDifferences,
+  refuseOtherValues,
   type ClusterConfig,
 } from './cluster-config.js'
 
@@ -62,18 +62,7 @@ export const initCluster = async (ha: HaSpec): Promise<ClusterInit> => {
         `${file} existed when this init tried to create it and was gone when it read it: something else is changing ${ha.sharedDir}`,
       )
     }
-    const differ: (keyof ClusterConfig)[] = [
-      ...(theirs.name !== mine.name ? (['name'] as const) : []),
-      ...timingDifferences(mine, theirs),
-    ]
-    if (differ.length) {
-      const values = (c: Partial<ClusterConfig>) =>
-        differ.map((k) => `${k} ${JSON.stringify(c[k])}`).join(', ')
-      throw new TandemError(
-        'ECONFIG',
-        `cluster already initialized with other values: ${file} has ${values(theirs)}, and this config has ${values(mine)}; it is never rewritten: give this node the cluster's values${differ.includes('name') ? ', or another ha.sharedDir for another cluster' : ''}`,
-      )
-    }
+    refuseOtherValues(file, mine, theirs, 'another ha.sharedDir')
   }
   for (const d of CLUSTER_DIRS) {
     const path = join(ha.sharedDir, d)

@@ -1,5 +1,5 @@
 import { TandemError } from '../errors.js'
-import { timingDifferences, type ClusterConfig } from './cluster-config.js'
+import { refuseOtherValues, type ClusterConfig } from './cluster-config.js'
 import { b64, EtcdClient, unb64, type EtcdKv, type EtcdTransport } from './etcd-client.js'
 import { padEpoch } from './etcd-store.js'
 
@@ -72,17 +72,6 @@ export const initEtcdCluster = async (options: {
       { cause: err },
     )
   }
-  const differ: (keyof ClusterConfig)[] = [
-    ...(theirs.name !== mine.name ? (['name'] as const) : []),
-    ...timingDifferences(mine, theirs),
-  ]
-  if (differ.length) {
-    const values = (c: Partial<ClusterConfig>) =>
-      differ.map((k) => `${k} ${JSON.stringify(c[k])}`).join(', ')
-    throw new TandemError(
-      'ECONFIG',
-      `cluster already initialized with other values: ${key} has ${values(theirs)}, and this config has ${values(mine)}; it is never rewritten: give this node the cluster's values${differ.includes('name') ? ', or another prefix for another cluster' : ''}`,
-    )
-  }
+  refuseOtherValues(key, mine, theirs, 'another prefix')
   return { key, config: mine, created: false }
 }
