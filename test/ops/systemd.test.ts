@@ -366,10 +366,19 @@ testNeeding(
     const ready = await waitUntil('READY=1', () => received.find((n) => n.fields.READY === '1'))
     t.same(ready.accepting, { 26100: true, 26110: true, 26111: true }, 'every port accepted first')
     t.equal(ready.fields.MAINPID, String(sup.pid), 'systemd-notify --pid=<supervisor>')
-    t.equal(ready.fields.STATUS, '4/4 ready, 1 completed', 'the one-shot job is not missing')
+    // The one-shot job counts as ready while it runs (readiness none), as done once it has
+    // exited 0; on a loaded machine it may still run when the others are ready.
+    t.match(
+      ready.fields.STATUS,
+      /^(4\/4 ready, 1 completed|5\/5 ready)$/,
+      'the one-shot job is not missing',
+    )
+    await waitUntil('the one-shot job counted as completed', () =>
+      received.find((n) => n.fields.STATUS === '4/4 ready, 1 completed'),
+    )
     const before = received.slice(0, received.indexOf(ready))
     t.ok(
-      before.some((n) => /^starting: \d\/4 ready/.test(n.fields.STATUS ?? '')),
+      before.some((n) => /^starting: \d\/[45] ready/.test(n.fields.STATUS ?? '')),
       'STATUS while starting',
     )
     t.notOk(
