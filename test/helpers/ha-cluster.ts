@@ -1,12 +1,42 @@
 // A hot-standby cluster of real supervisors for the integration tests: the cluster made by
-// `tandem cluster init`, nodes with their own state dirs and ports, and samplers that ask every
-// node (or connect to every port) concurrently, to count the instants with two actives.
-import { writeFileSync } from 'node:fs'
+// `tandem cluster init` (on a shared dir or in etcd), nodes with their own state dirs and ports,
+// and samplers that ask every node (or connect to every port) concurrently, to count the
+// instants with two actives.
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Test } from 'tap'
-import { accepting, cli, fixture, Supervisor, tempDir } from './supervisor.js'
+import { b64, unb64 } from '../../src/ha/etcd-client.js'
+import { accepting, cli, fixture, Supervisor, tempDir, waitUntil, WAIT_MS } from './supervisor.js'
 
 export const HA = { name: 'c1', renewMs: 250, selfFenceMs: 1000, takeoverMs: 2000, pollMs: 100 }
+
+/** An etcd backend as `ha.backend` has it (a node may reach the members by its own proxies). */
+export interface EtcdBackend {
+  type: 'etcd'
+  endpoints: string[]
+  prefix: string
+}
+
+/** Where a cluster holds its lease: a shared dir's path, or an etcd backend. */
+export type Backend = string | EtcdBackend
+
+/** The `ha` section of a node's config on `backend`. */
+const haSection = (ha: Record<string, unknown>, backend: Backend) =>
+  typeof backend === 'string' ? { ...ha, sharedDir: backend } : { ...ha, backend }
+
+/** `tandem cluster init` with a config of `ha` on `backend`; throws when it fails. */
+const init = async (ha: Record<string, unknown>, backend: Backend, dir: string): Promise<void> => {
+  const config = join(dir, 'tandem.json')
+  writeFileSync(
+    config,
+    JSON.stringify({
+      ha: haSection(ha, backend),
+      components: { none: { command: [process.execPath, '--version'] } },
+    }),
+  )
+  const r = await cli(['cluster', 'init', '-c', config])
+  if (r.code !== 0) throw new Error(`tandem cluster init failed (${r.code}): ${r.err}`)
+}
 
 export interface Node {
   name: string
@@ -22,38 +52,44 @@ export interface Node {
  */
 export const cluster = async (t: Test, ha: Record<string, unknown> = HA): Promise<string> => {
   const shared = tempDir(t)
-  const config = join(tempDir(t), 'tandem.json')
-  writeFileSync(
-    config,
-    JSON.stringify({
-      ha: { ...ha, sharedDir: shared },
-      components: { none: { command: [process.execPath, '--version'] } },
-    }),
-  )
-  const r = await cli(['cluster', 'init', '-c', config])
-  if (r.code !== 0) throw new Error(`tandem cluster init failed (${r.code}): ${r.err}`)
+  await init(ha, shared, tempDir(t))
   return shared
 }
 
-/** A node: its own state dir and ports; `api` runs only on the active node, `web` everywhere. */
-export const node = (
+/**
+ * A cluster in etcd under `prefix`, made by `tandem cluster init` (on `endpoints`, the members
+ * themselves); the backend for the nodes' configs.
+ */
+export const etcdCluster = async (
   t: Test,
-  shared: string,
+  endpoints: string[],
+  prefix: string,
+  ha: Record<string, unknown> = HA,
+): Promise<EtcdBackend> => {
+  const backend: EtcdBackend = { type: 'etcd', endpoints, prefix }
+  await init(ha, backend, tempDir(t))
+  return backend
+}
+
+/**
+ * A node's config file in a fresh dir: its own state dir and control port `base`; `api` runs only
+ * on the active node (base+2), `web` everywhere (base+1), unless `components` says otherwise.
+ */
+export const nodeConfig = (
+  t: Test,
+  backend: Backend,
   name: string,
   base: number,
   ha: Record<string, unknown> = HA,
   components?: Record<string, unknown>,
-  /** Added to the supervisor's environment (libfaketime, for one). */
-  env: NodeJS.ProcessEnv = {},
-): Node => {
-  const dir = tempDir(t)
-  const config = join(dir, 'tandem.json')
+): string => {
+  const config = join(tempDir(t), 'tandem.json')
   writeFileSync(
     config,
     JSON.stringify({
       node: name,
       stateDir: 'state',
-      ha: { ...ha, sharedDir: shared },
+      ha: haSection(ha, backend),
       control: { http: { port: base } },
       components: components ?? {
         web: fixture({ port: base + 1 }),
@@ -61,6 +97,24 @@ export const node = (
       },
     }),
   )
+  return config
+}
+
+/**
+ * A node started: its own state dir and ports; `api` runs only on the active node, `web`
+ * everywhere (see nodeConfig). `shared` is the cluster's shared dir or its etcd backend.
+ */
+export const node = (
+  t: Test,
+  shared: Backend,
+  name: string,
+  base: number,
+  ha: Record<string, unknown> = HA,
+  components?: Record<string, unknown>,
+  /** Added to the supervisor's environment (libfaketime, for one). */
+  env: NodeJS.ProcessEnv = {},
+): Node => {
+  const config = nodeConfig(t, shared, name, base, ha, components)
   const sup = new Supervisor(config, env)
   t.teardown(() => sup.kill())
   return { name, config, sup, http: base, api: base + 2 }
@@ -177,4 +231,101 @@ export const sampleAccepting = (ports: number[]) => {
         .map((x) => `${x.port} up at ${x.from.toFixed(0)} while another was`)
     },
   }
+}
+
+/**
+ * The node answering /leader 200 among `nodes`, once one does (waits up to `ms`). Used after a
+ * fault: the service is back.
+ */
+export const activeOf = (nodes: Node[], what: string, ms = WAIT_MS): Promise<Node> =>
+  waitUntil(
+    what,
+    async () => {
+      const codes = await Promise.all(nodes.map((n) => leader(n)))
+      return nodes[codes.indexOf(200)]
+    },
+    ms,
+  )
+
+/**
+ * Both samplers over `nodes` (their /leader and their active-only `api` ports), running until
+ * stop(t), which asserts 0 overlaps of each and returns the timelines; stopped at teardown too.
+ */
+export const watchCluster = (t: Test, nodes: Node[]) => {
+  const leaders = sampleLeaders(nodes)
+  const api = sampleAccepting(nodes.map((n) => n.api))
+  let stopped: ReturnType<typeof stopBoth> | undefined
+  const stopBoth = async () => {
+    const l = await leaders.stop()
+    const apiUps = api.ups()
+    return { leaders: l, apiOverlaps: await api.stop(), apiUps }
+  }
+  const stop = () => (stopped ??= stopBoth())
+  t.teardown(async () => {
+    await stop()
+  })
+  return {
+    /** Answers so far. */
+    asked: () => leaders.asked(),
+    /** Stops sampling; asserts never two /leader 200 at one instant, never two apis accepting. */
+    stop: async (t: Test) => {
+      const { leaders: l, apiOverlaps, apiUps } = await stop()
+      t.same(l.overlaps, [], `never two nodes answering /leader 200 (${l.asked} answers)`)
+      t.same(apiOverlaps, [], `never two active-only apis accepting at once (${apiUps.length} ups)`)
+      return { answers: l.answers, apiUps }
+    },
+  }
+}
+
+/**
+ * The seq of hb/<epoch> as the backend holds it now (-1 when unreadable: gone, mid-write, or
+ * etcd not answering). On etcd, asked of each endpoint in turn.
+ */
+export const heartbeatSeq = async (backend: Backend, epoch: number): Promise<number> => {
+  const parse = (raw: string) => {
+    try {
+      return (JSON.parse(raw) as { seq?: number }).seq ?? -1
+    } catch {
+      return -1
+    }
+  }
+  if (typeof backend === 'string') {
+    try {
+      return parse(readFileSync(join(backend, 'hb', String(epoch)), 'utf8'))
+    } catch {
+      return -1
+    }
+  }
+  for (const url of backend.endpoints) {
+    try {
+      const res = await fetch(`${url}/v3/kv/range`, {
+        method: 'POST',
+        body: JSON.stringify({ key: b64(`${backend.prefix}/hb/${epoch}`) }),
+        signal: AbortSignal.timeout(1000),
+      })
+      const kv = ((await res.json()) as { kvs?: { value?: string }[] }).kvs?.[0]
+      return kv ? parse(unb64(kv.value)) : -1
+    } catch {
+      // the next member
+    }
+  }
+  return -1
+}
+
+/**
+ * Waits until the holder of `epoch` has renewed `renews` more times: an observation window
+ * counted in the cluster's own progress rather than in time. Resolves false if it did not.
+ */
+export const renewals = async (backend: Backend, epoch: number, renews: number) => {
+  const from = await waitUntil(
+    `hb/${epoch} readable`,
+    async () => 1 + (await heartbeatSeq(backend, epoch)),
+  )
+  return waitUntil(
+    `${renews} renews of epoch ${epoch}`,
+    async () => (await heartbeatSeq(backend, epoch)) >= from - 1 + renews,
+  ).then(
+    () => true,
+    () => false,
+  )
 }
