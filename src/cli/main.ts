@@ -526,6 +526,17 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
     })
 
   program
+    .command('ocf')
+    .description(
+      'the OCF resource agent for Pacemaker (docs/pacemaker.md): parameters from OCF_RESKEY_config, _tandem, _node; exits with the OCF code',
+    )
+    .argument('<action>', 'meta-data, validate-all, start, stop, monitor, promote or demote')
+    .action(async (action: string) => {
+      const { runOcf } = await import('./ocf.js')
+      code = await runOcf(action, process.env, packageVersion(), io)
+    })
+
+  program
     .command('completion')
     .description(
       'print a shell completion script for commands, options and targets: source <(tandem completion bash)',
