@@ -1,6 +1,9 @@
 import type { Plan } from '../config/plan.js'
 import { TandemError } from '../errors.js'
+import { clusterConfigOf } from '../ha/cluster-config.js'
+import { etcdClientOf } from '../ha/etcd-backend.js'
 import { initCluster } from '../ha/init-cluster.js'
+import { initEtcdCluster } from '../ha/init-etcd-cluster.js'
 
 /** Options of `tandem cluster init`. */
 export interface ClusterInitOptions {
@@ -10,7 +13,7 @@ export interface ClusterInitOptions {
 
 /**
  * `tandem cluster init -c FILE`: creates the cluster that the config's `ha` section names in its
- * shared dir, or says it is already there with the same values (exit 0 either way, so a script
+ * backend (the shared dir's config.json, or `<prefix>/config` and `<prefix>/epoch` in etcd), or says it is already there with the same values (exit 0 either way, so a script
  * may run it on every deployment). Errors are thrown: ECONFIG (78) for a config without `ha` or
  * values other than the cluster's, ECLUSTER (1) for a shared dir that cannot be used.
  */
@@ -19,18 +22,36 @@ export const runClusterInit = async (
   options: ClusterInitOptions,
   io: { out: (text: string) => void },
 ): Promise<void> => {
-  if (!plan.ha) {
+  const ha = plan.ha
+  if (!ha) {
     throw new TandemError(
       'ECONFIG',
-      `${plan.configFile} has no "ha" section: cluster init needs ha.name and ha.sharedDir`,
+      `${plan.configFile} has no "ha" section: cluster init needs ha.name and ha.backend`,
     )
   }
-  const r = await initCluster(plan.ha)
+  const b = ha.backend
+  if (b.type === 'external') {
+    throw new TandemError(
+      'EUSAGE',
+      `cluster init is for a shared dir or etcd: with ha.backend {"type": "external"} (${plan.configFile}) the cluster manager (Pacemaker) holds the cluster; there is nothing to create`,
+    )
+  }
+  const r =
+    b.type === 'dir'
+      ? await initCluster(ha, b.sharedDir)
+      : await initEtcdCluster({
+          client: etcdClientOf(b),
+          prefix: b.prefix,
+          config: clusterConfigOf(ha),
+        }).then((e) => ({ file: e.key, config: e.config, created: e.created }))
+  const where = b.type === 'dir' ? b.sharedDir : `etcd ${b.prefix} (${b.endpoints.join(', ')})`
   if (options.json) {
     io.out(
       JSON.stringify({
         cluster: r.config.name,
-        sharedDir: plan.ha.sharedDir,
+        ...(b.type === 'dir'
+          ? { sharedDir: b.sharedDir }
+          : { etcd: b.endpoints, prefix: b.prefix }),
         file: r.file,
         created: r.created,
         config: r.config,
@@ -44,7 +65,7 @@ export const runClusterInit = async (
     .join(', ')
   io.out(
     r.created
-      ? `initialized cluster "${name}" in ${plan.ha.sharedDir} (${r.file}: ${values}); start its nodes with \`tandem start\``
-      : `cluster "${name}" is already initialized in ${plan.ha.sharedDir} with the same values (${r.file}: ${values}); nothing changed`,
+      ? `initialized cluster "${name}" in ${where} (${r.file}: ${values}); start its nodes with \`tandem start\``
+      : `cluster "${name}" is already initialized in ${where} with the same values (${r.file}: ${values}); nothing changed`,
   )
 }

@@ -1,4 +1,5 @@
 import type { ClusterStatus } from '../ha/ha-node.js'
+import type { BackendStatus } from '../ha/backend.js'
 import type { InstanceStatus } from '../supervisor/instance.js'
 import { describeExit } from '../supervisor/instance.js'
 import type { WriterStatus } from '../logging/log-writer.js'
@@ -63,12 +64,16 @@ export const formatStatus = (s: StatusReply): string => {
     `node ${s.node}  role ${s.role}  supervisor pid ${s.pid}  config ${s.config}`,
     ...(s.cluster
       ? [
-          `cluster ${s.cluster.name}  epoch ${s.cluster.epoch}  shared dir ${s.cluster.sharedDir}` +
+          `cluster ${s.cluster.name}  epoch ${s.cluster.epoch}  ${backendText(s.cluster.backend)}` +
             (s.cluster.heartbeat
               ? `  active heartbeat (epoch ${s.cluster.heartbeat.epoch}) last changed ${formatDuration(s.cluster.heartbeat.quietMs)} ago`
               : ''),
         ]
       : []),
+    ...(s.cluster?.backend?.endpoints ?? []).map(
+      (e) =>
+        `etcd ${e.endpoint}  ${e.ok === undefined ? 'not checked yet' : e.ok ? `ok${e.leader ? ' (leader)' : ''}${e.version ? `  version ${e.version}` : ''}` : `failing: ${e.error ?? 'no answer'}`}`,
+    ),
     ...(s.cluster?.peers ?? []).map(
       (p) =>
         `peer ${p.node}  role ${p.role}  epoch ${p.epoch}  pid ${p.pid}  presence last changed ${formatDuration(p.lastChangeAgoMs)} ago`,
@@ -84,3 +89,13 @@ export const formatStatus = (s: StatusReply): string => {
     ),
   ].join('\n')
 }
+
+/** `shared dir /x`, `etcd /tandem/c`, `external (cluster manager)`: where the lease is. */
+const backendText = (b: BackendStatus | undefined): string =>
+  b === undefined
+    ? ''
+    : b.type === 'dir'
+      ? `shared dir ${b.sharedDir}`
+      : b.type === 'etcd'
+        ? `etcd ${b.prefix}`
+        : 'external (a cluster manager promotes and demotes)'

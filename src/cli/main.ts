@@ -1,13 +1,12 @@
 import { Command, CommanderError } from 'commander'
 import { readFileSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
 import { isAbsolute, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { controlStateDir } from '../config/state-dir.js'
 import { COMPLETE_COMMAND } from './complete-command.js'
 import { planInstances, planPorts, type HaSpec } from '../config/plan.js'
-import { FsLeaseStore } from '../ha/fs-store.js'
-import { localSharedFs } from '../ha/shared-fs.js'
+import { commandAccess, describeBackend } from '../ha/backend.js'
+import type { ClusterKv } from '../ha/cluster-kv.js'
 import type { Plan } from '../config/plan.js'
 import { PRESENCE_MS } from '../ha/presence.js'
 import { controlRequest, controlStream } from '../control/client.js'
@@ -57,14 +56,14 @@ const defaultIo: Io = {
 }
 
 /**
- * Follows nodes' presence files from the command line: a node is alive while its file changed
- * less than `freshMs` ago, as this process saw it (first sight counts as a change).
+ * Follows nodes' presence records from the command line: a node is alive while its record
+ * changed less than `freshMs` ago, as this process saw it (first sight counts as a change).
  */
-const presenceWatch = (ha: HaSpec, freshMs: number) => {
+const presenceWatch = (kv: ClusterKv, freshMs: number) => {
   const seen = new Map<string, { raw: string; at: number }>()
   return {
     alive: async (node: string): Promise<boolean> => {
-      const raw = await readFile(join(ha.sharedDir, 'nodes', node), 'utf8').catch(() => '')
+      const raw = (await kv.read(join('nodes', node)).catch(() => undefined)) ?? ''
       const now = performance.now()
       const prev = seen.get(node)
       if (!prev || prev.raw !== raw) seen.set(node, { raw, at: now })
@@ -76,17 +75,17 @@ const presenceWatch = (ha: HaSpec, freshMs: number) => {
 /** How long `tandem switchover` waits for a standby beyond takeoverMs. */
 const SWITCHOVER_WAIT_MS = 5000
 
-/** The claim after `released` and its owner, read from the shared dir, once one appears. */
+/** The claim after `released` and its owner, read from the backend, once one appears. */
 const waitForNewEpoch = async (
-  ha: Pick<HaSpec, 'sharedDir' | 'takeoverMs' | 'pollMs'>,
+  ha: Pick<HaSpec, 'backend' | 'renewMs' | 'selfFenceMs' | 'takeoverMs' | 'pollMs'>,
   released: number,
 ): Promise<{ node: string; epoch: number } | undefined> => {
-  const store = new FsLeaseStore(localSharedFs(ha.sharedDir))
+  const { store } = commandAccess(ha, 'switchover')
   const deadline = Date.now() + ha.takeoverMs + SWITCHOVER_WAIT_MS
   while (Date.now() < deadline) {
-    const epoch = await store.highestClaim()
+    const epoch = await store.highestClaim().catch(() => released)
     if (epoch > released) {
-      const owner = await store.readOwner(epoch)
+      const owner = await store.readOwner(epoch).catch(() => undefined)
       if (owner) return { node: owner.node, epoch }
     }
     await new Promise((r) => setTimeout(r, ha.pollMs))
@@ -277,9 +276,10 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
       ]
     }
     const { readUpgradeResults, writeUpgradeRequest } = await import('../ha/cluster-upgrade.js')
+    const { kv } = commandAccess(ha, 'upgrade --cluster')
     const nodes = await alive()
-    const presence = presenceWatch(ha, ha.takeoverMs + PRESENCE_MS * 4)
-    const request = await writeUpgradeRequest(ha, plan.node, { all, components })
+    const presence = presenceWatch(kv, ha.takeoverMs + PRESENCE_MS * 4)
+    const request = await writeUpgradeRequest(kv, plan.node, { all, components })
     const say = (o: Record<string, unknown>, text: string) =>
       io.out(json ? JSON.stringify(o) : text)
     say(
@@ -290,7 +290,7 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
     const failed: string[] = []
     while (pending.size) {
       await new Promise((r) => setTimeout(r, 250))
-      const results = await readUpgradeResults(ha, request.id, [...pending])
+      const results = await readUpgradeResults(kv, request.id, [...pending])
       for (const [node, r] of results) {
         pending.delete(node)
         if (!r.ok) failed.push(`${node}: ${r.message}`)
@@ -349,14 +349,14 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
         released: number
         node: string
         cluster: string
-      } & Pick<HaSpec, 'sharedDir' | 'takeoverMs' | 'pollMs'>
+      } & Partial<Pick<HaSpec, 'backend' | 'renewMs' | 'selfFenceMs' | 'takeoverMs' | 'pollMs'>>
       // The supervisor says where and how to follow the handover: no config to load here. One
-      // started before it said so (this command is new, the supervisor not restarted yet) did
+      // started before it said so (the supervisor not restarted since an upgrade of tandem) did
       // hand over all the same: the config file tells the rest.
-      const { sharedDir, takeoverMs, pollMs, ...released } = reply
+      const { backend, renewMs, selfFenceMs, takeoverMs, pollMs, ...released } = reply
       const follow =
-        typeof sharedDir === 'string' && takeoverMs > 0 && pollMs > 0
-          ? { sharedDir, takeoverMs, pollMs }
+        backend && renewMs && selfFenceMs && takeoverMs && pollMs
+          ? { backend, renewMs, selfFenceMs, takeoverMs, pollMs }
           : (await loadPlan(configPath())).ha
       if (!follow) {
         throw new TandemError(
@@ -379,7 +379,7 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
         // The handover did not happen: say so, rather than report a success.
         throw new TandemError(
           'ECLUSTER',
-          `no standby took over: node ${reply.node} took the role back (epoch ${next.epoch}) after takeoverMs; is a standby running, and can it read ${follow.sharedDir}?`,
+          `no standby took over: node ${reply.node} took the role back (epoch ${next.epoch}) after takeoverMs; is a standby running, and can it reach ${describeBackend(follow.backend)}?`,
         )
       }
     })
@@ -388,7 +388,7 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
     .description('set up the hot standby cluster named in the config (ha)')
     .command('init')
     .description(
-      'create the cluster in ha.sharedDir (its config.json): once, on one node, after the shared storage is mounted; exit 0 if it exists with the same values',
+      'create the cluster in its backend (config.json in the shared dir, or <prefix>/config in etcd): once, on one node, after the shared storage is mounted; exit 0 if it exists with the same values',
     )
     .option('--json', 'print the result as JSON')
     .action(async (o: { json?: boolean }) => {

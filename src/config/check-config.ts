@@ -95,6 +95,7 @@ export const checkConfig = (config: Config): ConfigProblem[] => {
   }
   if (config.ha) {
     const h = config.ha
+    problems.push(...backendProblems(h))
     if (h.renewMs * 2 > h.selfFenceMs) {
       problems.push({
         path: 'ha.renewMs',
@@ -156,4 +157,42 @@ const findCycle = (config: Config): string[] | undefined => {
     if (found) return found
   }
   return undefined
+}
+
+/** The backend's own rules: one form of it, and TLS settings that fit the endpoints. */
+const backendProblems = (h: NonNullable<Config['ha']>): ConfigProblem[] => {
+  if (h.sharedDir !== undefined && h.backend !== undefined) {
+    return [
+      {
+        path: 'ha.sharedDir',
+        message: `expected either ha.sharedDir (the older form) or ha.backend, not both; move it into ha.backend: {"type": "dir", "sharedDir": ${JSON.stringify(h.sharedDir)}}`,
+      },
+    ]
+  }
+  if (h.sharedDir === undefined && h.backend === undefined) {
+    return [
+      {
+        path: 'ha.backend',
+        message:
+          'expected where the lease is held: {"type": "dir", "sharedDir": ...}, {"type": "etcd", "endpoints": [...]} or {"type": "external"}',
+      },
+    ]
+  }
+  const b = h.backend
+  if (b?.type !== 'etcd') return []
+  const problems: ConfigProblem[] = []
+  const plain = b.endpoints.filter((e) => e.startsWith('http://'))
+  if (b.tls && plain.length) {
+    problems.push({
+      path: 'ha.backend.endpoints',
+      message: `expected https:// endpoints with ha.backend.tls; got ${plain.join(', ')}`,
+    })
+  }
+  if (b.tls && (b.tls.cert === undefined) !== (b.tls.key === undefined)) {
+    problems.push({
+      path: `ha.backend.tls.${b.tls.cert === undefined ? 'cert' : 'key'}`,
+      message: 'expected a client certificate and its key together, or neither',
+    })
+  }
+  return problems
 }

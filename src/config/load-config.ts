@@ -5,7 +5,7 @@ import type { z } from 'zod'
 import { ConfigError, errorMessage, type ConfigProblem } from '../errors.js'
 import { checkConfig, componentPorts } from './check-config.js'
 import { parseJson } from './parse-json.js'
-import type { ComponentSpec, Plan } from './plan.js'
+import type { ComponentSpec, HaBackendSpec, HaSpec, Plan } from './plan.js'
 import { configSchema, DEFAULTS, type Config } from './schema.js'
 import { resolveStateDir } from './state-dir.js'
 import { fillTemplate } from './template.js'
@@ -38,11 +38,18 @@ const schemaProblems = (input: unknown, issues: z.core.$ZodIssue[]): ConfigProbl
       }))
     }
     const value = valueAt(input, i.path)
+    // The value itself, where the message does not say it.
     const got =
-      i.code === 'invalid_type' && value !== undefined ? ` (got ${describeValue(value)})` : ''
-    const tooBig =
-      i.code === 'too_big' || i.code === 'too_small' ? ` (got ${describeValue(value)})` : ''
-    return [{ path: pathText(i.path), message: `${i.message}${got || tooBig}` }]
+      (i.code === 'invalid_type' ||
+        i.code === 'invalid_format' ||
+        i.code === 'invalid_union' ||
+        i.code === 'invalid_value') &&
+      value !== undefined
+        ? ` (got ${describeValue(value)})`
+        : i.code === 'too_big' || i.code === 'too_small'
+          ? ` (got ${describeValue(value)})`
+          : ''
+    return [{ path: pathText(i.path), message: `${i.message}${got}` }]
   })
 
 /** Validates a parsed config object; throws ConfigError listing every problem. */
@@ -137,9 +144,41 @@ export const buildPlan = (
     metrics: config.metrics,
     control: config.control,
     watchConfig: config.watchConfig,
-    ha: config.ha ? { ...config.ha, sharedDir: resolve(base, config.ha.sharedDir) } : undefined,
+    ha: config.ha ? haSpec(config.ha, base) : undefined,
     components,
   }
+}
+
+/**
+ * The ha section with its backend made explicit (the older `ha.sharedDir` is the dir backend;
+ * checkConfig has refused both or neither) and every path resolved against the config's dir.
+ */
+const haSpec = (ha: NonNullable<Config['ha']>, base: string): HaSpec => {
+  const { sharedDir, backend = { type: 'dir', sharedDir: sharedDir! }, ...timings } = ha
+  const file = (p: string) => resolve(base, p)
+  const resolved: HaBackendSpec =
+    backend.type === 'dir'
+      ? { type: 'dir', sharedDir: resolve(base, backend.sharedDir) }
+      : backend.type === 'etcd'
+        ? {
+            type: 'etcd',
+            endpoints: backend.endpoints.map((e) => e.replace(/\/+$/, '')),
+            prefix: backend.prefix ?? `/tandem/${ha.name}`,
+            ...(backend.tls
+              ? {
+                  tls: {
+                    ...(backend.tls.ca ? { ca: file(backend.tls.ca) } : {}),
+                    ...(backend.tls.cert ? { cert: file(backend.tls.cert) } : {}),
+                    ...(backend.tls.key ? { key: file(backend.tls.key) } : {}),
+                  },
+                }
+              : {}),
+            ...(backend.auth
+              ? { auth: { user: backend.auth.user, passwordFile: file(backend.auth.passwordFile) } }
+              : {}),
+          }
+        : { type: 'external' }
+  return { ...timings, backend: resolved }
 }
 
 /** Reads, parses, validates and normalizes a config file. Throws ConfigError (code ECONFIG). */

@@ -24,10 +24,23 @@ export interface InstanceSpec {
   activate: ComponentConfig['activate']
 }
 
-/** Hot standby settings, with `sharedDir` resolved. */
+/** Where a cluster's lease is held, with paths resolved against the config file. */
+export type HaBackendSpec =
+  | { type: 'dir'; sharedDir: string }
+  | {
+      type: 'etcd'
+      endpoints: string[]
+      /** Without the trailing slash: `/tandem/<name>` by default. */
+      prefix: string
+      tls?: { ca?: string; cert?: string; key?: string }
+      auth?: { user: string; passwordFile: string }
+    }
+  | { type: 'external' }
+
+/** Hot standby settings, with the backend's paths resolved. */
 export interface HaSpec {
   name: string
-  sharedDir: string
+  backend: HaBackendSpec
   renewMs: number
   selfFenceMs: number
   takeoverMs: number

@@ -262,6 +262,64 @@ export const componentSchema = z.strictObject({
     .describe('Signal sent to the process group, then SIGKILL after timeoutMs.'),
 })
 
+/** A path to a file, relative to the config file. */
+const filePath = z.string().min(1)
+
+/** Where a cluster's nodes hold the lease (../shared/DESIGN.md, hot standby). */
+const haBackend = z.discriminatedUnion('type', [
+  z
+    .strictObject({
+      type: z.literal('dir'),
+      sharedDir: z
+        .string()
+        .min(1)
+        .describe(
+          'A directory on storage every node mounts (NFS, zFS), relative to the config file.',
+        ),
+    })
+    .describe('A lease in files of a directory every node mounts.'),
+  z
+    .strictObject({
+      type: z.literal('etcd'),
+      endpoints: z
+        .array(
+          z.string().regex(/^https?:\/\/[^/\s]+\/?$/, {
+            error: 'expected an etcd client URL such as http://10.0.0.1:2379',
+          }),
+        )
+        .min(1)
+        .describe('Client URLs of the etcd members (http:// or https://), tried in turn.'),
+      prefix: z
+        .string()
+        .regex(/^\/[^\s]*[^/\s]$/, {
+          error: 'expected a key prefix starting with / and not ending with / (/tandem/zowe)',
+        })
+        .optional()
+        .describe('The keys of this cluster: default /tandem/<ha.name>.'),
+      tls: z
+        .strictObject({
+          ca: filePath.optional().describe('PEM file of the CA that signed the members.'),
+          cert: filePath.optional().describe('PEM client certificate (with key).'),
+          key: filePath.optional().describe('PEM key of the client certificate.'),
+        })
+        .optional()
+        .describe('For https:// endpoints; files relative to the config file.'),
+      auth: z
+        .strictObject({
+          user: z.string().min(1),
+          passwordFile: filePath.describe('A file holding the password (one line); never printed.'),
+        })
+        .optional()
+        .describe('etcd user authentication.'),
+    })
+    .describe('A lease in etcd: a claim key on an etcd lease, kept alive by the active node.'),
+  z
+    .strictObject({ type: z.literal('external') })
+    .describe(
+      'A cluster manager (Pacemaker, through tandem ocf) promotes and demotes this node; it fences.',
+    ),
+])
+
 export const configSchema = z.strictObject({
   $schema: z.string().optional(),
   node: name.optional().describe("This node's name; default the host name."),
@@ -363,12 +421,18 @@ export const configSchema = z.strictObject({
     .default({}),
   ha: z
     .strictObject({
-      name: name.describe('The cluster: nodes with the same name and sharedDir form it.'),
+      name: name.describe('The cluster: nodes with the same name and backend form it.'),
+      backend: haBackend
+        .optional()
+        .describe(
+          'Where the nodes hold the lease: a shared directory (dir), etcd, or a cluster manager that promotes and demotes the node (external: Pacemaker).',
+        ),
       sharedDir: z
         .string()
         .min(1)
+        .optional()
         .describe(
-          'A directory on storage every node mounts (NFS, zFS), relative to the config file.',
+          'The older form of backend {"type": "dir", "sharedDir": ...}; give one or the other.',
         ),
       renewMs: z
         .number()
@@ -396,7 +460,9 @@ export const configSchema = z.strictObject({
         .describe('A standby reads the heartbeat this often.'),
     })
     .optional()
-    .describe('Hot standby across nodes: exactly one active node, by a lease on shared storage.'),
+    .describe(
+      'Hot standby across nodes: exactly one active node, by a lease on shared storage or etcd, or as a cluster manager decides.',
+    ),
   watchConfig: z
     .boolean()
     .default(false)

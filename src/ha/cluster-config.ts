@@ -67,22 +67,21 @@ const clusterError = (message: string, cause?: unknown): never => {
  * Checks that `ha.sharedDir` exists and is a directory this process can write; ECLUSTER naming
  * the directory and what is wrong otherwise.
  */
-export const checkSharedDir = async (ha: HaSpec): Promise<void> => {
-  const dir = ha.sharedDir
+export const checkSharedDir = async (ha: HaSpec, dir: string): Promise<void> => {
   const st = await stat(dir).catch((err: unknown) =>
     clusterError(
-      `ha.sharedDir ${dir} cannot be used: ${errorMessage(err)}; expected a directory on storage that every node of cluster "${ha.name}" mounts`,
+      `the shared dir ${dir} cannot be used: ${errorMessage(err)}; expected a directory on storage that every node of cluster "${ha.name}" mounts`,
       err,
     ),
   )
   if (!st.isDirectory()) {
     clusterError(
-      `ha.sharedDir ${dir} is not a directory; expected a directory on storage that every node of cluster "${ha.name}" mounts`,
+      `the shared dir ${dir} is not a directory; expected a directory on storage that every node of cluster "${ha.name}" mounts`,
     )
   }
   await access(dir, constants.W_OK | constants.X_OK).catch((err: unknown) =>
     clusterError(
-      `ha.sharedDir ${dir} is not writable by this node (uid ${process.getuid?.()}): ${errorMessage(err)}`,
+      `the shared dir ${dir} is not writable by this node (uid ${process.getuid?.()}): ${errorMessage(err)}`,
       err,
     ),
   )
@@ -130,19 +129,19 @@ export const readClusterConfig = async (
  * process: these first checks run before anything else does, the lease's I/O for as long as it runs).
  */
 export const joinCluster = async (ha: HaSpec, fs: SharedFs): Promise<FsLeaseStore> => {
-  const dir = ha.sharedDir
-  await checkSharedDir(ha)
+  const dir = fs.root
+  await checkSharedDir(ha, dir)
   const file = clusterConfigFile(dir)
   const mine = clusterConfigOf(ha)
   const theirs = await readClusterConfig(file)
   if (!theirs) {
     return clusterError(
-      `ha.sharedDir ${dir} has no config.json: either the shared storage is not mounted on this node (an unmounted mount point looks like an empty directory) or the cluster was never initialized; run \`tandem cluster init -c <file>\` once, on one node`,
+      `the shared dir ${dir} has no config.json: either the shared storage is not mounted on this node (an unmounted mount point looks like an empty directory) or the cluster was never initialized; run \`tandem cluster init -c <file>\` once, on one node`,
     )
   }
   if (theirs.name !== mine.name) {
     clusterError(
-      `ha.sharedDir ${dir} belongs to cluster ${JSON.stringify(theirs.name)}, and this node's ha.name is ${JSON.stringify(mine.name)}: two clusters must not share a directory`,
+      `the shared dir ${dir} belongs to cluster ${JSON.stringify(theirs.name)}, and this node's ha.name is ${JSON.stringify(mine.name)}: two clusters must not share a directory`,
     )
   }
   const differ = timingDifferences(mine, theirs)

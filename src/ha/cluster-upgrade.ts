@@ -1,10 +1,8 @@
 import { randomBytes } from 'node:crypto'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { HaSpec } from '../config/plan.js'
 import { errorMessage } from '../errors.js'
 import type { Cancel, Clock } from '../seams/clock.js'
-import type { SharedFs } from './shared-fs.js'
+import type { ClusterKv } from './cluster-kv.js'
 
 /** `tandem upgrade --cluster`: what every node is asked to do. */
 export interface UpgradeRequest {
@@ -25,15 +23,15 @@ export interface UpgradeResult {
   replaced: string[]
 }
 
-export const requestsDir = (ha: HaSpec) => join(ha.sharedDir, 'requests')
-
 const REQUEST = /^(\d+-[0-9a-f]+)\.json$/
-const resultFile = (ha: HaSpec, id: string, node: string) =>
-  join(requestsDir(ha), `${id}.${node}.result.json`)
+const resultPath = (id: string, node: string) => join('requests', `${id}.${node}.result.json`)
 
-/** Writes a request every node picks up; returns it. Never rewritten, never removed by tandem. */
+/**
+ * Writes a request every node picks up (`requests/<id>.json` in the shared dir or under the etcd
+ * prefix); returns it. Never rewritten, never removed by tandem.
+ */
 export const writeUpgradeRequest = async (
-  ha: HaSpec,
+  kv: ClusterKv,
   by: string,
   options: { all: boolean; components: string[] },
 ): Promise<UpgradeRequest> => {
@@ -43,23 +41,24 @@ export const writeUpgradeRequest = async (
     ...options,
     at: new Date().toISOString(),
   }
-  await mkdir(requestsDir(ha), { recursive: true })
-  await writeFile(join(requestsDir(ha), `${request.id}.json`), JSON.stringify(request) + '\n', {
-    flag: 'wx',
+  await kv.mkdir('requests', { recursive: true })
+  await kv.write(join('requests', `${request.id}.json`), JSON.stringify(request) + '\n', {
+    exclusive: true,
   })
   return request
 }
 
 /** The results written so far for request `id`, by node. */
 export const readUpgradeResults = async (
-  ha: HaSpec,
+  kv: ClusterKv,
   id: string,
   nodes: readonly string[],
 ): Promise<Map<string, UpgradeResult>> => {
   const found = new Map<string, UpgradeResult>()
   for (const node of nodes) {
     try {
-      found.set(node, JSON.parse(await readFile(resultFile(ha, id, node), 'utf8')) as UpgradeResult)
+      const raw = await kv.read(resultPath(id, node))
+      if (raw !== undefined) found.set(node, JSON.parse(raw) as UpgradeResult)
     } catch {
       // not yet (or being written)
     }
@@ -80,7 +79,7 @@ export const REQUEST_POLL_MS = 250
  * long as a hung mount hangs.
  */
 export const watchUpgradeRequests = (
-  fs: SharedFs,
+  fs: ClusterKv,
   clock: Clock,
   node: string,
   upgrade: (r: UpgradeRequest) => Promise<{ replaced: string[] }>,
@@ -118,10 +117,7 @@ export const watchUpgradeRequests = (
       result = { id: request.id, node, ok: false, message: errorMessage(err), replaced: [] }
     }
     try {
-      await fs.write(
-        join('requests', `${request.id}.${node}.result.json`),
-        JSON.stringify(result) + '\n',
-      )
+      await fs.write(resultPath(request.id, node), JSON.stringify(result) + '\n')
     } catch (err) {
       onError(`cannot write the result of cluster upgrade ${request.id}: ${errorMessage(err)}`)
     }

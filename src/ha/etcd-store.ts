@@ -59,10 +59,14 @@ export const leaseTtlSeconds = (t: HaTimings): number => Math.ceil(t.takeoverMs 
 export const requestTimeoutMs = (t: HaTimings): number => Math.max(100, t.selfFenceMs - t.renewMs)
 
 export interface EtcdStoreOptions {
-  /** Client URLs of the members (`http://10.0.0.1:2379`); tried in turn. */
-  endpoints: readonly string[]
-  /** The cluster's key prefix (`/tandem/<cluster>`), without the trailing slash. */
+  /** Client URLs of the members (`http://10.0.0.1:2379`); tried in turn. Or give `client`. */
+  endpoints?: readonly string[]
+  /** A client made already (TLS, auth: etcdClientOf); it is shared, not owned. */
+  client?: EtcdClient
+  /** The lease's key prefix (`/tandem/<cluster>`, `.../roll/api/0`), without the trailing slash. */
   prefix: string
+  /** Where `config` (the cluster's, put by cluster init) is: default `prefix`. */
+  clusterPrefix?: string
   timings: HaTimings
   /** Overrides `requestTimeoutMs(timings)`. */
   requestTimeoutMs?: number
@@ -88,11 +92,32 @@ export class EtcdLeaseStore implements LeaseStore {
   /** The highest claim this store learned of (its own, or the epoch a lost claim showed). */
   #highest = 0
 
+  readonly #clusterPrefix: string
+
   constructor(options: EtcdStoreOptions) {
-    this.client = new EtcdClient(options.endpoints, options.transport)
+    this.client = options.client ?? new EtcdClient(options.endpoints ?? [], options.transport)
     this.prefix = options.prefix.replace(/\/+$/, '')
+    this.#clusterPrefix = (options.clusterPrefix ?? this.prefix).replace(/\/+$/, '')
     this.ttlSeconds = leaseTtlSeconds(options.timings)
     this.timeoutMs = options.requestTimeoutMs ?? requestTimeoutMs(options.timings)
+  }
+
+  /**
+   * Puts the epoch record (0) if there is none: for the leases a cluster makes as it goes (roll
+   * slots), never for the cluster's own, whose record only cluster init puts (a missing one
+   * means its keys were deleted, and epochs must never start again at 0).
+   */
+  async init(): Promise<void> {
+    const key = b64(this.key('epoch'))
+    await this.client.request(
+      '/v3/kv/txn',
+      {
+        compare: [{ key, target: 'CREATE', result: 'EQUAL', create_revision: '0' }],
+        success: [{ request_put: { key, value: b64(padEpoch(0)) } }],
+      },
+      this.timeoutMs,
+      `creation of ${this.key('epoch')}`,
+    )
   }
 
   key(...parts: string[]): string {
@@ -301,7 +326,7 @@ export class EtcdLeaseStore implements LeaseStore {
    * no member reachable): said with the members' answers.
    */
   async cannotClaim(): Promise<string | undefined> {
-    const key = this.key('config')
+    const key = `${this.#clusterPrefix}/config`
     let kv: EtcdKv | undefined
     try {
       kv = await this.client.get(key, this.timeoutMs)
@@ -309,7 +334,7 @@ export class EtcdLeaseStore implements LeaseStore {
       return `etcd cannot serve a linearizable read of ${key} (no quorum, or no member reachable): ${(err as Error).message}`
     }
     if (kv === undefined) {
-      return `etcd has no ${key}: the cluster was never initialized at prefix ${this.prefix} (tandem's etcd cluster init), or these endpoints (${this.client.endpoints.join(', ')}) are another etcd`
+      return `etcd has no ${key}: the cluster was never initialized at prefix ${this.#clusterPrefix} (tandem's etcd cluster init), or these endpoints (${this.client.endpoints.join(', ')}) are another etcd`
     }
     const raw = unb64(kv.value)
     try {

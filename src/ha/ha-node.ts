@@ -6,19 +6,21 @@ import { hostMonotonic, type Clock } from '../seams/clock.js'
 import { watchdogMarginMs, type Watchdog } from '../process/watchdog.js'
 import type { Instance } from '../supervisor/instance.js'
 import type { Reconciler } from '../supervisor/reconciler.js'
-import type { FsLeaseStore } from './fs-store.js'
-import type { SharedFs } from './shared-fs.js'
-import { Lease } from './lease.js'
+import type { BackendStatus } from './backend.js'
+import type { ClusterKv } from './cluster-kv.js'
+import { ExternalRole } from './external-role.js'
+import type { NodeRole } from './node-role.js'
 import { Presence, type Peer } from './presence.js'
 
 /** What status shows of the cluster. */
 export interface ClusterStatus {
   name: string
   epoch: number
-  sharedDir: string
+  /** Where the lease is held (the shared dir, etcd and its members' health, or external). */
+  backend: BackendStatus
   /** On a standby: the epoch it watches, and how long its heartbeat has not changed. */
   heartbeat?: { epoch: number; quietMs: number }
-  /** The other nodes seen in the shared dir, with the age of their last presence change. */
+  /** The other nodes seen (shared dir or etcd), with the age of their last presence change. */
   peers: Peer[]
 }
 
@@ -68,21 +70,24 @@ export const leaderServing = (
  * deadline plus a margin is killed, cooperative or not, before a standby can take over.
  */
 export class HaNode {
-  readonly lease: Lease
+  readonly lease: NodeRole
   readonly #ha: HaSpec
   readonly #node: string
   readonly #reconciler: () => Reconciler
   readonly #log: Logger
   readonly #watchdog: Pick<Watchdog, 'lease'> | undefined
   readonly #marginMs: number
-  readonly #presence: Presence
+  readonly #presence: Presence | undefined
+  readonly #backend: () => BackendStatus
 
   constructor(options: {
     ha: HaSpec
     node: string
-    store: FsLeaseStore
-    /** The shared dir's I/O (presence goes through it too). */
-    fs: SharedFs
+    /** The Lease (through the backend's store), or an ExternalRole. */
+    role: NodeRole
+    /** Where presence goes (the shared dir, etcd); none with an external backend. */
+    kv: ClusterKv | undefined
+    backend: () => BackendStatus
     reconciler: () => Reconciler
     log: Logger
     clock: Clock
@@ -91,28 +96,25 @@ export class HaNode {
   }) {
     this.#watchdog = options.watchdog
     this.#marginMs = watchdogMarginMs(options.ha.selfFenceMs, options.ha.takeoverMs)
-    this.#presence = new Presence(
-      options.fs,
-      () => ({
-        node: options.node,
-        pid: process.pid,
-        role: this.lease.role,
-        epoch: this.lease.epoch,
-      }),
-      options.clock,
-      (m) => this.#log.error({ event: 'ha', cluster: options.ha.name }, m),
-    )
+    this.#backend = options.backend
+    this.#presence =
+      options.kv &&
+      new Presence(
+        options.kv,
+        () => ({
+          node: options.node,
+          pid: process.pid,
+          role: this.lease.role,
+          epoch: this.lease.epoch,
+        }),
+        options.clock,
+        (m) => this.#log.error({ event: 'ha', cluster: options.ha.name }, m),
+      )
     this.#ha = options.ha
     this.#node = options.node
     this.#reconciler = options.reconciler
     this.#log = options.log
-    this.lease = new Lease({
-      store: options.store,
-      clock: options.clock,
-      timings: options.ha,
-      cluster: options.ha.name,
-      node: options.node,
-    })
+    this.lease = options.role
     this.lease.on('active', ({ epoch, why }) => {
       this.#log.warn(
         { event: 'promoted', epoch, cluster: this.#ha.name },
@@ -149,7 +151,7 @@ export class HaNode {
       else if (e.event === 'spawned' && inst.activeEpoch !== undefined) this.#sendLeases()
     })
     this.lease.start()
-    this.#presence.start()
+    this.#presence?.start()
   }
 
   /**
@@ -164,7 +166,7 @@ export class HaNode {
 
   stop(): void {
     this.lease.stop()
-    this.#presence.stop()
+    this.#presence?.stop()
     this.#watchdog?.lease(0, 0, [])
   }
 
@@ -193,9 +195,9 @@ export class HaNode {
     return {
       name: this.#ha.name,
       epoch: this.lease.epoch,
-      sharedDir: this.#ha.sharedDir,
+      backend: this.#backend(),
       ...(seen && !this.isActive() ? { heartbeat: seen } : {}),
-      peers: this.#presence.peers(),
+      peers: this.#presence?.peers() ?? [],
     }
   }
 
@@ -224,6 +226,33 @@ export class HaNode {
       )
     }
     return { epoch }
+  }
+
+  /**
+   * `POST /promote` (external backend: the cluster manager made this node the active one):
+   * active in a new epoch, or the current one when already active. EUSAGE with a lease.
+   */
+  promote(): { node: string; epoch: number } {
+    const role = this.#external('promote')
+    return { node: this.#node, epoch: role.promote() }
+  }
+
+  /**
+   * `POST /demote` (external backend): standby, once the active children have stopped (hot ones
+   * come back as standbys). Idempotent. EUSAGE with a lease.
+   */
+  async demote(): Promise<{ node: string; epoch: number }> {
+    const role = this.#external('demote')
+    await role.release(() => this.#stopActiveChildren())
+    return { node: this.#node, epoch: role.epoch }
+  }
+
+  #external(what: string): ExternalRole {
+    if (this.lease instanceof ExternalRole) return this.lease
+    throw new TandemError(
+      'EUSAGE',
+      `${what} is for ha.backend {"type": "external"} (a cluster manager such as Pacemaker decides); cluster "${this.#ha.name}" holds a lease, which decides by itself (see tandem switchover)`,
+    )
   }
 
   #activeOnly(): Instance[] {

@@ -31,9 +31,9 @@ export interface ClusterInit {
  * (running it again is harmless), with others it fails with ECONFIG naming each differing key
  * with both values. A shared dir that is missing, not a directory or not writable: ECLUSTER.
  */
-export const initCluster = async (ha: HaSpec): Promise<ClusterInit> => {
-  await checkSharedDir(ha)
-  const file = clusterConfigFile(ha.sharedDir)
+export const initCluster = async (ha: HaSpec, sharedDir: string): Promise<ClusterInit> => {
+  await checkSharedDir(ha, sharedDir)
+  const file = clusterConfigFile(sharedDir)
   const mine = clusterConfigOf(ha)
   let created = false
   try {
@@ -59,13 +59,13 @@ export const initCluster = async (ha: HaSpec): Promise<ClusterInit> => {
       // Gone between our create and our read: someone removes files in the shared dir.
       throw new TandemError(
         'ECLUSTER',
-        `${file} existed when this init tried to create it and was gone when it read it: something else is changing ${ha.sharedDir}`,
+        `${file} existed when this init tried to create it and was gone when it read it: something else is changing ${sharedDir}`,
       )
     }
-    refuseOtherValues(file, mine, theirs, 'another ha.sharedDir')
+    refuseOtherValues(file, mine, theirs, 'another shared dir')
   }
   for (const d of CLUSTER_DIRS) {
-    const path = join(ha.sharedDir, d)
+    const path = join(sharedDir, d)
     await mkdir(path, { recursive: true }).catch((err: unknown) => {
       throw new TandemError('ECLUSTER', `cannot create ${path}: ${errorMessage(err)}`, {
         cause: err,

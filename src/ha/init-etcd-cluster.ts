@@ -14,7 +14,7 @@ export interface EtcdClusterInit {
 }
 
 /**
- * The etcd counterpart of `tandem cluster init` (for the CLI of issue 12 to call): makes
+ * The etcd counterpart of `tandem cluster init`: makes
  * `<prefix>` a cluster by putting `<prefix>/config` (this node's name and timings) and
  * `<prefix>/epoch` (0) in one transaction that succeeds only if neither exists. Never rewrites:
  * with the same values it resolves with `created: false`; with others it fails with ECONFIG
@@ -22,13 +22,15 @@ export interface EtcdClusterInit {
  * hand): ECLUSTER. etcd unreachable: its error (code EETCD) naming each endpoint.
  */
 export const initEtcdCluster = async (options: {
-  endpoints: readonly string[]
+  /** The members' URLs (or `client`, made with TLS and auth). */
+  endpoints?: readonly string[]
+  client?: EtcdClient
   prefix: string
   config: ClusterConfig
   timeoutMs?: number
   transport?: EtcdTransport
 }): Promise<EtcdClusterInit> => {
-  const client = new EtcdClient(options.endpoints, options.transport)
+  const client = options.client ?? new EtcdClient(options.endpoints ?? [], options.transport)
   const prefix = options.prefix.replace(/\/+$/, '')
   const key = `${prefix}/config`
   const epochKey = `${prefix}/epoch`

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { errorMessage } from '../errors.js'
 import type { Cancel, Clock } from '../seams/clock.js'
-import type { SharedFs } from './shared-fs.js'
+import type { ClusterKv } from './cluster-kv.js'
 
 /** How often each node rewrites its presence file, and reads the others'. */
 export const PRESENCE_MS = 500
@@ -27,7 +27,7 @@ export interface Peer extends PresenceRecord {
  * only: leadership is the lease's business, never decided from this.
  */
 export class Presence {
-  readonly #fs: SharedFs
+  readonly #fs: ClusterKv
   readonly #self: () => Omit<PresenceRecord, 'seq'>
   readonly #clock: Clock
   readonly #onError: (m: string) => void
@@ -38,7 +38,7 @@ export class Presence {
   #lastError = ''
 
   constructor(
-    fs: SharedFs,
+    fs: ClusterKv,
     self: () => Omit<PresenceRecord, 'seq'>,
     clock: Clock,
     onError: (m: string) => void,

@@ -1,14 +1,11 @@
-import { join } from 'node:path'
 import type { HaSpec } from '../config/plan.js'
 import { TandemError } from '../errors.js'
 import type { Clock } from '../seams/clock.js'
-import { FsLeaseStore } from './fs-store.js'
-import { Lease } from './lease.js'
-import type { SharedFs } from './shared-fs.js'
+import { Lease, type LeaseStore } from './lease.js'
 
 /**
- * Cluster-wide roll locks: `maxUnavailable` slots per component in `<sharedDir>/roll/<component>/
- * <slot>`, each one a lease of its own (the same protocol as the active node's: claims by mkdir,
+ * Cluster-wide roll locks: `maxUnavailable` slots per component (`roll/<component>/<slot>` in the
+ * shared dir or under the etcd prefix), each one a lease of its own (the same protocol as the active node's: claims by mkdir,
  * a renewed heartbeat, takeover only after `takeoverMs` of silence, release by writing
  * `released`). A node restarts an instance of a component that runs everywhere only while it
  * holds one slot, so that across all nodes at most `maxUnavailable` of its instances are down.
@@ -22,13 +19,19 @@ export class RollLocks {
   readonly #ha: HaSpec
   readonly #node: string
   readonly #clock: Clock
-  readonly #fs: SharedFs
+  readonly #slotStore: (component: string, slot: number) => Promise<LeaseStore>
 
-  constructor(ha: HaSpec, node: string, clock: Clock, fs: SharedFs) {
+  /** `slotStore`: the lease store of one slot, ready to claim (ClusterBackend.slotStore). */
+  constructor(
+    ha: HaSpec,
+    node: string,
+    clock: Clock,
+    slotStore: (component: string, slot: number) => Promise<LeaseStore>,
+  ) {
     this.#ha = ha
     this.#node = node
     this.#clock = clock
-    this.#fs = fs
+    this.#slotStore = slotStore
   }
 
   /** Runs `fn` while holding one of the component's `slots` roll slots; `waiting` if it must wait. */
@@ -40,10 +43,8 @@ export class RollLocks {
   ): Promise<T> {
     const leases = await Promise.all(
       Array.from({ length: slots }, async (_, slot) => {
-        const store = new FsLeaseStore(this.#fs, join('roll', component, String(slot)))
-        await store.init()
         return new Lease({
-          store,
+          store: await this.#slotStore(component, slot),
           clock: this.#clock,
           timings: this.#ha,
           cluster: `${this.#ha.name}/roll/${component}`,

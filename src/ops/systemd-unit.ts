@@ -120,19 +120,25 @@ export const systemdUnit = (plan: Plan, options: SystemdUnitOptions): string => 
           'Wants=network-online.target',
           'After=network-online.target',
         ]),
-    ...(plan.ha
+    ...(plan.ha?.backend.type === 'dir'
       ? [
           ...comment(
             "The cluster's lease lives in the shared dir (NFS, zFS): start once it is mounted, stop before it is unmounted.",
           ),
-          `RequiresMountsFor=${word(plan.ha.sharedDir)}`,
+          `RequiresMountsFor=${word(plan.ha.backend.sharedDir)}`,
           ...comment(
             `Before the first start of the cluster's first node, create the cluster once, on one node, with the shared dir mounted:`,
             `  tandem cluster init -c ${config}`,
             'tandem start never creates it: a node whose shared dir is not mounted sees an empty directory, and refuses to start instead of becoming a second active node there. So no ExecStartPre= runs the init: it would bring that implicit cluster back.',
           ),
         ]
-      : []),
+      : plan.ha?.backend.type === 'etcd'
+        ? comment(
+            `The cluster's lease lives in etcd (${plan.ha.backend.endpoints.join(', ')}): before the first start of the cluster's first node, create it once, on one node:`,
+            `  tandem cluster init -c ${config}`,
+            'tandem start never creates it: a node pointed at the wrong etcd or prefix refuses to start rather than found a second cluster.',
+          )
+        : []),
     '',
     '[Service]',
     ...comment(

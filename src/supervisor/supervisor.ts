@@ -25,8 +25,9 @@ import { probeOnce } from './readiness.js'
 import { Reconciler } from './reconciler.js'
 import { acquireStateLock } from './state-lock.js'
 import { HaNode } from '../ha/ha-node.js'
-import { joinCluster } from '../ha/cluster-config.js'
-import { startSharedFsProcess } from '../ha/shared-fs-process.js'
+import { joinBackend } from '../ha/backend.js'
+import { ExternalRole } from '../ha/external-role.js'
+import { Lease } from '../ha/lease.js'
 import { watchUpgradeRequests } from '../ha/cluster-upgrade.js'
 import { RollLocks } from '../ha/roll-lock.js'
 import { resolveTargets } from './targets.js'
@@ -116,20 +117,12 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   checkSocketPath(plan)
   // Taken out of the environment before anything is spawned: only tandem speaks for the service.
   const notifyEnv = takeNotifyEnv(process.env)
-  // A shared dir that cannot be used, or another cluster's, starts nothing (ECLUSTER).
-  // Every access to the shared dir goes through its own I/O process: a hung mount holds that
-  // process's threads, never this one's (the log, the control socket, shutdown go on).
-  let sharedFsProblem: (m: string) => void = (m) => process.stderr.write(`tandem: ${m}\n`)
-  const sharedFs = plan.ha
-    ? startSharedFsProcess(plan.ha.sharedDir, { onProblem: (m) => sharedFsProblem(m) })
+  // A backend that cannot be used (the shared dir or etcd unreachable, another cluster's, a TLS
+  // file missing) starts nothing: ECLUSTER or ECONFIG.
+  let backendProblem: (m: string) => void = (m) => process.stderr.write(`tandem: ${m}\n`)
+  const backend = plan.ha
+    ? await joinBackend(plan.ha, { onProblem: (m) => backendProblem(m) })
     : undefined
-  const haStore =
-    plan.ha && sharedFs
-      ? await joinCluster(plan.ha, sharedFs).catch((err: unknown) => {
-          sharedFs.close()
-          throw err
-        })
-      : undefined
   mkdirSync(plan.stateDir, { recursive: true, mode: 0o700 })
   const releaseLock = await acquireStateLock(plan.stateDir, (m) => log.error({ event: 'lock' }, m))
   // Log file problems go to stderr at once (the file is what fails) and into the log.
@@ -144,7 +137,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   })
   const log = unified.logger
   logReady = true
-  sharedFsProblem = (m) => log.error({ event: 'ha' }, m)
+  backendProblem = (m) => log.error({ event: 'ha' }, m)
   const pidRecords = new PidRecords(plan.stateDir)
   const watchdog = startWatchdog((m) => log.error({ event: 'watchdog' }, m))
   const overrides = new Overrides(plan.stateDir)
@@ -191,12 +184,22 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     },
     overrides.read((m) => log.warn({ event: 'overrides' }, m)),
   )
-  if (plan.ha && haStore) {
+  if (plan.ha && backend) {
+    const timings = plan.ha
     ha = new HaNode({
       ha: plan.ha,
       node: plan.node,
-      store: haStore,
-      fs: sharedFs!,
+      role: backend.store
+        ? new Lease({
+            store: backend.store,
+            clock: systemClock,
+            timings,
+            cluster: plan.ha.name,
+            node: plan.node,
+          })
+        : new ExternalRole({ clock: systemClock, timings, stateDir: plan.stateDir }),
+      kv: backend.kv,
+      backend: () => backend.status(),
       reconciler: () => reconciler,
       log,
       clock: systemClock,
@@ -204,9 +207,12 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     })
   }
   // Instances of components that run on every node restart one roll slot at a time across
-  // the cluster (rollout.maxUnavailable slots in the shared dir).
+  // the cluster (rollout.maxUnavailable slots in the shared dir or etcd; none with an external
+  // backend, whose cluster manager restarts what it wants).
   const rollLocks =
-    plan.ha && sharedFs ? new RollLocks(plan.ha, plan.node, systemClock, sharedFs) : undefined
+    plan.ha && backend?.slotStore
+      ? new RollLocks(plan.ha, plan.node, systemClock, backend.slotStore)
+      : undefined
   const exclusive: RolloutOptions['exclusive'] = rollLocks
     ? (c, fn) =>
         c.instances[0]?.runOn === 'all'
@@ -325,7 +331,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       await closeHttp()
       await closeAgent()
       await watchdog.close()
-      sharedFs?.close()
+      backend?.close()
       await releaseLock()
       await notifier.close()
       log.info({ event: 'shutdown' }, 'all instances stopped; exiting')
@@ -410,11 +416,18 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     async (err: unknown): Promise<never> => {
       for (const close of opened) await close()
       await watchdog.close()
-      sharedFs?.close()
+      backend?.close()
       await unified.close()
       await releaseLock()
       throw err
     }
+  const haOnly = (what: string): HaNode => {
+    if (ha) return ha
+    throw new TandemError(
+      'EUSAGE',
+      `${what} needs an "ha" section with backend {"type": "external"} in ${plan.configFile}: this node is standalone`,
+    )
+  }
   const closeControl = await startControlServer(
     socketPath(plan.stateDir),
     {
@@ -450,11 +463,28 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
             `switchover needs an "ha" section in ${plan.configFile}: this node is standalone`,
           )
         }
+        if (plan.ha!.backend.type === 'external') {
+          throw new TandemError(
+            'EUSAGE',
+            `switchover is not for ha.backend {"type": "external"}: the cluster manager decides which node is active (pcs resource move)`,
+          )
+        }
         const { epoch } = await ha.switchover()
-        const { name, sharedDir, takeoverMs, pollMs } = plan.ha!
+        const { name, backend: where, renewMs, selfFenceMs, takeoverMs, pollMs } = plan.ha!
         // What the CLI needs to follow the handover, so that it need not load the config.
-        return { released: epoch, node: plan.node, cluster: name, sharedDir, takeoverMs, pollMs }
+        return {
+          released: epoch,
+          node: plan.node,
+          cluster: name,
+          backend: where,
+          renewMs,
+          selfFenceMs,
+          takeoverMs,
+          pollMs,
+        }
       },
+      'POST /promote': () => haOnly('promote').promote(),
+      'POST /demote': () => haOnly('demote').demote(),
       'POST /shutdown': () => {
         void shutdown('tandem shutdown')
         return { ok: true, pid: process.pid }
@@ -542,9 +572,9 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   notifier.start()
   ha?.start()
   later.clusterRequests =
-    ha && sharedFs
+    ha && backend?.kv
       ? watchUpgradeRequests(
-          sharedFs,
+          backend.kv,
           systemClock,
           plan.node,
           async (req) => {

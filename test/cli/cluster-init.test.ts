@@ -87,7 +87,7 @@ t.test('init with other timings or another name refuses (78) naming both values'
   const name = await init(s.config)
   t.equal(name.code, 78, name.err)
   t.match(name.err, `${s.file} has name "c1", and this config has name "c2"`)
-  t.match(name.err, 'another ha.sharedDir for another cluster')
+  t.match(name.err, 'another shared dir for another cluster')
   t.same({ text: readFileSync(s.file, 'utf8'), mtimeMs: statSync(s.file).mtimeMs }, before)
 })
 
@@ -107,14 +107,14 @@ t.test('init refuses a shared dir that is missing, not a directory or not writab
   t.equal(missing.code, 1)
   t.match(
     missing.err,
-    `ha.sharedDir ${s.shared} cannot be used: ENOENT: no such file or directory, stat '${s.shared}'; expected a directory on storage that every node of cluster "c1" mounts`,
+    `the shared dir ${s.shared} cannot be used: ENOENT: no such file or directory, stat '${s.shared}'; expected a directory on storage that every node of cluster "c1" mounts`,
   )
   t.notOk(existsSync(s.shared), 'not created')
 
   writeFileSync(s.shared, 'a file\n')
   const file = await init(s.config)
   t.equal(file.code, 1)
-  t.match(file.err, `ha.sharedDir ${s.shared} is not a directory`)
+  t.match(file.err, `the shared dir ${s.shared} is not a directory`)
   t.equal(readFileSync(s.shared, 'utf8'), 'a file\n')
 
   const u = setup(t)
@@ -139,7 +139,7 @@ t.test('init refuses a shared dir that is missing, not a directory or not writab
     p.once('close', (code) => res({ code, err }))
   })
   t.equal(readOnly.code, 1, readOnly.err)
-  t.match(readOnly.err, `ha.sharedDir ${u.shared} is not writable by this node (uid `)
+  t.match(readOnly.err, `the shared dir ${u.shared} is not writable by this node (uid `)
   t.match(readOnly.err, 'EACCES')
   t.same(readdirSync(u.shared), [])
 })
@@ -150,7 +150,7 @@ t.test('init needs an ha section (78)', async (t) => {
   writeFileSync(config, JSON.stringify({ components: { web: fixture({ port: 25400 }) } }))
   const r = await init(config)
   t.equal(r.code, 78)
-  t.match(r.err, `${config} has no "ha" section: cluster init needs ha.name and ha.sharedDir`)
+  t.match(r.err, `${config} has no "ha" section: cluster init needs ha.name and ha.backend`)
 })
 
 t.test('start on an empty shared dir refuses, starts no child and creates nothing', async (t) => {
@@ -162,7 +162,7 @@ t.test('start on an empty shared dir refuses, starts no child and creates nothin
   t.equal(r.code, 1, r.err)
   t.match(
     r.err,
-    `ha.sharedDir ${s.shared} has no config.json: either the shared storage is not mounted on this node (an unmounted mount point looks like an empty directory) or the cluster was never initialized; run \`tandem cluster init -c <file>\` once, on one node`,
+    `the shared dir ${s.shared} has no config.json: either the shared storage is not mounted on this node (an unmounted mount point looks like an empty directory) or the cluster was never initialized; run \`tandem cluster init -c <file>\` once, on one node`,
   )
   t.notOk(existsSync(marker), 'no child started')
   t.same(readdirSync(s.shared), [], 'nothing created in the shared dir')

@@ -332,6 +332,96 @@ const bad: BadCase[] = [
     fragments: ['expected at most half of ha.selfFenceMs (1000)', 'got 600'],
   },
   {
+    name: 'rejects ha.sharedDir beside ha.backend, saying how to migrate',
+    content: {
+      ha: { name: 'c1', sharedDir: '/shared', backend: { type: 'dir', sharedDir: '/s2' } },
+      components: { a: { command: cmd } },
+    },
+    path: 'ha.sharedDir',
+    fragments: [
+      'expected either ha.sharedDir (the older form) or ha.backend, not both',
+      'ha.backend: {"type": "dir", "sharedDir": "/shared"}',
+    ],
+  },
+  {
+    name: 'rejects an ha section with no backend',
+    content: { ha: { name: 'c1' }, components: { a: { command: cmd } } },
+    path: 'ha.backend',
+    fragments: ['expected where the lease is held', '{"type": "etcd", "endpoints": [...]}'],
+  },
+  {
+    name: 'rejects an unknown backend type',
+    content: {
+      ha: { name: 'c1', backend: { type: 'zookeeper' } },
+      components: { a: { command: cmd } },
+    },
+    path: 'ha.backend.type',
+    fragments: ['"zookeeper"'],
+  },
+  {
+    name: 'rejects an etcd endpoint that is not a URL',
+    content: {
+      ha: { name: 'c1', backend: { type: 'etcd', endpoints: ['10.0.0.1:2379'] } },
+      components: { a: { command: cmd } },
+    },
+    path: 'ha.backend.endpoints[0]',
+    fragments: ['expected an etcd client URL such as http://10.0.0.1:2379', '"10.0.0.1:2379"'],
+  },
+  {
+    name: 'rejects an etcd backend without endpoints',
+    content: {
+      ha: { name: 'c1', backend: { type: 'etcd', endpoints: [] } },
+      components: { a: { command: cmd } },
+    },
+    path: 'ha.backend.endpoints',
+    fragments: [],
+  },
+  {
+    name: 'rejects an etcd prefix that ends with a slash',
+    content: {
+      ha: { name: 'c1', backend: { type: 'etcd', endpoints: ['http://e:2379'], prefix: '/t/' } },
+      components: { a: { command: cmd } },
+    },
+    path: 'ha.backend.prefix',
+    fragments: ['expected a key prefix starting with / and not ending with /'],
+  },
+  {
+    name: 'rejects etcd tls with plain http endpoints',
+    content: {
+      ha: {
+        name: 'c1',
+        backend: { type: 'etcd', endpoints: ['http://e:2379'], tls: { ca: 'ca.pem' } },
+      },
+      components: { a: { command: cmd } },
+    },
+    path: 'ha.backend.endpoints',
+    fragments: ['expected https:// endpoints with ha.backend.tls', 'http://e:2379'],
+  },
+  {
+    name: 'rejects a client certificate without its key',
+    content: {
+      ha: {
+        name: 'c1',
+        backend: { type: 'etcd', endpoints: ['https://e:2379'], tls: { cert: 'c.pem' } },
+      },
+      components: { a: { command: cmd } },
+    },
+    path: 'ha.backend.tls.key',
+    fragments: ['expected a client certificate and its key together'],
+  },
+  {
+    name: 'rejects etcd auth without a password file',
+    content: {
+      ha: {
+        name: 'c1',
+        backend: { type: 'etcd', endpoints: ['http://e:2379'], auth: { user: 'tandem' } },
+      },
+      components: { a: { command: cmd } },
+    },
+    path: 'ha.backend.auth.passwordFile',
+    fragments: [],
+  },
+  {
     name: 'rejects an ha section without a cluster name',
     content: { ha: { sharedDir: '/shared' }, components: { a: { command: cmd } } },
     path: 'ha.name',
@@ -740,3 +830,49 @@ t.test('fills defaults inside a partly given block', async (t) => {
     intervalMs: DEFAULTS.readinessIntervalMs,
   })
 })
+
+t.test(
+  'ha.backend: the older ha.sharedDir is the dir backend; paths resolve against the config',
+  async (t) => {
+    const older = loadGood(t, {
+      ha: { name: 'c1', sharedDir: 'shared' },
+      components: { a: { command: cmd } },
+    })
+    t.same(older.plan.ha?.backend, { type: 'dir', sharedDir: join(older.dir, 'shared') })
+    t.notOk('sharedDir' in older.plan.ha!, 'one place for it in the plan')
+    const dir = loadGood(t, {
+      ha: { name: 'c1', backend: { type: 'dir', sharedDir: 'shared' } },
+      components: { a: { command: cmd } },
+    })
+    t.same(dir.plan.ha?.backend, { type: 'dir', sharedDir: join(dir.dir, 'shared') })
+    const etcd = loadGood(t, {
+      ha: {
+        name: 'c1',
+        backend: {
+          type: 'etcd',
+          endpoints: ['https://10.0.0.1:2379/', 'https://10.0.0.2:2379'],
+          tls: { ca: 'ca.pem', cert: '/etc/tandem/c.pem', key: 'c-key.pem' },
+          auth: { user: 'tandem', passwordFile: 'etcd-password' },
+        },
+      },
+      components: { a: { command: cmd } },
+    })
+    t.same(etcd.plan.ha?.backend, {
+      type: 'etcd',
+      endpoints: ['https://10.0.0.1:2379', 'https://10.0.0.2:2379'],
+      prefix: '/tandem/c1',
+      tls: {
+        ca: join(etcd.dir, 'ca.pem'),
+        cert: '/etc/tandem/c.pem',
+        key: join(etcd.dir, 'c-key.pem'),
+      },
+      auth: { user: 'tandem', passwordFile: join(etcd.dir, 'etcd-password') },
+    })
+    t.equal(etcd.plan.ha?.takeoverMs, DEFAULTS.haTakeoverMs)
+    const external = loadGood(t, {
+      ha: { name: 'c1', backend: { type: 'external' } },
+      components: { a: { command: cmd } },
+    })
+    t.same(external.plan.ha?.backend, { type: 'external' })
+  },
+)

@@ -5,6 +5,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import type { HaSpec } from '../../src/config/plan.js'
+import { fsSlotStore } from '../../src/ha/backend.js'
 import { RollLocks } from '../../src/ha/roll-lock.js'
 import { localSharedFs, type SharedFs } from '../../src/ha/shared-fs.js'
 import { systemClock } from '../../src/seams/clock.js'
@@ -49,16 +50,16 @@ const gated = (dir: string) => {
 
 t.test('a step done while the slot held: it counts', async (t) => {
   const dir = clusterDir(t)
-  const ha: HaSpec = { name: 'c1', sharedDir: dir, ...timings }
-  const locks = new RollLocks(ha, 'a', systemClock, localSharedFs(dir))
+  const ha: HaSpec = { name: 'c1', backend: { type: 'dir', sharedDir: dir }, ...timings }
+  const locks = new RollLocks(ha, 'a', systemClock, fsSlotStore(localSharedFs(dir)))
   t.equal(await locks.hold('web', 1, () => Promise.resolve('done')), 'done')
 })
 
 t.test('a step during which the slot lapsed fails with ELEASELOST, saying why', async (t) => {
   const dir = clusterDir(t)
-  const ha: HaSpec = { name: 'c1', sharedDir: dir, ...timings }
+  const ha: HaSpec = { name: 'c1', backend: { type: 'dir', sharedDir: dir }, ...timings }
   const g = gated(dir)
-  const locks = new RollLocks(ha, 'a', systemClock, g.view)
+  const locks = new RollLocks(ha, 'a', systemClock, fsSlotStore(g.view))
   t.teardown(() => g.unhang())
   const holding = locks.hold('web', 1, async () => {
     g.hang() // the slot's renews now wait on the storage

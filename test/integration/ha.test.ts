@@ -207,7 +207,7 @@ t.test('refused: another cluster in the same dir, other timings, a missing dir',
   t.equal(r.code, 1)
   t.match(
     r.err,
-    /ha.sharedDir .*nowhere cannot be used: .*ENOENT.*expected a directory on storage that every node of cluster "c1" mounts/,
+    /the shared dir .*nowhere cannot be used: .*ENOENT.*expected a directory on storage that every node of cluster "c1" mounts/,
   )
   t.notOk(await accepting(25196), 'nothing started')
 })
