@@ -46,6 +46,13 @@
 //                 close: 16 s here). Then the view is released and the node started again.
 //   enospc        the active's heartbeat writes fail with ENOSPC: the standby takes over, the
 //                 old active logs `fenced` and stays as the new standby.
+// On etcd (issue 12), the same two nodes and components run a second cluster beside the first,
+// whose lease is in a 3-member etcd on loopback that the benchmark starts itself (bench/etcd.js:
+// Debian's etcd-server, ports 28100-28199), `ha.backend {"type": "etcd", "endpoints": [the three
+// members], "prefix": "/tandem/bench"}`, made a cluster by `tandem cluster init`. It runs kill,
+// stop and switchover (the storage faults are a shared directory's), interleaved with the shared
+// directory's trials, so both backends are measured in the same run under the same load (both
+// clusters are up for the whole run). BENCH_BACKENDS chooses.
 // Each trial is timed from the instant the signal is sent, the command spawned or the fault
 // set (hung-active, enospc; the kill for lost-reply, late-standby, slow-writes), on this
 // process's monotonic clock, to the first answer received of:
@@ -69,10 +76,13 @@
 //                        late-standby,slow-writes,hung-active,enospc (default all of them)
 //   BENCH_HOT=0          leave out the hot svc component (cold api only)
 //   BENCH_FAULTFS=0      no FUSE views: both nodes use the backing dir (kill, stop, switchover)
+//   BENCH_BACKENDS=...   comma-separated subset of dir,etcd (default both); etcd runs the
+//                        chosen scenarios among kill, stop, switchover
 //   BENCH_OUT=file       also write every trial's figures there (JSON), for a closer look
 //
-// Ports: found free in 28000-28099, below the kernel's ephemeral range (32768-60999), so that
-// the benchmark's own connections and their TIME_WAITs never hold one of them. Every process
+// Ports: found free in 28000-28099 (the nodes) and 28100-28199 (etcd's members), below the
+// kernel's ephemeral range (32768-60999), so that the benchmark's own connections and their
+// TIME_WAITs never hold one of them. Every process
 // runs in its own process group and is killed by group at the end, and on Ctrl-C; the
 // children's command lines carry the temp dir, so the last check finds any leftover of ours.
 // The views are released (held operations let through) before anything is stopped, and
@@ -87,6 +97,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { promisify } from 'node:util'
 import { canBind, exitOnSignal, gitState, killGroup } from './common.js'
+import { etcdMissing, startEtcd } from './etcd.js'
 import { faultFsMissing, mountpoints, mountView } from './faultfs.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -108,6 +119,16 @@ const SCENARIOS = (process.env.BENCH_SCENARIOS ?? [...PLAIN_SCENARIOS, ...FAULT_
   .split(',')
   .map((s) => s.trim())
   .filter(Boolean)
+const BACKENDS = (process.env.BENCH_BACKENDS ?? 'dir,etcd')
+  .split(',')
+  .map((s) => s.trim())
+  .filter(Boolean)
+/** The scenarios each backend runs: etcd has no shared directory to inject faults into. */
+const scenariosOf = (backend) =>
+  backend === 'dir' ? SCENARIOS : SCENARIOS.filter((s) => PLAIN_SCENARIOS.includes(s))
+/** A backend and a scenario, as the report names them: `kill`, `etcd kill`. */
+const labelOf = (backend, scenario) => (backend === 'dir' ? scenario : `${backend} ${scenario}`)
+const ETCD_PREFIX = '/tandem/bench'
 const HOST = '127.0.0.1'
 const SAMPLE_MS = 10
 /** Longer than any SIGSTOP here: a frozen node's late answer is still seen, and still counts. */
@@ -115,6 +136,7 @@ const REQUEST_TIMEOUT_MS = 10_000
 const STEP_TIMEOUT_MS = 20_000
 const PORT_BASE = 28000
 const PORT_SPAN = 100
+const ETCD_PORT_BASE = 28100
 const GOALS = { crashP99Ms: 2500, switchoverP99Ms: 500 }
 /** How long late-standby and slow-writes run their fault with both nodes up, before the kill. */
 const FAULT_PHASE_MS = 5000
@@ -127,17 +149,15 @@ const run = promisify(execFile)
 // ---------------------------------------------------------------------------------------------
 // Ports, probes, processes
 
-const freePorts = async (count) => {
+const freePorts = async (count, base = PORT_BASE) => {
   const found = []
   const start = Math.floor(Math.random() * PORT_SPAN)
   for (let i = 0; i < PORT_SPAN && found.length < count; i++) {
-    const port = PORT_BASE + ((start + i) % PORT_SPAN)
+    const port = base + ((start + i) % PORT_SPAN)
     if (await canBind(port)) found.push(port)
   }
   if (found.length < count)
-    throw new Error(
-      `found only ${found.length} free ports in ${PORT_BASE}-${PORT_BASE + PORT_SPAN - 1}`,
-    )
+    throw new Error(`found only ${found.length} free ports in ${base}-${base + PORT_SPAN - 1}`)
   return found
 }
 
@@ -240,6 +260,8 @@ const mean = (xs) => xs.reduce((s, x) => s + x, 0) / xs.length
 const dir = mkdtempSync(join(tmpdir(), 'tandem-bench-failover-'))
 /** The shared storage itself; each node reaches it through its own view (n.view). */
 const shared = join(dir, 'shared')
+/** The etcd backend's members, once started: { endpoints, stop(), ... } (bench/etcd.js). */
+let etcd
 /** Where the views are mounted, one per node, with their control sockets. */
 const viewsHome = join(dir, 'views')
 const views = []
@@ -273,7 +295,14 @@ const writeConfig = (n) => {
       {
         node: n.name,
         stateDir: 'state',
-        ha: { name: 'bench', sharedDir: n.shared }, // default timings
+        // default timings
+        ha:
+          n.backend === 'etcd'
+            ? {
+                name: 'bench',
+                backend: { type: 'etcd', endpoints: etcd.endpoints, prefix: ETCD_PREFIX },
+              }
+            : { name: 'bench', sharedDir: n.shared },
         control: { http: { port: n.ports.http } },
         components,
       },
@@ -350,7 +379,7 @@ const diagnostics = (nodes) =>
   nodes
     .map((n) => {
       const tail = (n.sup?.events ?? []).slice(-12).map((e) => `    ${e.msg}`)
-      return `  node ${n.name} (pid ${n.sup?.pid}):\n${tail.join('\n')}\n  stderr: ${n.sup?.stderr.slice(-5).join(' | ') || '-'}`
+      return `  node ${n.name} on ${n.backend} (pid ${n.sup?.pid}):\n${tail.join('\n')}\n  stderr: ${n.sup?.stderr.slice(-5).join(' | ') || '-'}`
     })
     .join('\n')
 
@@ -523,7 +552,7 @@ const trial = async (scenario, active, standby, epochBefore) => {
   const oldSup = active.sup
   const markOld = oldSup.events.length
   const markNew = standby.sup.events.length
-  const out = { scenario, from: active.name, to: standby.name }
+  const out = { scenario, backend: active.backend, from: active.name, to: standby.name }
   let cli
   let t0
   let faults
@@ -748,6 +777,8 @@ const cleanup = async (nodes, orderly) => {
     if (cmdline(pid)?.includes('watchdog-main')) killGroup(pid, 'SIGKILL')
   for (const v of views)
     await v.unmount().catch((err) => console.error(`  unmounting view ${v.name}: ${err.message}`))
+  // Last: the supervisors above released their leases in it.
+  etcd?.stop()
 }
 
 /** Removes the temp dir, unless something is still mounted in it (never recurse into a mount). */
@@ -775,17 +806,22 @@ const report = (results, ctx) => {
     ['completeMs', 'complete'],
   ]
   const kindOf = { leaderMs: 'leader', apiMs: 'api', svcMs: 'svc' }
+  /** Every backend and scenario measured, in order; their results. */
+  const runs = BACKENDS.flatMap((b) => scenariosOf(b).map((s) => [b, s]))
+  const of = (backend, scenario) =>
+    results.filter((r) => r.backend === backend && r.scenario === scenario)
   const table = {}
   console.log('')
   console.log(
-    '  ms from the trigger (kill, SIGSTOP, command, fault)   n     p50     p95     p99     max   overlaps',
+    '  ms from the trigger (kill, SIGSTOP, command, fault)       n     p50     p95     p99     max   overlaps',
   )
-  for (const scenario of SCENARIOS) {
-    const rs = results.filter((r) => r.scenario === scenario)
+  for (const [backend, scenario] of runs) {
+    const label = labelOf(backend, scenario)
+    const rs = of(backend, scenario)
     const ov = {}
     for (const kind of Object.keys(rs[0].overlaps))
       ov[kind] = rs.reduce((s, r) => s + r.overlaps[kind].length, 0)
-    table[scenario] = { overlaps: ov }
+    table[label] = { overlaps: ov }
     const rows = [
       ...metrics,
       ...(scenario === 'switchover'
@@ -796,9 +832,9 @@ const report = (results, ctx) => {
         : []),
       ...(scenario === 'hung-active' ? [['hungExitMs', 'hung node exited, from its SIGTERM']] : []),
     ]
-    for (const [key, label] of rows) {
+    for (const [key, what] of rows) {
       const s = summary(rs.map((r) => r[key]))
-      table[scenario][key] = {
+      table[label][key] = {
         p50: r1(s.p50),
         p95: r1(s.p95),
         p99: r1(s.p99),
@@ -807,16 +843,16 @@ const report = (results, ctx) => {
       }
       const kind = kindOf[key]
       console.log(
-        `  ${scenario.padEnd(12)} ${label.padEnd(36)} ${String(s.n).padStart(3)} ${f0(s.p50).padStart(7)} ${f0(s.p95).padStart(7)} ${f0(s.p99).padStart(7)} ${f0(s.max).padStart(7)}   ${kind ? ov[kind] : ''}`,
+        `  ${label.padEnd(16)} ${what.padEnd(36)} ${String(s.n).padStart(3)} ${f0(s.p50).padStart(7)} ${f0(s.p95).padStart(7)} ${f0(s.p99).padStart(7)} ${f0(s.max).padStart(7)}   ${kind ? ov[kind] : ''}`,
       )
     }
   }
   console.log('')
   console.log('  breakdown, medians (ms from the trigger; log lines timed on arrival here):')
-  const med = (scenario, key) =>
-    summary(results.filter((r) => r.scenario === scenario).map((r) => r[key])).p50
+  const med = (backend, scenario, key) => summary(of(backend, scenario).map((r) => r[key])).p50
   const breakdown = {}
-  for (const scenario of SCENARIOS) {
+  for (const [backend, scenario] of runs) {
+    const label = labelOf(backend, scenario)
     const keys = [
       ...(scenario === 'switchover' ? [['releasedMs', '"released" logged by the old active']] : []),
       ['promotedMs', '"promoted" logged by the new active'],
@@ -851,43 +887,45 @@ const report = (results, ctx) => {
           ]
         : []),
     ]
-    breakdown[scenario] = {}
-    console.log(`    ${scenario}`)
-    for (const [key, label] of keys) {
-      breakdown[scenario][key] = r1(med(scenario, key))
-      console.log(`      ${label.padEnd(64)} ${f0(med(scenario, key)).padStart(6)}`)
+    breakdown[label] = {}
+    console.log(`    ${label}`)
+    for (const [key, what] of keys) {
+      const m = med(backend, scenario, key)
+      breakdown[label][key] = r1(m)
+      console.log(`      ${what.padEnd(64)} ${f0(m).padStart(6)}`)
     }
   }
   const allOverlaps = results.flatMap((r) => Object.values(r.overlaps).flat())
   const leaderOverlaps = results.reduce((s, r) => s + r.overlaps.leader.length, 0)
   const errors = results.flatMap((r) => r.errors ?? [])
   const verdict = {}
-  const of = (scenario) => results.filter((r) => r.scenario === scenario)
-  const crash = SCENARIOS.filter((s) => CRASHES.includes(s))
+  const crash = runs.filter(([, s]) => CRASHES.includes(s)).map(([b, s]) => labelOf(b, s))
   for (const s of crash) verdict[s] = table[s].completeMs.p99 <= GOALS.crashP99Ms
-  if (SCENARIOS.includes('switchover'))
-    verdict.switchover = table.switchover.completeMs.p99 <= GOALS.switchoverP99Ms
+  const switchovers = runs.filter(([, s]) => s === 'switchover').map(([b, s]) => labelOf(b, s))
+  for (const s of switchovers) verdict[s] = table[s].completeMs.p99 <= GOALS.switchoverP99Ms
   verdict.overlaps = allOverlaps.length === 0
   // What the fault scenarios count, beside their timings.
   const counts = {}
-  for (const s of SCENARIOS.filter((x) => FAULT_SCENARIOS.includes(x))) {
-    const rs = of(s)
+  for (const s of SCENARIOS.filter(
+    (x) => FAULT_SCENARIOS.includes(x) && BACKENDS.includes('dir'),
+  )) {
+    const rs = of('dir', s)
     counts[s] = { trials: rs.length, operationsFaulted: rs.reduce((n, r) => n + r.faultsHit, 0) }
   }
   if (counts['lost-reply'])
     Object.assign(counts['lost-reply'], {
-      lostReplies: of('lost-reply').filter((r) => r.faultsHit === 1).length,
-      epochSteps: [...new Set(of('lost-reply').map((r) => r.epochStep))],
+      lostReplies: of('dir', 'lost-reply').filter((r) => r.faultsHit === 1).length,
+      epochSteps: [...new Set(of('dir', 'lost-reply').map((r) => r.epochStep))],
     })
   for (const s of ['late-standby', 'slow-writes'].filter((x) => counts[x])) {
-    counts[s].falseTakeovers = of(s).filter(
+    counts[s].falseTakeovers = of('dir', s).filter(
       (r) => r.falseTakeovers || r.standbyLeaderBeforeKill,
     ).length
-    counts[s].fencesBeforeKill = of(s).reduce((n, r) => n + r.fencesBeforeKill, 0)
+    counts[s].fencesBeforeKill = of('dir', s).reduce((n, r) => n + r.fencesBeforeKill, 0)
     verdict[s] = s === 'slow-writes' || counts[s].falseTakeovers === 0
   }
   if (counts['hung-active']) {
-    const rs = of('hung-active')
+    const rs = of('dir', 'hung-active')
     counts['hung-active'].stopBoundMs = stopBound.stopMs
     counts['hung-active'].exitedWithinBound = rs.filter(
       (r) => r.hungExited && r.hungExitMs <= stopBound.stopMs,
@@ -900,10 +938,10 @@ const report = (results, ctx) => {
     console.log(
       `  ${s}: failover complete p99 ${f0(table[s].completeMs.p99)} ms (goal <= ${GOALS.crashP99Ms}): ${verdict[s] ? 'MET' : 'NOT MET'}`,
     )
-  if (SCENARIOS.includes('switchover'))
+  for (const s of switchovers)
     console.log(
-      `  switchover: complete p99 ${f0(table.switchover.completeMs.p99)} ms (goal <= ${GOALS.switchoverP99Ms}): ${verdict.switchover ? 'MET' : 'NOT MET'}` +
-        ` (/leader 200 p99 ${f0(table.switchover.leaderMs.p99)} ms)`,
+      `  ${s}: complete p99 ${f0(table[s].completeMs.p99)} ms (goal <= ${GOALS.switchoverP99Ms}): ${verdict[s] ? 'MET' : 'NOT MET'}` +
+        ` (/leader 200 p99 ${f0(table[s].leaderMs.p99)} ms)`,
     )
   if (counts['lost-reply'])
     console.log(
@@ -929,9 +967,10 @@ const report = (results, ctx) => {
   for (const o of allOverlaps.slice(0, 10)) console.log(`    ${o}`)
   // What the supervisors said, by scenario: distinct error and warning lines, digits as N.
   console.log('  error and warning lines of the supervisors, by scenario (distinct, digits as N):')
-  for (const s of SCENARIOS) {
+  for (const [backend, scenario] of runs) {
+    const s = labelOf(backend, scenario)
     const tally = new Map()
-    for (const r of of(s))
+    for (const r of of(backend, scenario))
       for (const [level, lines] of [
         ['error', r.errors ?? []],
         ['warn', r.warnings ?? []],
@@ -965,6 +1004,8 @@ const report = (results, ctx) => {
       cpus: cpus().length,
       trials: TRIALS,
       hot: HOT,
+      backends: BACKENDS,
+      etcd: etcd?.version,
       scenarios: table,
       breakdownP50Ms: breakdown,
       goals: GOALS,
@@ -982,7 +1023,10 @@ const report = (results, ctx) => {
 }
 
 const main = async () => {
+  /** Every node of every cluster, for the cleanup. */
   const nodes = []
+  /** One cluster per backend: { backend, nodes: [a, b] }. */
+  const clusters = []
   exitOnSignal(() => cleanup(nodes, false).finally(removeDir))
   let failure
   try {
@@ -991,53 +1035,76 @@ const main = async () => {
         throw new Error(
           `unknown scenario ${s} in BENCH_SCENARIOS: expected some of ${[...PLAIN_SCENARIOS, ...FAULT_SCENARIOS].join(', ')}`,
         )
-    const faulted = SCENARIOS.filter((s) => FAULT_SCENARIOS.includes(s))
+    for (const b of BACKENDS)
+      if (!['dir', 'etcd'].includes(b))
+        throw new Error(`unknown backend ${b} in BENCH_BACKENDS: expected dir, etcd or both`)
+    if (!BACKENDS.some((b) => scenariosOf(b).length))
+      throw new Error(
+        `nothing to run: BENCH_BACKENDS=${BACKENDS.join()} with BENCH_SCENARIOS=${SCENARIOS.join()} (etcd runs ${PLAIN_SCENARIOS.join(', ')})`,
+      )
+    const onDir = BACKENDS.includes('dir')
+    const faulted = onDir ? SCENARIOS.filter((s) => FAULT_SCENARIOS.includes(s)) : []
     if (!FAULTFS && faulted.length)
       throw new Error(
         `BENCH_FAULTFS=0 leaves out the views that ${faulted.join(', ')} need: choose among ${PLAIN_SCENARIOS.join(', ')}`,
       )
-    const missing = FAULTFS ? faultFsMissing() : undefined
+    const missing = FAULTFS && onDir ? faultFsMissing() : undefined
     if (missing)
       throw new Error(`${missing} (or BENCH_FAULTFS=0 for ${PLAIN_SCENARIOS.join(', ')} alone)`)
+    const noEtcd = BACKENDS.includes('etcd') ? etcdMissing() : undefined
+    if (noEtcd) throw new Error(noEtcd)
+    if (BACKENDS.includes('etcd')) {
+      const home = join(dir, 'etcd')
+      mkdirSync(home)
+      etcd = await startEtcd(home, await freePorts(6, ETCD_PORT_BASE))
+    }
     mkdirSync(shared)
     mkdirSync(viewsHome)
-    const ports = await freePorts(6)
-    for (const [i, name] of ['a', 'b'].entries()) {
-      const nd = join(dir, name)
-      mkdirSync(nd)
-      const n = {
-        name,
-        dir: nd,
-        cfg: join(nd, 'tandem.json'),
-        ports: { http: ports[3 * i], api: ports[3 * i + 1], svc: ports[3 * i + 2] },
+    const ports = await freePorts(6 * BACKENDS.length)
+    for (const [k, backend] of BACKENDS.entries()) {
+      const cluster = []
+      for (const [i, name] of ['a', 'b'].entries()) {
+        const nd = join(dir, backend, name)
+        mkdirSync(nd, { recursive: true })
+        const p = 6 * k + 3 * i
+        const n = {
+          name,
+          backend,
+          dir: nd,
+          cfg: join(nd, 'tandem.json'),
+          ports: { http: ports[p], api: ports[p + 1], svc: ports[p + 2] },
+        }
+        if (backend === 'dir' && FAULTFS) {
+          n.view = await mountView(shared, viewsHome, name)
+          views.push(n.view)
+        }
+        n.shared = n.view?.dir ?? shared
+        writeConfig(n)
+        nodes.push(n)
+        cluster.push(n)
       }
-      if (FAULTFS) {
-        n.view = await mountView(shared, viewsHome, name)
-        views.push(n.view)
-      }
-      n.shared = n.view?.dir ?? shared
-      writeConfig(n)
-      nodes.push(n)
+      // The cluster, made once as an operator does before the first start: on the backing dir
+      // (not through a view), or in etcd.
+      const initCfg = join(dir, backend, 'init.json')
+      const cfg = JSON.parse(readFileSync(cluster[0].cfg, 'utf8'))
+      writeFileSync(
+        initCfg,
+        JSON.stringify({
+          ...cfg,
+          ha: backend === 'dir' ? { name: 'bench', sharedDir: shared } : cfg.ha,
+        }),
+      )
+      await run(process.execPath, [CLI, 'cluster', 'init', '-c', initCfg], { cwd: ROOT })
+      clusters.push({ backend, nodes: cluster })
     }
-    const [a, b] = nodes
-    // The cluster, made once on the backing dir as an operator does before the first start.
-    const initCfg = join(dir, 'init.json')
-    writeFileSync(
-      initCfg,
-      JSON.stringify({
-        ...JSON.parse(readFileSync(a.cfg, 'utf8')),
-        ha: { name: 'bench', sharedDir: shared },
-      }),
-    )
-    await run(process.execPath, [CLI, 'cluster', 'init', '-c', initCfg], { cwd: ROOT })
-    // hung-active's goal: the stop bound tandem computes for the systemd unit (same plan on both).
+    // hung-active's goal: the stop bound tandem computes for the systemd unit (same plan on all).
     const { loadConfig } = await import(
       pathToFileURL(join(ROOT, 'dist/config/load-config.js')).href
     )
     const { serviceTimeouts } = await import(
       pathToFileURL(join(ROOT, 'dist/ops/service-timeouts.js')).href
     )
-    stopBound = serviceTimeouts(loadConfig(a.cfg))
+    stopBound = serviceTimeouts(loadConfig(nodes[0].cfg))
 
     const { commit, srcDirty } = await gitState(ROOT)
     const others = processesWith('tandem.js').length + processesWith('fixtures/').length
@@ -1060,14 +1127,22 @@ const main = async () => {
     console.log(
       `  load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')}; tandem/fixture processes of others running: ${others}`,
     )
+    for (const c of clusters) {
+      const [a, b] = c.nodes
+      console.log(
+        c.backend === 'dir'
+          ? `  dir: two nodes, shared dir ${shared} (local fs)${FAULTFS ? ', each node through its own faultfs view' : ''}`
+          : `  etcd: two nodes, ${etcd.version}, 3 members at ${etcd.endpoints.join(' ')}, prefix ${ETCD_PREFIX}`,
+      )
+      console.log(
+        `    ports ${a.name} ${JSON.stringify(a.ports)} ${b.name} ${JSON.stringify(b.ports)}; scenarios ${scenariosOf(c.backend).join(', ')}`,
+      )
+    }
     console.log(
-      `  two nodes, shared dir ${shared} (local fs)${FAULTFS ? ', each node through its own faultfs view' : ''}, default timings (renewMs 250, selfFenceMs 1000, takeoverMs 2000, pollMs 100)`,
+      `  default timings (renewMs 250, selfFenceMs 1000, takeoverMs 2000, pollMs 100); active-only: api (cold, server.js)${HOT ? ', svc (hot, ha-child.js, activate ipc)' : ''}`,
     )
     console.log(
-      `  active-only: api (cold, server.js)${HOT ? ', svc (hot, ha-child.js, activate ipc)' : ''}; ports ${a.name} ${JSON.stringify(a.ports)} ${b.name} ${JSON.stringify(b.ports)}`,
-    )
-    console.log(
-      `  ${TRIALS} trials each of ${SCENARIOS.join(', ')}, interleaved; every endpoint asked every ${SAMPLE_MS} ms`,
+      `  ${TRIALS} trials each, interleaved${clusters.length > 1 ? ' across the backends (both clusters up all along)' : ''}; every endpoint asked every ${SAMPLE_MS} ms`,
     )
     console.log(
       `  tandem CLI start-up (node bin/tandem.js --help, min of 3): ${f0(cliStartMs)} ms, part of each switchover`,
@@ -1076,53 +1151,60 @@ const main = async () => {
       `  goals: crash failover (${CRASHES.join(', ')}) complete p99 <= ${GOALS.crashP99Ms} ms; switchover complete p99 <= ${GOALS.switchoverP99Ms} ms; overlaps 0; no takeover before the kill (late-standby); a hung node exits within its stop bound: ${f0(stopBound.stopMs)} ms (stop chain ${stopBound.stopChain.join(' > ')})`,
     )
 
-    startSupervisor(a)
-    await waitUntil('a promoted', () => {
-      if (a.sup.gone) throw new Error(`a exited: ${a.sup.stderr.join(' | ')}`)
-      return a.sup.events.find((e) => e.event === 'promoted')
-    })
-    startSupervisor(b)
-    let epoch = await settle(a, b)
-    let [active, standby] = [a, b]
-    active.role = 'active'
-    standby.role = 'standby'
+    for (const c of clusters) {
+      const [a, b] = c.nodes
+      startSupervisor(a)
+      await waitUntil(`${c.backend} a promoted`, () => {
+        if (a.sup.gone) throw new Error(`a exited: ${a.sup.stderr.join(' | ')}`)
+        return a.sup.events.find((e) => e.event === 'promoted')
+      })
+      startSupervisor(b)
+      c.epoch = await settle(a, b)
+      c.active = a
+      c.standby = b
+      a.role = 'active'
+      b.role = 'standby'
+    }
 
     const results = []
     const loads = []
     for (let i = 0; i < TRIALS; i++) {
       for (const scenario of SCENARIOS) {
-        const r = await trial(scenario, active, standby, epoch)
-        loads.push(loadavg()[0])
-        results.push(r)
-        epoch = r.epochAfter
-        ;[active, standby] = [standby, active]
-        active.role = 'active'
-        standby.role = 'standby'
-        const ov = Object.values(r.overlaps).flat()
-        const extra = [
-          r.faultsHit !== undefined ? `${r.faultsHit} operations faulted` : '',
-          r.falseTakeovers || r.standbyLeaderBeforeKill ? 'TAKEN OVER BEFORE THE KILL' : '',
-          r.fencesBeforeKill ? `${r.fencesBeforeKill} fenced before the kill` : '',
-          scenario === 'hung-active'
-            ? r.hungExited
-              ? `hung node exited ${f0(r.hungExitMs)} ms after SIGTERM (${r.hungExit})`
-              : 'HUNG NODE NOT EXITED'
-            : '',
-        ].filter(Boolean)
-        const line = `  ${scenario.padEnd(12)} ${String(i + 1).padStart(2)}/${TRIALS} ${r.from}->${r.to} epoch ${r.epoch}: /leader ${f0(r.leaderMs)} ms, api ${f0(r.apiMs)} ms${HOT ? `, svc ${f0(r.svcMs)} ms` : ''}${extra.length ? `, ${extra.join(', ')}` : ''}${ov.length ? `, OVERLAPS ${ov.length}` : ''}`
-        // A goal missed in this trial: printed even when the output is not a terminal.
-        const missed =
-          r.falseTakeovers ||
-          r.standbyLeaderBeforeKill ||
-          (scenario === 'hung-active' && !r.hungExited)
-        if (ov.length || r.errors || missed) {
-          if (process.stdout.isTTY) process.stdout.write('\r\x1b[K')
-          const notes = [...ov, ...(r.errors ?? [])]
-          const shown = notes.slice(0, 8)
-          if (notes.length > shown.length) shown.push(`... and ${notes.length - shown.length} more`)
-          console.log([line, ...shown].join('\n    '))
-        } else if (process.stdout.isTTY) process.stdout.write(`\r\x1b[K${line}`)
-        else console.log(line)
+        for (const c of clusters.filter((x) => scenariosOf(x.backend).includes(scenario))) {
+          const r = await trial(scenario, c.active, c.standby, c.epoch)
+          loads.push(loadavg()[0])
+          results.push(r)
+          c.epoch = r.epochAfter
+          ;[c.active, c.standby] = [c.standby, c.active]
+          c.active.role = 'active'
+          c.standby.role = 'standby'
+          const ov = Object.values(r.overlaps).flat()
+          const extra = [
+            r.faultsHit !== undefined ? `${r.faultsHit} operations faulted` : '',
+            r.falseTakeovers || r.standbyLeaderBeforeKill ? 'TAKEN OVER BEFORE THE KILL' : '',
+            r.fencesBeforeKill ? `${r.fencesBeforeKill} fenced before the kill` : '',
+            scenario === 'hung-active'
+              ? r.hungExited
+                ? `hung node exited ${f0(r.hungExitMs)} ms after SIGTERM (${r.hungExit})`
+                : 'HUNG NODE NOT EXITED'
+              : '',
+          ].filter(Boolean)
+          const line = `  ${labelOf(c.backend, scenario).padEnd(16)} ${String(i + 1).padStart(2)}/${TRIALS} ${r.from}->${r.to} epoch ${r.epoch}: /leader ${f0(r.leaderMs)} ms, api ${f0(r.apiMs)} ms${HOT ? `, svc ${f0(r.svcMs)} ms` : ''}${extra.length ? `, ${extra.join(', ')}` : ''}${ov.length ? `, OVERLAPS ${ov.length}` : ''}`
+          // A goal missed in this trial: printed even when the output is not a terminal.
+          const missed =
+            r.falseTakeovers ||
+            r.standbyLeaderBeforeKill ||
+            (scenario === 'hung-active' && !r.hungExited)
+          if (ov.length || r.errors || missed) {
+            if (process.stdout.isTTY) process.stdout.write('\r\x1b[K')
+            const notes = [...ov, ...(r.errors ?? [])]
+            const shown = notes.slice(0, 8)
+            if (notes.length > shown.length)
+              shown.push(`... and ${notes.length - shown.length} more`)
+            console.log([line, ...shown].join('\n    '))
+          } else if (process.stdout.isTTY) process.stdout.write(`\r\x1b[K${line}`)
+          else console.log(line)
+        }
       }
     }
     if (process.stdout.isTTY) process.stdout.write('\r\x1b[K')
