@@ -1,13 +1,17 @@
 // A real etcd cluster (Debian's etcd-server, installed by scripts/ensure-tools.sh) of 1 or 3
 // members on loopback ports 27000-27299, each member with its own data dir and process group:
-// stopped, paused (SIGSTOP) and restarted by the HA tests on etcd.
+// stopped, paused (SIGSTOP) and restarted by the HA tests on etcd. Optionally on https (with
+// client certificates) and with etcd's authentication enabled.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs'
+import https from 'node:https'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import type { Test } from 'tap'
+import { httpTransport, type EtcdTransport } from '../../src/ha/etcd-transport.js'
 import { needTool } from './need-tool.js'
 import { killGroup, tempDir, waitUntil } from './supervisor.js'
+import type { TestPki } from './tls-certs.js'
 
 const CANDIDATES = ['/usr/bin/etcd', '/usr/local/bin/etcd']
 
@@ -71,34 +75,64 @@ export const gateway = async (url: string, path: string, body: unknown): Promise
   return json
 }
 
+export interface EtcdStartOptions {
+  /**
+   * Serve clients on https with the PKI's server certificate (peers stay on http). With
+   * `clientCertAuth`, etcd also wants a client certificate signed by the PKI's CA.
+   */
+  tls?: { pki: TestPki; clientCertAuth?: boolean }
+  /** More etcd flags (`--auth-token-ttl`, `--auth-token`). */
+  args?: string[]
+}
+
+/** A user `enableAuth` makes, with read and write on the keys under `prefix`. */
+export interface EtcdTestUser {
+  name: string
+  password: string
+  prefix: string
+}
+
 export class EtcdCluster {
   readonly members: EtcdMember[]
   readonly #bin: string
+  readonly #options: EtcdStartOptions
+  /** How the helper itself reaches the members when they are on https (the PKI's client cert). */
+  readonly #tlsTransport: EtcdTransport | undefined
 
-  private constructor(bin: string, members: EtcdMember[]) {
+  private constructor(bin: string, members: EtcdMember[], options: EtcdStartOptions) {
     this.#bin = bin
     this.members = members
+    this.#options = options
+    const pki = options.tls?.pki
+    this.#tlsTransport =
+      pki &&
+      httpTransport({
+        ca: readFileSync(pki.ca),
+        cert: readFileSync(pki.clientCert),
+        key: readFileSync(pki.clientKey),
+      })
   }
 
   /** Starts `size` members, killed at teardown, and waits until the cluster is healthy. */
-  static async start(t: Test, size: 1 | 3): Promise<EtcdCluster> {
+  static async start(t: Test, size: 1 | 3, options: EtcdStartOptions = {}): Promise<EtcdCluster> {
     const bin = etcdBin()
     if (!bin) throw new Error('etcd is not installed (needEtcd first)')
     const dir = tempDir(t)
     const ports = await freePorts(2 * size)
+    const scheme = options.tls ? 'https' : 'http'
     const members = Array.from({ length: size }, (_, i): EtcdMember => {
       const dataDir = join(dir, `m${i}`)
       mkdirSync(dataDir)
       return {
         name: `m${i}`,
-        clientUrl: `http://127.0.0.1:${ports[2 * i]}`,
+        clientUrl: `${scheme}://127.0.0.1:${ports[2 * i]}`,
         peerUrl: `http://127.0.0.1:${ports[2 * i + 1]}`,
         dataDir,
         log: join(dir, `m${i}.log`),
         proc: undefined,
       }
     })
-    const cluster = new EtcdCluster(bin, members)
+    const cluster = new EtcdCluster(bin, members, options)
     t.teardown(() => cluster.killAll())
     for (let i = 0; i < size; i++) cluster.#spawn(i)
     await cluster.waitHealthy()
@@ -113,6 +147,18 @@ export class EtcdCluster {
     const m = this.members[i]!
     const cluster = this.members.map((x) => `${x.name}=${x.peerUrl}`).join(',')
     const out = openSync(m.log, 'a')
+    const tls = this.#options.tls
+    const tlsArgs = tls
+      ? [
+          '--cert-file',
+          tls.pki.serverCert,
+          '--key-file',
+          tls.pki.serverKey,
+          '--trusted-ca-file',
+          tls.pki.ca,
+          ...(tls.clientCertAuth ? ['--client-cert-auth'] : []),
+        ]
+      : []
     // Its own process group, killed by group at teardown. A restart reuses the data dir: etcd
     // then ignores the initial-cluster flags and rejoins with what it stored.
     m.proc = spawn(
@@ -136,6 +182,8 @@ export class EtcdCluster {
         `tandem-test-${this.members[0]!.peerUrl}`,
         '--initial-cluster-state',
         'new',
+        ...tlsArgs,
+        ...(this.#options.args ?? []),
       ],
       { detached: true, stdio: ['ignore', out, out] },
     )
@@ -144,14 +192,55 @@ export class EtcdCluster {
 
   /** True when `i` answers /health with quorum (its own view). */
   async healthy(i: number): Promise<boolean> {
+    const url = `${this.members[i]!.clientUrl}/health`
     try {
-      const res = await fetch(`${this.members[i]!.clientUrl}/health`, {
-        signal: AbortSignal.timeout(1000),
-      })
-      return ((await res.json()) as { health?: string }).health === 'true'
+      const pki = this.#options.tls?.pki
+      const body = pki
+        ? await httpsGet(url, pki)
+        : await (await fetch(url, { signal: AbortSignal.timeout(1000) })).text()
+      return (JSON.parse(body) as { health?: string }).health === 'true'
     } catch {
       return false
     }
+  }
+
+  /** POST to member `i`'s gateway (over https with the PKI's client certificate if on TLS). */
+  call(i: number, path: string, body: unknown, token?: string): Promise<unknown> {
+    const url = this.members[i]!.clientUrl
+    if (!this.#tlsTransport && token === undefined) return gateway(url, path, body)
+    return (this.#tlsTransport ?? httpTransport())(
+      url,
+      path,
+      body,
+      AbortSignal.timeout(2000),
+      token === undefined ? {} : { authorization: token },
+    )
+  }
+
+  /**
+   * Turns etcd's authentication on: `root` (role root) with `rootPassword`, and each user with a
+   * role of its own name that reads and writes the keys under its prefix.
+   */
+  async enableAuth(rootPassword: string, users: EtcdTestUser[]): Promise<void> {
+    await this.call(0, '/v3/auth/user/add', { name: 'root', password: rootPassword })
+    await this.call(0, '/v3/auth/user/grant', { user: 'root', role: 'root' })
+    for (const u of users) {
+      const key = Buffer.from(u.prefix)
+      const end = Buffer.from(key)
+      end[end.length - 1] = end[end.length - 1]! + 1
+      await this.call(0, '/v3/auth/user/add', { name: u.name, password: u.password })
+      await this.call(0, '/v3/auth/role/add', { name: u.name })
+      await this.call(0, '/v3/auth/role/grant', {
+        name: u.name,
+        perm: {
+          permType: 'READWRITE',
+          key: key.toString('base64'),
+          range_end: end.toString('base64'),
+        },
+      })
+      await this.call(0, '/v3/auth/user/grant', { user: u.name, role: u.name })
+    }
+    await this.call(0, '/v3/auth/enable', {})
   }
 
   /** Waits until every running member reports health (a quorum and a leader). */
@@ -169,15 +258,15 @@ export class EtcdCluster {
       for (const m of this.members) {
         if (!m.proc) continue
         try {
-          const s = (await gateway(m.clientUrl, '/v3/maintenance/status', {})) as {
+          const s = (await this.call(this.members.indexOf(m), '/v3/maintenance/status', {})) as {
             header?: { member_id?: string }
             leader?: string
           }
           if (!s.leader || s.leader === '0') continue
           if (s.header?.member_id === s.leader) return this.members.indexOf(m) + 1
           const ids = await Promise.all(
-            this.members.map((x) =>
-              gateway(x.clientUrl, '/v3/maintenance/status', {})
+            this.members.map((_, j) =>
+              this.call(j, '/v3/maintenance/status', {})
                 .then((y) => (y as { header?: { member_id?: string } }).header?.member_id)
                 .catch(() => undefined),
             ),
@@ -229,3 +318,24 @@ export class EtcdCluster {
       .join('\n')
   }
 }
+
+/** GET over https with the PKI's CA and client certificate: the body (rejects after 1 s). */
+const httpsGet = (url: string, pki: TestPki): Promise<string> =>
+  new Promise((resolve, reject) => {
+    const req = https.get(
+      url,
+      {
+        ca: readFileSync(pki.ca),
+        cert: readFileSync(pki.clientCert),
+        key: readFileSync(pki.clientKey),
+        signal: AbortSignal.timeout(1000),
+      },
+      (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')))
+        res.on('error', reject)
+      },
+    )
+    req.on('error', reject)
+  })
