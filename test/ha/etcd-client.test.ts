@@ -225,7 +225,7 @@ t.test('an expired token (JWT with a 1 s TTL) is renewed transparently', async (
 })
 
 t.test(
-  'health: a stopped member of three is not ok; exactly one leader among the others',
+  'health: a stopped member of three is not ok, exactly one leader among the others; alone, none',
   async (t) => {
     if (!needEtcd(t)) return
     const etcd = await EtcdCluster.start(t, 3)
@@ -255,5 +255,20 @@ t.test(
     })
     t.equal(after.filter((h) => h.ok).length, 2, 'the two others answer')
     t.equal(after.filter((h) => h.ok && h.leader).length, 1, 'exactly one leader')
+    // One of three left: it answers, but without a quorum it soon knows no leader.
+    const last = after.findIndex((h) => h.ok && !h.leader)
+    etcd.stop(after.findIndex((h) => h.ok && h.leader))
+    const alone = await waitUntil('the last member without a leader', async () => {
+      const h = await client.health(1000)
+      return !h[last]!.ok && !/ECONNREFUSED/.test(h[last]!.error) && h
+    })
+    t.match(alone[last], {
+      ok: false,
+      error: 'answers, but knows no raft leader (an election, or no quorum)',
+    })
+    t.notOk(
+      alone.some((h) => h.ok),
+      'nobody ok',
+    )
   },
 )
