@@ -15,6 +15,8 @@ export interface EtcdBackend {
   type: 'etcd'
   endpoints: string[]
   prefix: string
+  tls?: { ca?: string; cert?: string; key?: string }
+  auth?: { user: string; passwordFile: string }
 }
 
 /** Where a cluster holds its lease: a shared dir's path, or an etcd backend. */

@@ -174,23 +174,36 @@ t.test(
 )
 
 t.test(
-  'etcd unreachable at start (nothing listening, a black hole) or a prefix never initialized: tandem start exits 1 naming it, starts no child, never active',
+  'etcd unreachable at start (nothing listening, a black hole), a TLS file missing, a prefix never initialized: tandem start exits 1 (78 for the config) naming it, starts no child, never active',
   async (t) => {
     if (!etcd) return
     const nobody = 'http://127.0.0.1:26490'
     t.notOk(await accepting(26490), 'nothing listens on 26490')
     const hole = await TcpProxy.start(t, 26491, { host: '127.0.0.1', port: 26490 })
     await hole.cut('blackhole')
-    const cases: [string, Backend, RegExp][] = [
+    const cases: [string, Backend, RegExp, number][] = [
       [
         'a port nobody listens on',
         { type: 'etcd', endpoints: [nobody], prefix: '/tandem/nowhere' },
         /http:\/\/127\.0\.0\.1:26490/,
+        1,
       ],
       [
         'a black hole',
         { type: 'etcd', endpoints: [hole.url], prefix: '/tandem/nowhere' },
         /http:\/\/127\.0\.0\.1:26491/,
+        1,
+      ],
+      [
+        'a TLS file that does not exist (a config error)',
+        {
+          type: 'etcd',
+          endpoints: ['https://127.0.0.1:26490'],
+          prefix: '/tandem/nowhere',
+          tls: { ca: 'no-such-ca.pem' },
+        },
+        /no-such-ca\.pem/,
+        78,
       ],
       [
         'a prefix never initialized',
@@ -200,9 +213,10 @@ t.test(
           prefix: `/tandem/ha-etcd-${process.pid}-never`,
         },
         /never initialized|tandem cluster init/,
+        1,
       ],
     ]
-    for (const [what, backend, message] of cases) {
+    for (const [what, backend, message, exitCode] of cases) {
       const config = nodeConfig(t, backend, 'x', 26470)
       const sup = new Supervisor(config)
       t.teardown(() => sup.kill())
@@ -211,7 +225,7 @@ t.test(
       await sup.ended
       const { answers } = await sampling.stop()
       const err = sup.stderr.join('\n')
-      t.equal(code, 1, `${what}: exit code 1 (${err})`)
+      t.equal(code, exitCode, `${what}: exit code ${exitCode} (${err})`)
       t.match(err, message, `${what}: the error names it`)
       t.equal(
         sup.count((r) => r.event === 'spawned'),
