@@ -3,6 +3,8 @@
 // expire), and the members' health while one of three is down.
 import { execFileSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
 import {
@@ -92,6 +94,38 @@ t.test('the files of the config: ECONFIG naming the setting and the path', async
     message: `ha.backend.auth.passwordFile: cannot read ${missing}: ENOENT`,
   })
 })
+
+t.test(
+  'a member that never answers costs its share of the deadline; one that answers no JSON is named',
+  async (t) => {
+    const serve = async (handler: (req: IncomingMessage, res: ServerResponse) => void) => {
+      const server = createServer(handler)
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+      t.teardown(() => {
+        server.closeAllConnections()
+        server.close()
+      })
+      return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    }
+    const hangs = await serve(() => {
+      // never answers
+    })
+    const garbled = await serve((_req, res) => res.writeHead(502).end('<html>bad gateway'))
+    const client = new EtcdClient([hangs, garbled])
+    const err = (await client.get('/k', 1000).catch((e: unknown) => e)) as Error
+    t.match(err, { code: 'EETCD' })
+    // Half the deadline each (less what the setup took, so the figure is not pinned).
+    t.match(
+      err.message,
+      /^etcd read of \/k failed within 1000 ms on every endpoint: (\S+): no answer within \d+ ms; (\S+): HTTP 502 that is not JSON: "<html>bad gateway"$/,
+    )
+    t.ok(err.message.includes(`${hangs}: no answer`) && err.message.includes(`${garbled}: HTTP`))
+    t.match(await client.health(100), [
+      { endpoint: hangs, ok: false, error: 'no answer within 100 ms' },
+      { endpoint: garbled, ok: false, error: /^HTTP 502 that is not JSON/ },
+    ])
+  },
+)
 
 t.test(
   'https with client certificates; a wrong CA or no certificate named with the endpoint',
