@@ -38,6 +38,8 @@ check() {
   # store (issue 12). The tests start their own members; an etcd the package may start as a
   # service (on 2379) is left alone and never used.
   need etcd-server has etcd /usr/bin/etcd
+  # openssl: a throwaway CA, server and client certificates for the etcd client's TLS tests.
+  need openssl has openssl /usr/bin/openssl
   # resource-agents: ocf-tester runs tandem's OCF resource agent (tandem ocf) through Pacemaker's
   # sequence of actions. libxml2-utils: its xmllint, with which ocf-tester checks the meta-data
   # (resource-agents only recommends it, and recommends are not installed here).
