@@ -3,17 +3,19 @@
  * directory.
  *
  * Client: etcd's v3 JSON gateway (grpc-gateway, served on the client port of every member: at
- * `/v3/...` since 3.4, Debian's etcd-server is 3.4.23) with Node's fetch, not the `etcd3` npm
- * package. What the lease needs is five unary calls (range, put, txn, lease grant, one
- * keep-alive per renew), each of which the gateway serves as a plain POST; with fetch each gets
- * an AbortSignal deadline and fails over to the next member under our control, and the errors
- * name the member. etcd3 would bring gRPC (@grpc/grpc-js, protobufjs) for calls we make a few
- * times a second, its own retry and keep-alive policies (a keep-alive stream it renews by itself
- * is exactly what must not happen: the lease core decides, renew by renew), and its election
- * helper, which issue 12 warns kept leadership across an etcd restart. The cost: the gateway
- * turns int64s into strings and keys into base64 (handled in etcd-client.ts); TLS with a custom
- * CA or client certificate needs a transport on node:https (fetch alone cannot take them): one
- * function, `EtcdTransport`.
+ * `/v3/...` since 3.4, Debian's etcd-server is 3.4.23) over node:http/node:https
+ * (etcd-transport.ts), not the `etcd3` npm package. What the lease needs is five unary calls
+ * (range, put, txn, lease grant, one keep-alive per renew), each of which the gateway serves as a
+ * plain POST; each gets its own deadline and fails over to the next member under our control, and
+ * the errors name the member. etcd3 would bring gRPC (@grpc/grpc-js, protobufjs) for calls we
+ * make a few times a second, its own retry and keep-alive policies (a keep-alive stream it renews
+ * by itself is exactly what must not happen: the lease core decides, renew by renew), and its
+ * election helper, which issue 12 warns kept leadership across an etcd restart. The cost: the
+ * gateway turns int64s into strings and keys into base64 (handled in etcd-client.ts).
+ *
+ * A standby takes over on the heartbeat's quiet time, as in a shared dir, not when the claim key
+ * expires: etcd extends every lease by its TTL when its leader changes or it restarts, so a key
+ * still there says nothing of its holder (docs/ha.md, backends).
  *
  * Keys under `<prefix>/`:
  * - `config`: the cluster's name and timings, put once by `initEtcdCluster` (never by a node that
