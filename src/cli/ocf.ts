@@ -263,11 +263,11 @@ const validate = async (p: OcfParams): Promise<Outcome & { plan?: Plan }> => {
       return fail(OCF.ERR_INSTALLED, `config file ${resolve(p.config)} does not exist on this node`)
     return fail(hasCode(err, 'ECONFIG') ? OCF.ERR_CONFIGURED : OCF.ERR_GENERIC, errorMessage(err))
   }
-  const backend = (plan.ha as { backend?: { type?: string } } | undefined)?.backend?.type
+  const backend = plan.ha?.backend.type
   if (backend !== 'external') {
     return fail(
       OCF.ERR_CONFIGURED,
-      `${plan.configFile}: ha.backend.type must be "external" under Pacemaker (Pacemaker decides the active node), got ${plan.ha ? JSON.stringify(backend ?? 'dir') : 'no "ha" section'}`,
+      `${plan.configFile}: ha.backend.type must be "external" under Pacemaker (Pacemaker decides the active node), got ${backend ? JSON.stringify(backend) : 'no "ha" section'}`,
     )
   }
   return { code: OCF.SUCCESS, plan }
