@@ -181,7 +181,9 @@ t.test('--since takes an age, and alone prints every record since', async (t) =>
   const { config, logs } = setup(t)
   mkdirSync(logs)
   const now = Date.now()
-  const ages = [3 * 3_600_000, 20 * 60_000, 5 * 60_000, 30_000, 1000] // 3 h ... 1 s ago
+  // 3 h ago ... 20 s ago, and one 5 s ahead: each age stays on its side of the --since asked
+  // for even when the five commands take a minute on a loaded machine.
+  const ages = [3 * 3_600_000, 20 * 60_000, 5 * 60_000, 20_000, -5000]
   writeFileSync(join(logs, 'tandem.log'), ages.map((a, i) => `${rec(i, {}, now - a)}\n`).join(''))
   const count = async (since: string) => {
     const r = await cli(['logs', '--since', since, '-c', config])
