@@ -111,8 +111,14 @@ const node = (
     remember()
     return r
   }
+  /** Runs an action that must succeed (0), saying what the agent said otherwise. */
+  const succeed = async (action: string, what = action, extra: Record<string, string> = {}) => {
+    const r = await run(action, extra)
+    t.equal(r.code, OCF.ok, r.err ? `${what}: ${r.err}` : what)
+    return r
+  }
   const leader = async () => (await fetch(`http://127.0.0.1:${port + 9}/leader`)).status
-  return { dir, stateDir, config, env, run, leader, remember }
+  return { dir, stateDir, config, env, run, succeed, leader, remember }
 }
 
 t.test(
@@ -199,11 +205,11 @@ t.test(
     t.equal((await n.run('monitor')).code, NOT_RUNNING, 'monitor before start')
     const started = await n.run('start')
     t.equal(started.code, OCF.ok, started.err)
-    t.equal((await n.run('monitor')).code, OCF.ok, 'started: standby')
+    await n.succeed('monitor', 'started: standby')
     t.equal((await n.run('monitor', { OCF_CHECK_LEVEL: '10' })).code, OCF.ok, 'all wanted ready')
     t.equal(await n.leader(), 503, 'a standby is not the leader')
     t.notOk(await accepting(26325), 'the active-only api is not running on a standby')
-    t.equal((await n.run('start')).code, OCF.ok, 'starting a started resource')
+    await n.succeed('start', 'starting a started resource')
 
     const promoted = await n.run('promote')
     t.equal(promoted.code, OCF.ok, promoted.err)
@@ -211,15 +217,15 @@ t.test(
     t.equal((await n.run('monitor', { OCF_CHECK_LEVEL: '10' })).code, PROMOTED, 'api ready too')
     t.equal(await n.leader(), 200)
     t.ok(await accepting(26325), 'promote returned with the api serving')
-    t.equal((await n.run('promote')).code, OCF.ok, 'promoting a promoted resource')
+    await n.succeed('promote', 'promoting a promoted resource')
     t.equal((await n.run('monitor')).code, PROMOTED)
 
     const demoted = await n.run('demote')
     t.equal(demoted.code, OCF.ok, demoted.err)
-    t.equal((await n.run('monitor')).code, OCF.ok)
+    await n.succeed('monitor')
     t.equal(await n.leader(), 503)
     t.notOk(await accepting(26325), 'demote returned after the api stopped')
-    t.equal((await n.run('demote')).code, OCF.ok, 'demoting a demoted resource')
+    await n.succeed('demote', 'demoting a demoted resource')
 
     const pids = [supervisorPid(n.stateDir)!, ...instancePids(n.stateDir)]
     t.equal(pids.length, 3, 'a supervisor and two web instances')
@@ -231,7 +237,7 @@ t.test(
       'the supervisor and its instances are gone when stop returns',
     )
     t.equal((await n.run('monitor')).code, NOT_RUNNING)
-    t.equal((await n.run('stop')).code, OCF.ok, 'stopping a stopped resource')
+    await n.succeed('stop', 'stopping a stopped resource')
     for (const action of ['promote', 'demote'])
       t.equal((await n.run(action)).code, NOT_RUNNING, `${action} of a stopped resource`)
   },
@@ -243,7 +249,7 @@ t.test(
     // A restart takes 3 s before the port opens: time for the agent to see it.
     const slow = { READY_DELAY_MS: '3000' }
     const n = node(t, 26330, { instances: 1, web: slow, api: slow })
-    t.equal((await n.run('start')).code, OCF.ok)
+    await n.succeed('start')
     const web = (await status(n.config)).instances.find((i) => i.id === 'web#0')!
     process.kill(web.pid!, 'SIGKILL')
     const deep = { OCF_CHECK_LEVEL: '10' }
@@ -253,9 +259,9 @@ t.test(
     })
     t.match(failing.err, /standby, not ready: web#0 (exited|backoff|starting)/)
     await waitUntil('level 10 to pass', async () => (await n.run('monitor', deep)).code === OCF.ok)
-    t.equal((await n.run('monitor')).code, OCF.ok, 'level 0 asks the supervisor only')
+    await n.succeed('monitor', 'level 0 asks the supervisor only')
 
-    t.equal((await n.run('promote')).code, OCF.ok)
+    await n.succeed('promote')
     const api = (await status(n.config)).instances.find((i) => i.id === 'api#0')!
     process.kill(api.pid!, 'SIGKILL')
     const failed = await waitUntil('level 10 to fail promoted', async () => {
@@ -266,7 +272,7 @@ t.test(
     await waitUntil('level 10 promoted again', async () => {
       return (await n.run('monitor', deep)).code === PROMOTED
     })
-    t.equal((await n.run('stop')).code, OCF.ok)
+    await n.succeed('stop')
   },
 )
 
@@ -274,8 +280,8 @@ t.test(
   'after kill -9 of the supervisor, monitor answers 7 once it and its instances are gone (orphan watchdog)',
   async (t) => {
     const n = node(t, 26340)
-    t.equal((await n.run('start')).code, OCF.ok)
-    t.equal((await n.run('promote')).code, OCF.ok)
+    await n.succeed('start')
+    await n.succeed('promote')
     const sup = supervisorPid(n.stateDir)!
     const children = instancePids(n.stateDir)
     t.equal(children.length, 3, 'two web instances and the api')
@@ -297,24 +303,32 @@ t.test(
       'not running means its instances are gone too',
     )
     t.equal(await n.leader().catch(() => 'refused'), 'refused', 'no /leader')
-    t.equal((await n.run('start')).code, OCF.ok, 'started again')
-    t.equal((await n.run('monitor')).code, OCF.ok, 'as standby: Pacemaker promotes')
-    t.equal((await n.run('stop')).code, OCF.ok)
+    await n.succeed('start', 'started again')
+    await n.succeed('monitor', 'as standby: Pacemaker promotes')
+    await n.succeed('stop')
   },
 )
 
 t.test(
-  'a frozen supervisor: monitor answers 1 within its timeout; stop kills it and its instances',
+  'a frozen active supervisor: its api is killed (orphan watchdog), monitor answers 1 within its timeout, stop kills the rest',
   async (t) => {
     const n = node(t, 26350)
-    t.equal((await n.run('start')).code, OCF.ok)
+    await n.succeed('start')
+    await n.succeed('promote')
     const sup = supervisorPid(n.stateDir)!
     const children = instancePids(n.stateDir)
+    const api = (await status(n.config)).instances.find((i) => i.id === 'api#0')!.pid!
     process.kill(sup, 'SIGSTOP')
     t.teardown(() => killGroup(sup))
+    // Its own deadline lapses selfFenceMs after the last renewal: nothing active may outlive it.
+    await waitUntil('the api killed while its supervisor is frozen', () => !alive(api))
     const r = await n.run('monitor', { OCF_RESKEY_CRM_meta_timeout: '5000' })
     t.equal(r.code, OCF.generic)
     t.match(r.err, new RegExp(`supervisor pid ${sup}: its control socket did not answer`))
+    t.ok(
+      children.filter((p) => p !== api).every((p) => alive(p)),
+      'the instances of every node run on',
+    )
     const stopped = await n.run('stop', { OCF_RESKEY_CRM_meta_timeout: '8000' })
     t.equal(stopped.code, OCF.ok, stopped.err)
     t.match(stopped.err, /did not stop in time.*killed/)
