@@ -460,10 +460,13 @@ const monitor = async (p: OcfParams, stateDir: string, clock: Clock): Promise<Ou
     )
   }
   const s = r.status
-  if (s.role !== 'active' && s.role !== 'standby') {
+  // A supervisor that decides its role by itself (standalone, or a lease) must not be counted
+  // as one Pacemaker promotes: ERR_CONFIGURED stops the resource rather than trusting its role.
+  const backend = s.cluster?.backend.type
+  if (backend !== 'external') {
     return fail(
       OCF.ERR_CONFIGURED,
-      `the supervisor of ${s.config} runs as ${s.role}, not under Pacemaker: its ha.backend must be {"type": "external"}`,
+      `the supervisor of ${s.config} runs ${backend ? `with ha.backend ${JSON.stringify(backend)}` : 'standalone'}, not under Pacemaker: its ha.backend must be {"type": "external"}`,
     )
   }
   const promoted = s.role === 'active'

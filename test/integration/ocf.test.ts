@@ -15,6 +15,7 @@ import {
   killGroup,
   ROOT,
   status,
+  Supervisor,
   tempDir,
   waitUntil,
   writeConfig,
@@ -341,6 +342,16 @@ t.test(
     t.equal((await n.run('monitor')).code, NOT_RUNNING)
   },
 )
+
+t.test('monitor of a supervisor that decides its role by itself: 6', async (t) => {
+  const config = writeConfig(tempDir(t), { web: fixture({ port: 26380 }) })
+  const sup = new Supervisor(config)
+  t.teardown(() => sup.kill())
+  await sup.waitLog('all ready', (r) => r.event === 'all-ready')
+  const r = await agent('monitor', { OCF_RESKEY_config: config })
+  t.equal(r.code, OCF.configured)
+  t.match(r.err, /runs standalone, not under Pacemaker/)
+})
 
 t.test('a supervisor that exits during start: 1, with its last log lines', async (t) => {
   const n = node(t, 26360)
