@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
-import { errorMessage } from '../errors.js'
+import { errorMessage, hasCode } from '../errors.js'
 import type { Cancel, Clock } from '../seams/clock.js'
 
 /** The protocol's timings (../shared/DESIGN.md, hot standby); every node must use the same. */
@@ -571,6 +571,11 @@ export class Lease extends EventEmitter<LeaseEvents> {
     } catch (err) {
       if (this.#stopped) return
       this.#renewError = errorMessage(err)
+      // The store says the claim itself is gone (etcd expired its lease): no later renew can
+      // bring it back, so there is nothing to wait for.
+      if (hasCode(err, 'ELEASELOST') && this.#activeIn(epoch)) {
+        return this.#fence(`storage: ${this.#renewError}`)
+      }
       this.#problem(`renewing hb/${epoch} failed: ${this.#renewError}`)
     }
   }

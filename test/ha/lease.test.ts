@@ -437,6 +437,29 @@ t.test('a released epoch that nobody claims is taken back after takeoverMs', asy
   t.equal(a.lease.epoch, 2, 'as a new epoch')
 })
 
+t.test(
+  'a renew told the claim is gone (ELEASELOST: etcd expired it) fences at once; another error waits for selfFenceMs',
+  async (t) => {
+    const c = cluster(t, ['a'])
+    const a = c.nodes[0]!
+    a.lease.start()
+    await c.run(500)
+    const write = a.store.writeHeartbeat.bind(a.store)
+    const failing = (code: string) => () =>
+      Promise.reject(Object.assign(new Error(`renew refused (${code})`), { code }))
+    a.store.writeHeartbeat = failing('EIO')
+    await c.run(500)
+    t.same(c.active(), ['a'], 'two failed renews: still within selfFenceMs')
+    a.store.writeHeartbeat = write
+    await c.run(500)
+    a.store.writeHeartbeat = failing('ELEASELOST')
+    const from = c.clock.monotonic()
+    await c.run(T.renewMs + 20)
+    t.same(c.active(), [], `fenced at its next renew (${c.clock.monotonic() - from} ms)`)
+    t.match(a.events.at(-1), 'standby 1: fenced: storage: renew refused (ELEASELOST)')
+  },
+)
+
 t.test('a higher published epoch fences the active at its next renew', async (t) => {
   const c = cluster(t, ['a'])
   const a = c.nodes[0]!
