@@ -4,7 +4,15 @@
 // their types through tsc. The packing happens in a copy so that this repo's dist, which other
 // test files run from, is never emptied under them. No ports.
 import { spawn } from 'node:child_process'
-import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs'
+import {
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+} from 'node:fs'
 import { writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import t from 'tap'
@@ -86,6 +94,8 @@ t.test('npm pack makes a tarball that installs globally and runs', async (t) => 
     'config.example.json',
     'examples/server.js',
     'docs/ha.md',
+    'docs/pacemaker.md',
+    'ocf/tandem',
   ])
     t.ok(files.includes(f), `packed: ${f}`)
   t.same(
@@ -138,6 +148,15 @@ t.test('npm pack makes a tarball that installs globally and runs', async (t) => 
   t.equal(validate.code, 0, validate.err)
   t.match(validate.out, /config\.example\.json is valid: .*4 instances/)
   t.match((await run(tandem, ['completion', 'bash'], work)).out, /complete -F _tandem_completion/)
+  // The OCF agent as Pacemaker runs it: from a symlink in the OCF root, no PATH to tandem.
+  const agent = join(installed, 'ocf/tandem')
+  t.ok(statSync(agent).mode & 0o111, 'ocf/tandem is executable once installed')
+  const ocfRoot = join(work, 'resource.d/tandem')
+  mkdirSync(ocfRoot, { recursive: true })
+  symlinkSync(agent, join(ocfRoot, 'tandem'))
+  const meta = await run(join(ocfRoot, 'tandem'), ['meta-data'], work)
+  t.equal(meta.code, 0, meta.err)
+  t.match(meta.out, /<resource-agent name="tandem"/)
 
   // An ES module beside the prefix's node_modules: `tandem` and `tandem/child` resolve there.
   const program = join(prefix, 'lib/program.mjs')
