@@ -1,15 +1,5 @@
-import { readdirSync, readFileSync } from 'node:fs'
-
-/** Fields 3 (state) and 5 (pgrp) of /proc/<pid>/stat, after the command name. */
-const statFields = (pid: string): { state: string; pgrp: number } | undefined => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return { state: f[0]!, pgrp: Number(f[2]) }
-  } catch {
-    return undefined
-  }
-}
+import { readdirSync } from 'node:fs'
+import { isLive, readStat } from './proc-table.js'
 
 /**
  * True while a live (not zombie) process of the group exists. A killed orphan stays a zombie
@@ -30,29 +20,9 @@ export const groupAlive = (pgid: number): boolean => {
     return true
   }
   return pids.some((pid) => {
-    const s = statFields(pid)
-    return s !== undefined && s.pgrp === pgid && s.state !== 'Z' && s.state !== 'X'
+    const s = readStat(Number(pid))
+    return s !== undefined && s.pgrp === pgid && isLive(s)
   })
-}
-
-/**
- * The live processes of a group (Linux /proc); elsewhere just the leader, the only one we can
- * name without /proc.
- */
-export const groupMembers = (pgid: number): number[] => {
-  if (process.platform !== 'linux') return [pgid]
-  let pids: string[]
-  try {
-    pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d))
-  } catch {
-    return [pgid]
-  }
-  return pids
-    .filter((pid) => {
-      const s = statFields(pid)
-      return s !== undefined && s.pgrp === pgid && s.state !== 'Z' && s.state !== 'X'
-    })
-    .map(Number)
 }
 
 /** True while the process exists and is not a zombie. */
@@ -62,8 +32,8 @@ export const processAlive = (pid: number): boolean => {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false
   }
-  const s = process.platform === 'linux' ? statFields(String(pid)) : undefined
-  return s === undefined ? process.platform !== 'linux' : s.state !== 'Z' && s.state !== 'X'
+  const s = process.platform === 'linux' ? readStat(pid) : undefined
+  return s === undefined ? process.platform !== 'linux' : isLive(s)
 }
 
 /** Sends a signal to a whole process group; false when the group is gone. */

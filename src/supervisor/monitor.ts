@@ -1,38 +1,17 @@
-import pidusage from 'pidusage'
 import { DEFAULTS } from '../config/schema.js'
 import { errorMessage } from '../errors.js'
-import { groupMembers } from '../process/process-group.js'
+import type { SampleGroups, Usage } from '../process/group-usage.js'
 import type { Cancel, Clock } from '../seams/clock.js'
 import type { Instance } from './instance.js'
 import { probeOnce } from './readiness.js'
 
-/** CPU (percent of one core, summed over the group) and resident memory of an instance. */
-export interface Usage {
-  cpuPercent: number
-  rssBytes: number
-}
-
-/** Usage of a whole process group: a server started by a script is its children. */
-export type SampleGroup = (pgid: number) => Promise<Usage | undefined>
-
-export const sampleGroup: SampleGroup = async (pgid) => {
-  const stats = await Promise.allSettled(groupMembers(pgid).map((pid) => pidusage(pid)))
-  let cpuPercent = 0
-  let rssBytes = 0
-  let seen = false
-  for (const s of stats) {
-    if (s.status !== 'fulfilled') continue // it exited between the listing and the read
-    cpuPercent += s.value.cpu
-    rssBytes += s.value.memory
-    seen = true
-  }
-  return seen ? { cpuPercent: Math.round(cpuPercent * 10) / 10, rssBytes } : undefined
-}
+export type { SampleGroups, Usage }
 
 export interface MonitorOptions {
   intervalMs: number
   clock: Clock
-  sample: SampleGroup
+  /** All running instances' process groups in one call (groupUsageSampler: one /proc pass). */
+  sample: SampleGroups
   probe: typeof probeOnce
   onError(message: string): void
 }
@@ -131,33 +110,37 @@ export class Monitor {
 
   async #sample(): Promise<void> {
     const instances = [...this.#instances()]
-    await Promise.all(
-      instances.map(async (inst) => {
-        const pid = inst.pid
-        if (pid === undefined) {
-          inst.usage = undefined
-          return
-        }
-        const usage = await this.#opts.sample(pid)
-        if (inst.pid !== pid) return // restarted meanwhile
-        inst.usage = usage
-        const limitMb = inst.spec.maxMemoryMb
-        if (!usage || limitMb === undefined) return
-        const key = `${inst.id}:${pid}`
-        const over = usage.rssBytes > limitMb * 1024 * 1024 ? (this.#over.get(key) ?? 0) + 1 : 0
-        this.#over.set(key, over)
-        if (over >= DEFAULTS.memorySamples) {
-          this.#over.delete(key)
-          inst.fail(
-            'memory',
-            `RSS ${Math.round(usage.rssBytes / 1048576)} MB above maxMemoryMb ${limitMb} in ${over} samples ${this.#opts.intervalMs} ms apart`,
-          )
-        }
-      }),
-    )
+    // Each instance with the pid it had when the pass began: it may restart during the read.
+    const running = instances.map((i) => [i, i.pid] as const)
+    const pids = running.flatMap(([, pid]) => (pid === undefined ? [] : [pid]))
+    const usages = pids.length > 0 ? await this.#opts.sample(pids) : new Map<number, Usage>()
+    for (const [inst, pid] of running)
+      this.#record(inst, pid, pid === undefined ? undefined : usages.get(pid))
     // Forget counters of processes that are gone.
     const live = new Set(instances.map((i) => `${i.id}:${i.pid}`))
     for (const key of this.#over.keys()) if (!live.has(key)) this.#over.delete(key)
+  }
+
+  /** Keeps an instance's sample for status, and restarts it after too many above its limit. */
+  #record(inst: Instance, pid: number | undefined, usage: Usage | undefined): void {
+    if (pid === undefined) {
+      inst.usage = undefined
+      return
+    }
+    if (inst.pid !== pid) return // restarted while the table was read
+    inst.usage = usage
+    const limitMb = inst.spec.maxMemoryMb
+    if (!usage || limitMb === undefined) return
+    const key = `${inst.id}:${pid}`
+    const over = usage.rssBytes > limitMb * 1024 * 1024 ? (this.#over.get(key) ?? 0) + 1 : 0
+    this.#over.set(key, over)
+    if (over >= DEFAULTS.memorySamples) {
+      this.#over.delete(key)
+      inst.fail(
+        'memory',
+        `RSS ${Math.round(usage.rssBytes / 1048576)} MB above maxMemoryMb ${limitMb} in ${over} samples ${this.#opts.intervalMs} ms apart`,
+      )
+    }
   }
 
   async #check(inst: Instance): Promise<void> {

@@ -11,6 +11,7 @@ import type { StatusReply } from '../cli/format-status.js'
 import { checkSocketPath, socketPath } from '../control/socket-path.js'
 import { errorMessage, TandemError } from '../errors.js'
 import { UnifiedLog } from '../logging/unified-log.js'
+import { groupUsageSampler } from '../process/group-usage.js'
 import { PidRecords, terminateLeftovers } from '../process/pid-records.js'
 import { describePortHolder, ephemeralPortWarning, portFree } from '../process/port-holder.js'
 import { signalGroup } from '../process/process-group.js'
@@ -19,7 +20,7 @@ import { spawnChild } from '../process/spawn-child.js'
 import { startWatchdog } from '../process/watchdog.js'
 import { systemClock } from '../seams/clock.js'
 import type { InstanceEvent } from './instance.js'
-import { Monitor, sampleGroup } from './monitor.js'
+import { Monitor } from './monitor.js'
 import { Overrides } from './overrides.js'
 import { probeOnce } from './readiness.js'
 import { Reconciler } from './reconciler.js'
@@ -243,7 +244,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   const monitor = new Monitor(() => reconciler.instances.values(), {
     intervalMs: plan.metrics.intervalMs,
     clock: systemClock,
-    sample: sampleGroup,
+    sample: groupUsageSampler({ monotonic: () => systemClock.monotonic() }),
     probe: probeOnce,
     onError: (m) => log.error({ event: 'monitor' }, m),
   })

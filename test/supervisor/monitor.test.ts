@@ -1,11 +1,18 @@
 // Memory-limit and liveness policy of the Monitor on an injected clock. The samples and probes
-// are scripted here; the real ones (pidusage, HTTP, TCP) run in test/integration/monitor.test.ts.
+// are scripted here; the real ones (/proc, HTTP, TCP) run in test/process/group-usage.test.ts
+// and test/integration/monitor.test.ts.
 import t from 'tap'
 import type { Instance } from '../../src/supervisor/instance.js'
-import { Monitor, type Usage } from '../../src/supervisor/monitor.js'
+import { Monitor, type SampleGroups, type Usage } from '../../src/supervisor/monitor.js'
 import { FakeClock } from '../helpers/fake-clock.js'
 
 const MB = 1024 * 1024
+
+/** A sampler that answers `usage()` for every group it is asked about. */
+const each =
+  (usage: () => Usage): SampleGroups =>
+  (pgids) =>
+    Promise.resolve(new Map(pgids.map((p) => [p, usage()])))
 
 /** The part of an Instance the Monitor reads, recording what it is told to do. */
 const instance = (spec: Partial<Instance['spec']>) => {
@@ -30,7 +37,7 @@ t.test(
     const monitor = new Monitor(() => [asInstance], {
       intervalMs: 1000,
       clock,
-      sample: () => Promise.resolve({ cpuPercent: 1, rssBytes: (rss.shift() ?? 0) * MB }),
+      sample: each(() => ({ cpuPercent: 1, rssBytes: (rss.shift() ?? 0) * MB })),
       probe: () => Promise.resolve(),
       onError: (m) => t.fail(m),
     })
@@ -54,7 +61,7 @@ t.test('memory: a new process starts a new count', async (t) => {
   const monitor = new Monitor(() => [asInstance], {
     intervalMs: 1000,
     clock,
-    sample: () => Promise.resolve({ cpuPercent: 1, rssBytes: 150 * MB }),
+    sample: each(() => ({ cpuPercent: 1, rssBytes: 150 * MB })),
     probe: () => Promise.resolve(),
     onError: (m) => t.fail(m),
   })
@@ -80,7 +87,7 @@ t.test(
     const monitor = new Monitor(() => [asInstance], {
       intervalMs: 60_000,
       clock,
-      sample: () => Promise.resolve(undefined),
+      sample: () => Promise.resolve(new Map()),
       probe: (health, host, port, timeoutMs) => {
         probed.push(`${health.type} ${host}:${port} ${timeoutMs}`)
         return answers.shift()
@@ -115,7 +122,7 @@ t.test('the first sample comes after a second, then every intervalMs', async (t)
   const monitor = new Monitor(() => [asInstance], {
     intervalMs: 5000,
     clock,
-    sample: () => Promise.resolve({ cpuPercent: 2, rssBytes: ++samples * MB }),
+    sample: each(() => ({ cpuPercent: 2, rssBytes: ++samples * MB })),
     probe: () => Promise.resolve(),
     onError: (m) => t.fail(m),
   })
@@ -128,5 +135,56 @@ t.test('the first sample comes after a second, then every intervalMs', async (t)
   t.equal(samples, 1)
   await clock.advance(1)
   t.equal(samples, 2, 'then every intervalMs')
+  monitor.stop()
+})
+
+t.test(
+  'one sampler call a pass for every running instance; a group gone gives no figure',
+  async (t) => {
+    const clock = new FakeClock()
+    const a = instance({})
+    const b = instance({})
+    const c = instance({})
+    b.inst.pid = 200
+    c.inst.pid = undefined // stopped
+    a.inst.usage = b.inst.usage = c.inst.usage = { cpuPercent: 9, rssBytes: 9 }
+    const calls: number[][] = []
+    const monitor = new Monitor(() => [a.asInstance, b.asInstance, c.asInstance], {
+      intervalMs: 1000,
+      clock,
+      sample: (pgids) => {
+        calls.push([...pgids])
+        // Group 200 vanished between the passes.
+        return Promise.resolve(new Map([[100, { cpuPercent: 3, rssBytes: 5 * MB }]]))
+      },
+      probe: () => Promise.resolve(),
+      onError: (m) => t.fail(m),
+    })
+    monitor.start()
+    await clock.advance(1000)
+    t.same(calls, [[100, 200]], 'one call naming both running groups')
+    t.same(a.inst.usage, { cpuPercent: 3, rssBytes: 5 * MB })
+    t.equal(b.inst.usage, undefined, 'no sample for the group that is gone')
+    t.equal(c.inst.usage, undefined, 'none for a stopped instance')
+    monitor.stop()
+  },
+)
+
+t.test('a sample read while the instance restarted is not given to the new process', async (t) => {
+  const clock = new FakeClock()
+  const { inst, asInstance } = instance({})
+  const monitor = new Monitor(() => [asInstance], {
+    intervalMs: 1000,
+    clock,
+    sample: (pgids) => {
+      inst.pid = 101 // restarted during the read
+      return Promise.resolve(new Map(pgids.map((p) => [p, { cpuPercent: 1, rssBytes: MB }])))
+    },
+    probe: () => Promise.resolve(),
+    onError: (m) => t.fail(m),
+  })
+  monitor.start()
+  await clock.advance(1000)
+  t.equal(inst.usage, undefined)
   monitor.stop()
 })
