@@ -4,7 +4,7 @@
  * setting and the path, never a failure later in a renew.
  */
 import { readFileSync } from 'node:fs'
-import { TandemError } from '../errors.js'
+import { errorMessage, TandemError } from '../errors.js'
 import type { EtcdTlsMaterial } from './etcd-transport.js'
 
 /** PEM file paths for https endpoints (absolute: the config loader resolves them). */
@@ -21,12 +21,10 @@ const readSetting = (setting: string, path: string): Buffer => {
   try {
     return readFileSync(path)
   } catch (err) {
-    const e = err as NodeJS.ErrnoException
-    throw new TandemError(
-      'ECONFIG',
-      `${setting}: cannot read ${path}: ${e.code ?? ''}${e.code ? ' ' : ''}${e.message}`,
-      { cause: err },
-    )
+    // The fs error's message starts with its code (ENOENT: no such file or directory, open ...).
+    throw new TandemError('ECONFIG', `${setting}: cannot read ${path}: ${errorMessage(err)}`, {
+      cause: err,
+    })
   }
 }
 
