@@ -1,8 +1,8 @@
 import pidusage from 'pidusage'
 import {
+  groupMemberReader,
   isLive,
   procUnits,
-  readProcTable,
   readUptimeSeconds,
   type ProcEntry,
   type ProcUnits,
@@ -23,8 +23,11 @@ export type SampleGroups = (pgids: readonly number[]) => Promise<Map<number, Usa
 export interface GroupUsageSources {
   /** Milliseconds on a monotonic clock: the time between two passes. */
   monotonic(): number
-  /** The host's processes, or undefined where /proc cannot be read (then pidusage samples). */
-  readTable?: () => ProcEntry[] | undefined
+  /**
+   * The processes of these groups (others may come too), or undefined where /proc cannot be
+   * read (then pidusage samples).
+   */
+  readTable?: (pgids: ReadonlySet<number>) => ProcEntry[] | undefined
   readUptime?: () => number | undefined
   units?: () => Promise<ProcUnits>
 }
@@ -32,7 +35,8 @@ export interface GroupUsageSources {
 const round1 = (x: number) => Math.round(x * 10) / 10
 
 /**
- * A sampler of process groups that reads the process table once per call (Linux), sums each
+ * A sampler of process groups that reads the process table once per call (Linux: see
+ * groupMemberReader for what it reads again and what it skips), sums each
  * group's live members, and takes CPU from the difference of their CPU ticks since the previous
  * call, over the monotonic time between the two. It keeps the ticks of the members seen in the
  * last call only, so what it holds follows what runs.
@@ -41,13 +45,13 @@ const round1 = (x: number) => Math.round(x * 10) / 10
  * member's CPU time over its own lifetime (from its start time and the host's uptime), as `ps`
  * shows it, so that `status` has a CPU figure from the first sample after a start. A member that
  * appeared since the previous call counts with all its ticks (it started in between); one that
- * ended in between drops out, its last ticks lost (a group's figure never goes negative).
+ * ended in between drops out, with what it used since the previous call.
  *
  * Elsewhere (no /proc) each group's leader is sampled with pidusage, the only member a process
  * group can be named by there.
  */
 export const groupUsageSampler = (sources: GroupUsageSources): SampleGroups => {
-  const readTable = sources.readTable ?? readProcTable
+  const readTable = sources.readTable ?? groupMemberReader()
   const readUptime = sources.readUptime ?? readUptimeSeconds
   const units = sources.units ?? procUnits
   /** Ticks and start of every member seen by the previous call, and when it read them. */
@@ -58,9 +62,9 @@ export const groupUsageSampler = (sources: GroupUsageSources): SampleGroups => {
   return async (pgids) => {
     const u = await units()
     const at = sources.monotonic()
-    const table = readTable()
-    if (!table) return sampleLeaders(pgids)
     const wanted = new Set(pgids)
+    const table = readTable(wanted)
+    if (!table) return sampleLeaders(pgids)
     const sums = new Map<number, { ticksPerS: number; rssPages: number }>()
     const seen = new Map<number, { cpuTicks: number; startTicks: number }>()
     let uptime: number | undefined

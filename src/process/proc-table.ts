@@ -20,30 +20,57 @@ export interface ProcEntry {
 export const isLive = (e: ProcEntry): boolean => e.state !== 'Z' && e.state !== 'X'
 
 /**
- * Parses one /proc/<pid>/stat line. The command name (field 2) is in parentheses and may hold
- * spaces and parentheses itself, so the fields are counted after the last ')'.
- */
-export const parseStat = (pid: number, line: string): ProcEntry | undefined => {
-  const f = line.slice(line.lastIndexOf(')') + 2).split(' ')
-  // After the name: f[0] state (field 3), f[1] ppid, f[2] pgrp, f[11] utime (field 14),
-  // f[12] stime, f[19] starttime (field 22), f[21] rss (field 24).
-  if (f.length < 22) return undefined
-  return {
-    pid,
-    state: f[0]!,
-    ppid: Number(f[1]),
-    pgrp: Number(f[2]),
-    cpuTicks: Number(f[11]) + Number(f[12]),
-    startTicks: Number(f[19]),
-    rssPages: Number(f[21]),
-  }
-}
-
-/**
  * A stat line is a few hundred bytes (the name is at most 16): one buffer, reused by every read
  * of a pass, instead of readFileSync's stat, growing buffer and second read to find the end.
  */
 const buf = Buffer.alloc(4096)
+
+/**
+ * The fields of a stat line in `buf`, parsed in place: a pass reads every process of the host,
+ * and a string and a split array per process would be most of what it allocates (and then
+ * collects) several times a minute for months.
+ */
+const parseStatBytes = (pid: number, n: number): ProcEntry | undefined => {
+  let i = buf.lastIndexOf(0x29, n - 1) // ')': the name may hold one itself
+  if (i < 0 || i + 2 >= n) return undefined
+  i += 2
+  const state = String.fromCharCode(buf[i]!)
+  // Field 3 (state) is at i; fields 4.. are numbers, one space apart.
+  let field = 3
+  let value = 0
+  let ppid = 0
+  let pgrp = 0
+  let utime = 0
+  let startTicks = 0
+  for (i += 2; i < n; i++) {
+    const c = buf[i]!
+    if (c >= 48 && c <= 57) {
+      value = value * 10 + (c - 48)
+      continue
+    }
+    if (c !== 32 && c !== 10) {
+      value = 0 // a sign: the fields read here are never negative
+      continue
+    }
+    field++
+    if (field === 4) ppid = value
+    else if (field === 5) pgrp = value
+    else if (field === 14) utime = value
+    else if (field === 15) utime += value
+    else if (field === 22) startTicks = value
+    else if (field === 24)
+      return { pid, state, ppid, pgrp, cpuTicks: utime, startTicks, rssPages: value }
+    value = 0
+  }
+  return undefined
+}
+
+/**
+ * Parses one /proc/<pid>/stat line. The command name (field 2) is in parentheses and may hold
+ * spaces and parentheses itself, so the fields are counted after the last ')'.
+ */
+export const parseStat = (pid: number, line: string): ProcEntry | undefined =>
+  parseStatBytes(pid, buf.write(line.slice(0, buf.length), 'latin1'))
 
 /** One process's stat, or undefined when it is gone (or not ours to read). */
 export const readStat = (pid: number): ProcEntry | undefined => {
@@ -54,8 +81,7 @@ export const readStat = (pid: number): ProcEntry | undefined => {
     return undefined // exited between the listing and the open
   }
   try {
-    const n = readSync(fd, buf, 0, buf.length, 0)
-    return parseStat(pid, buf.toString('latin1', 0, n))
+    return parseStatBytes(pid, readSync(fd, buf, 0, buf.length, 0))
   } catch {
     return undefined // a process that exited after the open reads ESRCH
   } finally {
@@ -84,6 +110,73 @@ export const readProcTable = (): ProcEntry[] | undefined => {
     if (e) table.push(e)
   }
   return table
+}
+
+/** Every this many passes, groupMemberReader reads every process again (see there). */
+export const FULL_PASS_EVERY = 12
+
+/**
+ * A reader of the members of some process groups, pass after pass, that does not re-read the
+ * stat of every process of the host each time: most of a host's processes are not ours, and
+ * their stat reads were most of a pass's cost. Each pass lists /proc (one getdents), then reads
+ * the stat of (a) every pid it has not seen in the previous listing, (b) every pid last seen in
+ * a wanted group (members: their figures are the point), and skips the rest, whose group was
+ * read before.
+ *
+ * Why skipping is safe: a pid that stays listed is the same process, since pids are handed out
+ * in a cycle and reusing one needs the counter to come round; a new pid below the highest one
+ * listed before shows that it has, and that pass reads everything. And a process cannot move into
+ * one of our groups unless it is in that group's session: each instance is a session of its own
+ * (spawned detached), so such a process was created there, after the instance, and was new when
+ * first read. What is left (a process of the session that left its group and later came back;
+ * a wrap whose other new processes all ended unseen) is caught by a full pass every
+ * FULL_PASS_EVERY passes.
+ */
+export const groupMemberReader = (
+  io: { list?: () => string[]; read?: (pid: number) => ProcEntry | undefined } = {},
+): ((pgids: ReadonlySet<number>) => ProcEntry[] | undefined) => {
+  const list = io.list ?? (() => readdirSync('/proc'))
+  const read = io.read ?? readStat
+  /** pid -> its group when last read, for every pid of the last listing. */
+  let groupOf = new Map<number, number>()
+  let highest = 0
+  let passes = 0
+  return (pgids) => {
+    if (process.platform !== 'linux' && !io.list) return undefined
+    let names: string[]
+    try {
+      names = list()
+    } catch {
+      return undefined
+    }
+    let full = passes++ % FULL_PASS_EVERY === 0
+    const pids: number[] = []
+    let top = 0
+    for (const name of names) {
+      const c = name.charCodeAt(0)
+      if (c < 48 || c > 57) continue // not a pid: self, sys, meminfo...
+      const pid = Number(name)
+      pids.push(pid)
+      if (pid > top) top = pid
+      if (!groupOf.has(pid) && pid < highest) full = true // the pid counter wrapped
+    }
+    const next = new Map<number, number>()
+    const members: ProcEntry[] = []
+    for (const pid of pids) {
+      const known = groupOf.get(pid)
+      if (!full && known !== undefined && !pgids.has(known)) {
+        next.set(pid, known)
+        continue
+      }
+      const e = read(pid)
+      if (!e) continue
+      next.set(pid, e.pgrp)
+      if (pgids.has(e.pgrp)) members.push(e)
+    }
+    groupOf = next
+    highest = top
+    return members
+  }
 }
 
 /** Seconds since boot (/proc/uptime): the clock that a process's start time counts on. */

@@ -1,6 +1,14 @@
-// Reading /proc/<pid>/stat: the fields, whatever the command name holds.
+// Reading /proc/<pid>/stat: the fields, whatever the command name holds; what a pass reads again.
 import t from 'tap'
-import { parseStat, procUnits, readProcTable, readStat } from '../../src/process/proc-table.js'
+import {
+  FULL_PASS_EVERY,
+  groupMemberReader,
+  parseStat,
+  procUnits,
+  readProcTable,
+  readStat,
+  type ProcEntry,
+} from '../../src/process/proc-table.js'
 
 t.test('fields are counted after the last parenthesis of the command name', async (t) => {
   // A name with spaces and parentheses, as a process can give itself (prctl PR_SET_NAME).
@@ -31,5 +39,57 @@ t.test(
     t.equal(readStat(2 ** 30), undefined, 'no such pid: undefined')
     const u = await procUnits()
     t.ok(u.ticksPerSecond > 0 && u.pageBytes >= 4096, `units ${JSON.stringify(u)}`)
+  },
+)
+
+t.test(
+  'groupMemberReader reads again only new pids and members, all on a wrap or a full pass',
+  async (t) => {
+    // A scripted /proc: pid -> group; every stat read is recorded.
+    let procs = new Map<number, number>([
+      [100, 1],
+      [200, 2],
+      [300, 300],
+      [301, 300],
+    ])
+    const reads: number[] = []
+    const entry = (pid: number, pgrp: number): ProcEntry => ({
+      pid,
+      pgrp,
+      ppid: 1,
+      state: 'S',
+      cpuTicks: 0,
+      startTicks: 0,
+      rssPages: 1,
+    })
+    const members = groupMemberReader({
+      list: () => ['self', 'meminfo', ...[...procs.keys()].map(String)],
+      read: (pid) => {
+        reads.push(pid)
+        const g = procs.get(pid)
+        return g === undefined ? undefined : entry(pid, g)
+      },
+    })
+    const pass = (pgids: number[]) => {
+      reads.length = 0
+      const m = members(new Set(pgids))!.map((e) => e.pid)
+      return { members: m, reads: [...reads].sort((a, b) => a - b) }
+    }
+    t.same(pass([300]), { members: [300, 301], reads: [100, 200, 300, 301] }, 'first pass: all')
+    t.same(pass([300]), { members: [300, 301], reads: [300, 301] }, 'then the members only')
+    procs.set(302, 300) // a grandchild started
+    procs.set(400, 4) // something else started
+    procs.delete(301)
+    t.same(pass([300]), { members: [300, 302], reads: [300, 302, 400] }, 'and what is new')
+    t.same(
+      pass([300, 4]),
+      { members: [300, 302, 400], reads: [300, 302, 400] },
+      'a group wanted now: its known members read',
+    )
+    procs = new Map([...procs, [150, 300]]) // below the highest pid listed: the counter wrapped
+    t.same(pass([300]).reads, [100, 150, 200, 300, 302, 400], 'a wrap reads everything')
+    for (let i = 0; i < FULL_PASS_EVERY - 5; i++) pass([300]) // passes 5 to 11
+    t.same(pass([300]).reads, [100, 150, 200, 300, 302, 400], `every ${FULL_PASS_EVERY}th pass too`)
+    t.same(pass([300]).reads, [150, 300, 302])
   },
 )

@@ -1,0 +1,34 @@
+// Loaded into the supervisor by bench/footprint.js's soak (`node --import`), never by tandem
+// itself: tandem has no request that reports its heap or its timers. Every 10 s it appends
+// {t, heapUsed, rss, timers, handles, resources} to the file named by FOOTPRINT_PROBE: timers are
+// the active Timeouts of process.getActiveResourcesInfo() (this probe's own interval is one of
+// them), handles every active resource (sockets, pipes, child processes, timers, pending
+// requests). Its interval is unref'd: it never keeps the supervisor alive.
+import { appendFileSync } from 'node:fs'
+
+const file = process.env.FOOTPRINT_PROBE
+if (file) {
+  const t0 = Date.now()
+  const timer = setInterval(() => {
+    const resources = process.getActiveResourcesInfo()
+    const counts = {}
+    for (const r of resources) counts[r] = (counts[r] ?? 0) + 1
+    const m = process.memoryUsage()
+    try {
+      appendFileSync(
+        file,
+        JSON.stringify({
+          t: Math.round((Date.now() - t0) / 1000),
+          heapUsed: m.heapUsed,
+          rss: m.rss,
+          timers: counts.Timeout ?? 0,
+          handles: resources.length,
+          resources: counts,
+        }) + '\n',
+      )
+    } catch {
+      // the benchmark's temp dir is gone: it is ending
+    }
+  }, 10_000)
+  timer.unref()
+}
