@@ -112,6 +112,56 @@ export const readProcTable = (): ProcEntry[] | undefined => {
   return table
 }
 
+/**
+ * Reads of /proc/<pid>/stat that keep the file of each process named in `keep()` open between
+ * passes: reading an open stat again (pread at 0) makes the kernel write it afresh, and the
+ * open and close, which cost more than the read (a path walk in procfs each), are paid once per
+ * member process instead of once per pass. A held file of a process that has ended reads as an
+ * error or nothing: it is closed then. Every file is opened close-on-exec (as Node opens all
+ * files), so children never inherit one.
+ */
+export const heldStatReader = () => {
+  const held = new Map<number, number>()
+  const drop = (pid: number, fd: number) => {
+    held.delete(pid)
+    try {
+      closeSync(fd)
+    } catch {
+      // already closed
+    }
+  }
+  return {
+    read(pid: number): ProcEntry | undefined {
+      const fd = held.get(pid)
+      if (fd === undefined) return readStat(pid)
+      try {
+        const e = parseStatBytes(pid, readSync(fd, buf, 0, buf.length, 0))
+        if (e) return e
+      } catch {
+        // ESRCH: it has ended
+      }
+      drop(pid, fd)
+      return undefined
+    },
+    /** Holds the stat files of these pids from now on, and closes every other one. */
+    keep(pids: ReadonlySet<number>): void {
+      for (const [pid, fd] of held) if (!pids.has(pid)) drop(pid, fd)
+      for (const pid of pids) {
+        if (held.has(pid)) continue
+        try {
+          held.set(pid, openSync(`/proc/${pid}/stat`, 'r'))
+        } catch {
+          // it has ended: the next pass will not list it
+        }
+      }
+    },
+    /** How many files are held (for tests: the count follows the members). */
+    get size() {
+      return held.size
+    },
+  }
+}
+
 /** Every this many passes, groupMemberReader reads every process again (see there). */
 export const FULL_PASS_EVERY = 12
 
@@ -130,13 +180,16 @@ export const FULL_PASS_EVERY = 12
  * (spawned detached), so such a process was created there, after the instance, and was new when
  * first read. What is left (a process of the session that left its group and later came back;
  * a wrap whose other new processes all ended unseen) is caught by a full pass every
- * FULL_PASS_EVERY passes.
+ * FULL_PASS_EVERY passes. The members' stat files stay open between passes (heldStatReader).
  */
 export const groupMemberReader = (
-  io: { list?: () => string[]; read?: (pid: number) => ProcEntry | undefined } = {},
+  io: {
+    list?: () => string[]
+    stats?: Pick<ReturnType<typeof heldStatReader>, 'read' | 'keep'>
+  } = {},
 ): ((pgids: ReadonlySet<number>) => ProcEntry[] | undefined) => {
   const list = io.list ?? (() => readdirSync('/proc'))
-  const read = io.read ?? readStat
+  const stats = io.stats ?? heldStatReader()
   /** pid -> its group when last read, for every pid of the last listing. */
   let groupOf = new Map<number, number>()
   let highest = 0
@@ -168,11 +221,12 @@ export const groupMemberReader = (
         next.set(pid, known)
         continue
       }
-      const e = read(pid)
+      const e = stats.read(pid)
       if (!e) continue
       next.set(pid, e.pgrp)
       if (pgids.has(e.pgrp)) members.push(e)
     }
+    stats.keep(new Set(members.map((e) => e.pid)))
     groupOf = next
     highest = top
     return members

@@ -1,8 +1,11 @@
 // Reading /proc/<pid>/stat: the fields, whatever the command name holds; what a pass reads again.
+import { spawn } from 'node:child_process'
+import { readdirSync } from 'node:fs'
 import t from 'tap'
 import {
   FULL_PASS_EVERY,
   groupMemberReader,
+  heldStatReader,
   parseStat,
   procUnits,
   readProcTable,
@@ -62,12 +65,16 @@ t.test(
       startTicks: 0,
       rssPages: 1,
     })
+    const kept: number[][] = []
     const members = groupMemberReader({
       list: () => ['self', 'meminfo', ...[...procs.keys()].map(String)],
-      read: (pid) => {
-        reads.push(pid)
-        const g = procs.get(pid)
-        return g === undefined ? undefined : entry(pid, g)
+      stats: {
+        read: (pid) => {
+          reads.push(pid)
+          const g = procs.get(pid)
+          return g === undefined ? undefined : entry(pid, g)
+        },
+        keep: (pids) => void kept.push([...pids]),
       },
     })
     const pass = (pgids: number[]) => {
@@ -77,6 +84,7 @@ t.test(
     }
     t.same(pass([300]), { members: [300, 301], reads: [100, 200, 300, 301] }, 'first pass: all')
     t.same(pass([300]), { members: [300, 301], reads: [300, 301] }, 'then the members only')
+    t.same(kept.at(-1), [300, 301], "the members' files are held open")
     procs.set(302, 300) // a grandchild started
     procs.set(400, 4) // something else started
     procs.delete(301)
@@ -91,5 +99,31 @@ t.test(
     for (let i = 0; i < FULL_PASS_EVERY - 5; i++) pass([300]) // passes 5 to 11
     t.same(pass([300]).reads, [100, 150, 200, 300, 302, 400], `every ${FULL_PASS_EVERY}th pass too`)
     t.same(pass([300]).reads, [150, 300, 302])
+  },
+)
+
+t.test(
+  'a held stat file reads the process afresh, and is closed once it ends or leaves',
+  { skip: process.platform !== 'linux' },
+  async (t) => {
+    const child = spawn('sleep', ['600'], { stdio: 'ignore' })
+    const exited = new Promise((r) => child.once('exit', r))
+    t.teardown(() => child.kill('SIGKILL'))
+    const stats = heldStatReader()
+    const fds = () => readdirSync('/proc/self/fd').length
+    const before = fds()
+    stats.keep(new Set([child.pid!, process.pid]))
+    t.equal(stats.size, 2)
+    t.equal(fds(), before + 2, 'two files open')
+    const a = stats.read(process.pid)!
+    for (let i = 0; i < 2e7; i++); // some CPU time of our own
+    const b = stats.read(process.pid)!
+    t.ok(b.cpuTicks > a.cpuTicks, `read again: ${a.cpuTicks} then ${b.cpuTicks} ticks`)
+    child.kill('SIGKILL')
+    await exited
+    t.equal(stats.read(child.pid!), undefined, 'an ended process reads as nothing')
+    t.equal(stats.size, 1, 'and its file is closed')
+    stats.keep(new Set())
+    t.equal(fds(), before, 'keeping nothing closes the rest')
   },
 )
