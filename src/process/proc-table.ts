@@ -173,14 +173,16 @@ export const FULL_PASS_EVERY = 12
  * a wanted group (members: their figures are the point), and skips the rest, whose group was
  * read before.
  *
- * Why skipping is safe: a pid that stays listed is the same process, since pids are handed out
- * in a cycle and reusing one needs the counter to come round; a new pid below the highest one
- * listed before shows that it has, and that pass reads everything. And a process cannot move into
- * one of our groups unless it is in that group's session: each instance is a session of its own
- * (spawned detached), so such a process was created there, after the instance, and was new when
- * first read. What is left (a process of the session that left its group and later came back;
- * a wrap whose other new processes all ended unseen) is caught by a full pass every
- * FULL_PASS_EVERY passes. The members' stat files stay open between passes (heldStatReader).
+ * What skipping can miss, and why it is bounded: a process joins one of our groups only inside
+ * that group's session (each instance is a session of its own, spawned detached), so it was
+ * created there after the instance and is new to the listing when first read, unless its pid is
+ * one that a process read before had and gave back in between (the pid counter came round: on a
+ * host with pid_max 32768 and many short-lived processes, it does every few minutes), or it left
+ * its group and came back later. Such a member is counted from the next full pass, which comes
+ * every FULL_PASS_EVERY passes (a minute at the default interval); until then its group's
+ * figures lack it. (Detecting the counter's wrap from the listing does not work: after a wrap,
+ * older processes keep the high pids, and every new pid is below them.)
+ * The members' stat files stay open between passes (heldStatReader).
  */
 export const groupMemberReader = (
   io: {
@@ -192,7 +194,6 @@ export const groupMemberReader = (
   const stats = io.stats ?? heldStatReader()
   /** pid -> its group when last read, for every pid of the last listing. */
   let groupOf = new Map<number, number>()
-  let highest = 0
   let passes = 0
   return (pgids) => {
     if (process.platform !== 'linux' && !io.list) return undefined
@@ -202,20 +203,13 @@ export const groupMemberReader = (
     } catch {
       return undefined
     }
-    let full = passes++ % FULL_PASS_EVERY === 0
-    const pids: number[] = []
-    let top = 0
+    const full = passes++ % FULL_PASS_EVERY === 0
+    const next = new Map<number, number>()
+    const members: ProcEntry[] = []
     for (const name of names) {
       const c = name.charCodeAt(0)
       if (c < 48 || c > 57) continue // not a pid: self, sys, meminfo...
       const pid = Number(name)
-      pids.push(pid)
-      if (pid > top) top = pid
-      if (!groupOf.has(pid) && pid < highest) full = true // the pid counter wrapped
-    }
-    const next = new Map<number, number>()
-    const members: ProcEntry[] = []
-    for (const pid of pids) {
       const known = groupOf.get(pid)
       if (!full && known !== undefined && !pgids.has(known)) {
         next.set(pid, known)
@@ -228,7 +222,6 @@ export const groupMemberReader = (
     }
     stats.keep(new Set(members.map((e) => e.pid)))
     groupOf = next
-    highest = top
     return members
   }
 }
