@@ -20,7 +20,10 @@
 // process.getActiveResourcesInfo()). tandem has no request that reports heap or timers, so
 // the soak starts the supervisor with `node --import bench/footprint-probe.js`, which writes them
 // to a file every 10 s (its own timer is one of those counted, and constant). Written to
-// SOAK_OUT.csv and drawn as SOAK_OUT.svg (default docs/footprint-soak.{csv,svg}). At the end:
+// SOAK_OUT.csv and drawn as SOAK_OUT.svg (default docs/footprint-soak.{csv,svg}). The restart
+// policy is tandem's default but for the crash-loop limit (raised: random kills would reach it):
+// an instance killed again within 30 s of its start waits its backoff (up to 30 s), so at any
+// moment several instances are waiting, and the victim is picked among those running. At the end:
 // RSS growth after the first 10 minutes, fds and timers first and last, and whether every
 // killed instance came back (all 8 ready, restarts counted = kills).
 //
