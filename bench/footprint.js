@@ -21,15 +21,18 @@
 // the soak starts the supervisor with `node --import bench/footprint-probe.js`, which writes them
 // to a file every 10 s (its own timer is one of those counted, and constant). Written to
 // SOAK_OUT.csv and drawn as SOAK_OUT.svg (default docs/footprint-soak.{csv,svg}). The restart
-// policy is tandem's default but for the crash-loop limit (raised: random kills would reach it):
-// an instance killed again within 30 s of its start waits its backoff (up to 30 s), so at any
-// moment several instances are waiting, and the victim is picked among those running. At the end:
+// policy is tandem's default but for the crash-loop limit (raised: random kills would reach it)
+// and the longest backoff, SOAK_BACKOFF_MAX_MS (default 2000): with the default 30 s, an instance
+// killed again within 30 s of its start waits longer each time, and after a few minutes all 8
+// spend most of the hour waiting (SOAK_BACKOFF_MAX_MS=30000 runs it so). The victim is picked
+// among the running ones. At the end:
 // RSS growth after the first 10 minutes, fds and timers first and last, and whether every
 // killed instance came back (all 8 ready, restarts counted = kills).
 //
 // Environment: FOOTPRINT_S (idle window, s, default 60), SETTLE_S (default 10), BENCH_PM2=0,
 // BENCH_SUPERVISORD=0 (skip a peer), PM2_CACHE (where pm2 is installed; default
-// ~/.cache/tandem-bench/pm2), SOAK_S (default 3600), SOAK_OUT (path without extension).
+// ~/.cache/tandem-bench/pm2), SOAK_S (default 3600), SOAK_OUT (path without extension),
+// SOAK_BACKOFF_MAX_MS (default 2000), SOAK_PORT (the first of 8, default 28280).
 import { execFileSync, spawn } from 'node:child_process'
 import {
   appendFileSync,
@@ -67,6 +70,8 @@ const WITH_SUPERVISORD = process.env.BENCH_SUPERVISORD !== '0'
 const SOAK_S = Number(process.env.SOAK_S ?? 3600)
 const SOAK_OUT = process.env.SOAK_OUT ?? join(ROOT, 'docs', 'footprint-soak')
 const SOAK_EVERY_S = 10
+const SOAK_BACKOFF_MAX_MS = Number(process.env.SOAK_BACKOFF_MAX_MS ?? 2000)
+const SOAK_PORT = Number(process.env.SOAK_PORT ?? 28280)
 const SOAK_INSTANCES = 8
 const INSTANCES = 20
 /** In every server's command line: what is left of this run can be found and killed. */
@@ -191,7 +196,7 @@ const daemon = (cmd, args, env = process.env) => {
   }
 }
 
-const tandemConfig = (dir, prefix, ports, { health = false, logMs, crashLoop } = {}) => ({
+const tandemConfig = (dir, prefix, ports, { health = false, logMs, crashLoop, backoff } = {}) => ({
   stateDir: join(dir, 'state'),
   logs: { dir: join(dir, 'logs'), stdout: false },
   components: {
@@ -203,6 +208,7 @@ const tandemConfig = (dir, prefix, ports, { health = false, logMs, crashLoop } =
       port: ports[0],
       ...(health ? { health: { type: 'http', path: '/health', intervalMs: 10_000 } } : {}),
       ...(crashLoop ? { crashLoop } : {}),
+      ...(backoff ? { backoff } : {}),
     },
   },
 })
@@ -460,7 +466,7 @@ const idle = async (dir) => {
 
 const soak = async (dir) => {
   const { commit, srcDirty } = await gitState(ROOT)
-  const ports = range(28280, SOAK_INSTANCES)
+  const ports = range(SOAK_PORT, SOAK_INSTANCES)
   const probeFile = join(dir, 'probe.jsonl')
   const csv = `${SOAK_OUT}.csv`
   const svg = `${SOAK_OUT}.svg`
@@ -470,13 +476,14 @@ const soak = async (dir) => {
     `  commit ${commit ?? 'unknown'}${srcDirty ? ' with uncommitted changes in src/' : ''}`,
   )
   console.log(
-    `  ${SOAK_INSTANCES} instances logging 10 lines/s each, one SIGKILLed every 1-3 s at random, for ${SOAK_S} s; a sample every ${SOAK_EVERY_S} s to ${csv}`,
+    `  ${SOAK_INSTANCES} instances logging 10 lines/s each, one SIGKILLed every 1-3 s at random (backoff.maxMs ${SOAK_BACKOFF_MAX_MS}), for ${SOAK_S} s; a sample every ${SOAK_EVERY_S} s to ${csv}`,
   )
   // A crash loop is 5 exits a minute by default: random kills reach it now and then, and the
   // soak is about memory, not that policy.
   const sup = await startTandem(join(dir, 'tandem'), 'k', ports, {
     logMs: 100,
     crashLoop: { maxExits: 100_000 },
+    backoff: { maxMs: SOAK_BACKOFF_MAX_MS },
     probe: probeFile,
   })
   const started = performance.now()
