@@ -12,11 +12,6 @@ export { readPasswordFile, type EtcdTlsFiles } from './etcd-credentials.js'
 
 /** Plain http, no TLS material: what `new EtcdClient(endpoints)` uses. */
 export const defaultTransport: EtcdTransport = httpTransport()
-/**
- * The default transport under the name it had when it was built on fetch (it is on node:http
- * now, see etcd-transport.ts); tests wrap it to lose replies.
- */
-export const fetchTransport: EtcdTransport = defaultTransport
 
 /** A user of etcd's own authentication (`etcdctl user add`). */
 export interface EtcdAuth {

@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { b64, fetchTransport, type EtcdTransport } from '../../src/ha/etcd-client.js'
+import { b64, defaultTransport, type EtcdTransport } from '../../src/ha/etcd-client.js'
 import {
   EtcdLeaseStore,
   leaseTtlSeconds,
@@ -136,7 +136,7 @@ for (const size of [1, 3] as const) {
 const lostTxnReply =
   (what: string): EtcdTransport =>
   async (endpoint, path, body, signal) => {
-    const answer = await fetchTransport(endpoint, path, body, signal)
+    const answer = await defaultTransport(endpoint, path, body, signal)
     if (path === '/v3/kv/txn')
       throw Object.assign(new Error(`${what} after the txn was applied`), { name: what })
     return answer
@@ -173,7 +173,7 @@ t.test('a claim whose reply was lost is resolved by the owner inside', async (t)
   const never: EtcdTransport = (endpoint, path, body, signal) =>
     path === '/v3/kv/txn'
       ? Promise.reject(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }))
-      : fetchTransport(endpoint, path, body, signal)
+      : defaultTransport(endpoint, path, body, signal)
   await t.rejects(
     lost(never).claim(5, owner('a')),
     { code: 'EETCD', message: /claim of .*claims\/0+5 failed .*ECONNREFUSED/ },
