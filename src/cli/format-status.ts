@@ -1,5 +1,5 @@
 import type { ClusterStatus } from '../ha/ha-node.js'
-import type { BackendStatus } from '../ha/backend.js'
+import { describeBackend } from '../ha/backend.js'
 import type { InstanceStatus } from '../supervisor/instance.js'
 import { describeExit } from '../supervisor/instance.js'
 import type { WriterStatus } from '../logging/log-writer.js'
@@ -64,7 +64,7 @@ export const formatStatus = (s: StatusReply): string => {
     `node ${s.node}  role ${s.role}  supervisor pid ${s.pid}  config ${s.config}`,
     ...(s.cluster
       ? [
-          `cluster ${s.cluster.name}  epoch ${s.cluster.epoch}  ${backendText(s.cluster.backend)}` +
+          `cluster ${s.cluster.name}  epoch ${s.cluster.epoch}  ${s.cluster.backend ? describeBackend(s.cluster.backend) : ''}` +
             (s.cluster.heartbeat
               ? `  active heartbeat (epoch ${s.cluster.heartbeat.epoch}) last changed ${formatDuration(s.cluster.heartbeat.quietMs)} ago`
               : ''),
@@ -89,13 +89,3 @@ export const formatStatus = (s: StatusReply): string => {
     ),
   ].join('\n')
 }
-
-/** `shared dir /x`, `etcd /tandem/c`, `external (cluster manager)`: where the lease is. */
-const backendText = (b: BackendStatus | undefined): string =>
-  b === undefined
-    ? ''
-    : b.type === 'dir'
-      ? `shared dir ${b.sharedDir}`
-      : b.type === 'etcd'
-        ? `etcd ${b.prefix}`
-        : 'external (a cluster manager promotes and demotes)'

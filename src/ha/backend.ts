@@ -1,6 +1,7 @@
 import { join } from 'node:path'
 import type { HaBackendSpec, HaSpec } from '../config/plan.js'
 import { errorMessage, TandemError } from '../errors.js'
+import type { Cancel, Clock } from '../seams/clock.js'
 import { joinCluster } from './cluster-config.js'
 import type { ClusterKv } from './cluster-kv.js'
 import { etcdClientOf, etcdKv, joinEtcdCluster } from './etcd-backend.js'
@@ -55,12 +56,17 @@ export const fsSlotStore =
 /** How often the supervisor asks every etcd member for its status (for `tandem status`). */
 export const ETCD_HEALTH_MS = 10_000
 
-/** `shared dir /x`, `etcd /tandem/c at http://a:2379, ...`, `external`: for messages. */
-export const describeBackend = (b: HaBackendSpec): string =>
+/**
+ * `shared dir /x`, `etcd /tandem/c` (with `at http://a:2379, ...` when the endpoints are plain
+ * URLs, as in the config), `external (...)`: for messages and the status line.
+ */
+export const describeBackend = (
+  b: Pick<BackendStatus, 'type' | 'sharedDir' | 'prefix'> & { endpoints?: unknown[] },
+): string =>
   b.type === 'dir'
     ? `shared dir ${b.sharedDir}`
     : b.type === 'etcd'
-      ? `etcd ${b.prefix} at ${b.endpoints.join(', ')}`
+      ? `etcd ${b.prefix}${b.endpoints?.every((e) => typeof e === 'string') ? ` at ${b.endpoints.join(', ')}` : ''}`
       : 'external (a cluster manager promotes and demotes)'
 
 /**
@@ -70,7 +76,7 @@ export const describeBackend = (b: HaBackendSpec): string =>
  */
 export const joinBackend = async (
   ha: HaSpec,
-  options: { onProblem: (message: string) => void },
+  options: { onProblem: (message: string) => void; clock: Clock },
 ): Promise<ClusterBackend> => {
   const spec = ha.backend
   if (spec.type === 'external') {
@@ -102,7 +108,7 @@ export const joinBackend = async (
   }
   const client = etcdClientOf(spec)
   const store = await joinEtcdCluster(ha, spec, client)
-  const health = etcdHealth(client)
+  const health = etcdHealth(client, options.clock)
   return {
     spec,
     store,
@@ -123,10 +129,12 @@ export const joinBackend = async (
 }
 
 /** Every member's status, asked every ETCD_HEALTH_MS in the background; the last answers. */
-const etcdHealth = (client: EtcdClient) => {
+const etcdHealth = (client: EtcdClient, clock: Clock) => {
   let last: EndpointHealth[] = client.endpoints.map((endpoint) => ({ endpoint }))
+  let stopped = false
+  let cancel: Cancel = () => {}
   const check = () => {
-    client
+    void client
       .health(2000)
       .then((h) => (last = h))
       .catch((err: unknown) => {
@@ -136,10 +144,18 @@ const etcdHealth = (client: EtcdClient) => {
           error: errorMessage(err),
         }))
       })
+      .finally(() => {
+        if (!stopped) cancel = clock.after(ETCD_HEALTH_MS, check)
+      })
   }
   check()
-  const timer = setInterval(check, ETCD_HEALTH_MS).unref()
-  return { last: () => last, stop: () => clearInterval(timer) }
+  return {
+    last: () => last,
+    stop: () => {
+      stopped = true
+      cancel()
+    },
+  }
 }
 
 /**

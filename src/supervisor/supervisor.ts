@@ -122,7 +122,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   // file missing) starts nothing: ECLUSTER or ECONFIG.
   let backendProblem: (m: string) => void = (m) => process.stderr.write(`tandem: ${m}\n`)
   const backend = plan.ha
-    ? await joinBackend(plan.ha, { onProblem: (m) => backendProblem(m) })
+    ? await joinBackend(plan.ha, { onProblem: (m) => backendProblem(m), clock: systemClock })
     : undefined
   mkdirSync(plan.stateDir, { recursive: true, mode: 0o700 })
   const releaseLock = await acquireStateLock(plan.stateDir, (m) => log.error({ event: 'lock' }, m))
