@@ -223,7 +223,8 @@ const CLOCK_STEP_EVIDENCE_MS = 100
  * `<dir>/epoch` read back) and fences itself, by a timer that never waits for I/O and
  * synchronously in `isActive()`, when its last good renew started `selfFenceMs` ago or a higher
  * epoch is published. A fenced epoch is never resumed: the node is a standby again and may only
- * claim a new one.
+ * claim a new one, and gives the other standbys a head start of takeoverMs for it (a node that
+ * had to fence itself is the worse candidate: its clock stepped, it paused, or its storage failed).
  *
  * Why two actives cannot overlap: a standby claims only after the heartbeat stood unchanged
  * over [D, I] with I - D >= takeoverMs, so no heartbeat write landed in between. A renew counts
@@ -249,9 +250,12 @@ export class Lease extends EventEmitter<LeaseEvents> {
   #owners = new Map<number, ClaimOwner>()
   /** The epochs whose owner is being read. */
   #ownerReads = new Set<number>()
-  /** After a release, do not claim again before this (monotonic) unless someone else claims. */
+  /**
+   * After a release or a fence, this node does not claim the epoch after `#yieldedEpoch` before
+   * this (monotonic): another standby takes it (a claim by someone else ends the hold-off).
+   */
   #holdOffUntil = 0
-  #releasedEpoch = 0
+  #yieldedEpoch = 0
   /** The epoch whose heartbeat the last poll read as not a heartbeat (0: it was fine). */
   #lastReadBad = 0
   #stopped = false
@@ -360,7 +364,7 @@ export class Lease extends EventEmitter<LeaseEvents> {
     if (!this.isActive()) return false
     const epoch = this.#epoch
     this.#holdOffUntil = this.#clock.monotonic() + this.#timings.takeoverMs
-    this.#releasedEpoch = epoch
+    this.#yieldedEpoch = epoch
     this.#toStandby('released (switchover)')
     await quiesce()
     const give = this.#clock.monotonic() + this.#timings.takeoverMs
@@ -479,7 +483,7 @@ export class Lease extends EventEmitter<LeaseEvents> {
       }
     }
     if (!d.claim) return
-    if (epoch === this.#releasedEpoch && this.#clock.monotonic() < this.#holdOffUntil) return
+    if (epoch === this.#yieldedEpoch && this.#clock.monotonic() < this.#holdOffUntil) return
     const why = await this.#store.cannotClaim()
     if (why !== undefined) {
       this.#problem(`not claiming epoch ${epoch + 1}: ${why}`)
@@ -606,7 +610,16 @@ export class Lease extends EventEmitter<LeaseEvents> {
     return base
   }
 
+  /**
+   * A standby that saw the heartbeat stop claims takeoverMs after the last renew; this node, which
+   * starts watching afresh, could claim takeoverMs after now. Holding off for twice that lets a
+   * healthy standby win even when its polls run late (a loaded host); with no other standby this
+   * node takes the epoch back after 2 x takeoverMs.
+   */
   #fence(why: string): void {
+    if (this.#role !== 'active') return
+    this.#holdOffUntil = this.#clock.monotonic() + 2 * this.#timings.takeoverMs
+    this.#yieldedEpoch = this.#epoch
     this.#toStandby(`fenced: ${why}`)
   }
 

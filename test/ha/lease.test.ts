@@ -424,6 +424,38 @@ t.test(
   },
 )
 
+t.test(
+  'a fenced node gives a healthy standby a head start, even one whose reads answer late',
+  async (t) => {
+    const c = cluster(t, ['a', 'b'])
+    const [a, b] = await c.startPair()
+    // b is loaded: every read answers 400 ms late, so it sees the heartbeat stop late too (and
+    // without the head start a, watching afresh from its fence, would claim epoch 2 first).
+    b.store.lateReadMs = () => 400
+    await c.run(1000)
+    a.clock.wallOffset = 60_000
+    t.notOk(a.lease.isActive(), 'a fenced by its clock step')
+    await c.run(5000)
+    t.same(c.active(), ['b'])
+    t.same(b.events, ['active 2'])
+    t.equal(a.events.length, 2, `a stayed a standby: ${a.events.join(' | ')}`)
+  },
+)
+
+t.test('a fenced node alone takes the next epoch after 2 x takeoverMs', async (t) => {
+  const c = cluster(t, ['a'])
+  const a = c.nodes[0]!
+  a.lease.start()
+  await c.run(500)
+  a.clock.wallOffset = 60_000
+  t.notOk(a.lease.isActive())
+  await c.run(3800)
+  t.same(c.active(), [], 'still holding off')
+  await c.run(700)
+  t.same(c.active(), ['a'])
+  t.equal(a.lease.epoch, 2)
+})
+
 t.test('a released epoch that nobody claims is taken back after takeoverMs', async (t) => {
   const c = cluster(t, ['a'])
   const a = c.nodes[0]!
