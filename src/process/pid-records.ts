@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { writeFileAtomic } from '../seams/atomic-write.js'
 import type { Clock } from '../seams/clock.js'
-import { groupAlive, signalGroup } from './process-group.js'
+import { terminateGroup } from './process-group.js'
 import { processStartTime } from './process-start-time.js'
 
 /** What the supervisor remembers of a live child, so that a successor can find leftovers. */
@@ -62,15 +62,9 @@ export const terminateLeftovers = async (
 ): Promise<PidRecord[]> => {
   const ours = records.filter((r) => processStartTime(r.pid) === r.startTime)
   await Promise.all(
-    ours.map(async (r) => {
-      signalGroup(r.pid, r.stopSignal)
-      const deadline = clock.monotonic() + r.stopTimeoutMs
-      while (groupAlive(r.pid) && clock.monotonic() < deadline) await clock.sleep(20)
-      if (groupAlive(r.pid)) signalGroup(r.pid, 'SIGKILL')
-      // A killed process can linger as a zombie until its new parent reaps it: bound the wait.
-      const reaped = clock.monotonic() + 5_000
-      while (groupAlive(r.pid) && clock.monotonic() < reaped) await clock.sleep(20)
-    }),
+    ours.map((r) =>
+      terminateGroup(r.pid, { signal: r.stopSignal, timeoutMs: r.stopTimeoutMs, clock }),
+    ),
   )
   return ours
 }

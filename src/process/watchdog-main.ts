@@ -17,7 +17,8 @@
  * list (`L 0 0`) clears.
  */
 import { createInterface } from 'node:readline'
-import { hostMonotonic } from '../seams/clock.js'
+import { hostMonotonic, systemClock } from '../seams/clock.js'
+import { groupAlive as alive, signalGroup, terminateGroup } from './process-group.js'
 
 interface Watched {
   signal: NodeJS.Signals
@@ -26,23 +27,6 @@ interface Watched {
 
 const groups = new Map<number, Watched>()
 let clean = false
-
-const alive = (pgid: number): boolean => {
-  try {
-    process.kill(-pgid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
-const kill = (pgid: number, signal: NodeJS.Signals) => {
-  try {
-    process.kill(-pgid, signal)
-  } catch {
-    // already gone
-  }
-}
 
 // The supervisor's terminal or init system may signal us with it; we outlive it on purpose.
 for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const) process.on(s, () => {})
@@ -64,7 +48,7 @@ const fence = () => {
   process.stderr.write(
     `tandem watchdog: the supervisor's deadline plus margin passed ${Math.round(-left)} ms ago (frozen, or a child kept serving); killing active group(s) ${serving.join(', ')}\n`,
   )
-  for (const g of serving) kill(g, 'SIGKILL')
+  for (const g of serving) signalGroup(g, 'SIGKILL')
 }
 const onLease = (deadline: number, marginMs: number, pgids: number[]) => {
   clearTimeout(leaseTimer)
@@ -97,17 +81,9 @@ rl.on('close', () => {
   process.stderr.write(
     `tandem watchdog: supervisor gone; stopping ${groups.size} process group(s)\n`,
   )
-  for (const [pgid, w] of groups) kill(pgid, w.signal)
-  const deadline = Date.now() + Math.max(...[...groups.values()].map((w) => w.timeoutMs))
-  const tick = setInterval(() => {
-    const left = [...groups.keys()].filter(alive)
-    if (left.length === 0) process.exit(0)
-    if (Date.now() >= deadline) {
-      left.forEach((pgid) => kill(pgid, 'SIGKILL'))
-      process.exit(0)
-    }
-  }, 50)
-  tick.unref?.()
-  // keep the process alive until the interval decides
-  setTimeout(() => {}, 0x7fffffff)
+  void Promise.all(
+    [...groups].map(([pgid, w]) =>
+      terminateGroup(pgid, { signal: w.signal, timeoutMs: w.timeoutMs, clock: systemClock }),
+    ),
+  ).finally(() => process.exit(0))
 })

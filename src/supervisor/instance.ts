@@ -1,7 +1,7 @@
 import type { InstanceSpec } from '../config/plan.js'
 import { errorMessage, hasCode } from '../errors.js'
 import { LineSplitter } from '../logging/line-splitter.js'
-import { groupAlive, signalGroup } from '../process/process-group.js'
+import { osGroups, terminateGroup, type GroupOps } from '../process/process-group.js'
 import type { ChildHandle, ProcessExit, Spawn } from '../process/spawn-child.js'
 import type { Cancel, Clock } from '../seams/clock.js'
 import { checkTransition, type InstanceState } from './instance-state.js'
@@ -18,8 +18,6 @@ import {
 
 /** How many stderr lines an instance keeps for the crash report. */
 export const STDERR_TAIL_LINES = 20
-/** How often a stop polls for the rest of a process group to be gone. */
-export const GROUP_POLL_MS = 20
 
 /** One state change (or `spawned`) of one instance: the log, status and the reconciler read these. */
 export interface InstanceEvent {
@@ -55,6 +53,8 @@ export type LineOutput = (
 export interface InstanceDeps {
   clock: Clock
   spawn: Spawn
+  /** Signals and looks at process groups (default: the OS's). */
+  groups?: GroupOps
   portFree(port: number): Promise<boolean>
   /** Why the port is not free: `port N is in use by pid P`, or what else holds it. */
   describePortHolder(port: number): string
@@ -109,8 +109,8 @@ interface Run {
   child?: ChildHandle
   /** Set when we stop the run for a reason of its own (memory, liveness): a failure, not a stop. */
   failure?: { reason: 'memory' | 'unhealthy'; detail: string }
-  killedAfterTimeout: boolean
-  cancelKill?: Cancel
+  /** The stop under way (terminateGroup): set once the stop signal went to the group. */
+  termination?: Promise<{ killed: boolean }>
   done: Promise<void>
 }
 
@@ -245,11 +245,7 @@ export class Instance {
     }
     this.reason = undefined
     this.#transition('starting')
-    const run: Run = {
-      abort: new AbortController(),
-      killedAfterTimeout: false,
-      done: Promise.resolve(),
-    }
+    const run: Run = { abort: new AbortController(), done: Promise.resolve() }
     this.#run = run
     run.done = this.#execute(run).catch((err: unknown) => {
       // A bug, not a child's doing: report it and leave the instance failed rather than crash.
@@ -347,8 +343,9 @@ export class Instance {
       }
     }
     exit = await exited
-    run.cancelKill?.()
-    await this.#reapGroup(run, child.pid)
+    // The rest of its group (grandchildren) must go too before the port is reused: the stop
+    // under way, or the stop signal now (then SIGKILL after the stop timeout).
+    const { killed } = await (run.termination ?? this.#terminate(child.pid))
     this.#deps.untracked(spec, child.pid)
     // Lines still buffered in the pipes belong to this run: wait for them, but never on a pipe
     // a surviving grandchild holds open (the group is reaped above, so that ends quickly).
@@ -359,7 +356,7 @@ export class Instance {
         reason: 'stopped',
         code: exit.code,
         signal: exit.signal,
-        killedAfterTimeout: run.killedAfterTimeout,
+        killedAfterTimeout: killed,
         uptimeMs,
       })
     }
@@ -368,7 +365,7 @@ export class Instance {
         run.failure?.reason ?? (notReady ? 'not-ready' : exit.error ? 'spawn-error' : 'exited'),
       code: exit.code,
       signal: exit.signal,
-      killedAfterTimeout: run.killedAfterTimeout,
+      killedAfterTimeout: killed,
       uptimeMs,
       ...(run.failure
         ? { detail: run.failure.detail }
@@ -416,34 +413,30 @@ export class Instance {
     })
   }
 
-  /** Sends the stop signal to the run's process group and arms the SIGKILL escalation. */
+  /** Stops the run's process group (terminateGroup), once: later calls join the first. */
   #signalStop(run: Run): void {
-    const pid = run.child?.pid
-    if (pid === undefined || run.cancelKill) return
-    signalGroup(pid, this.spec.stop.signal as NodeJS.Signals)
-    run.cancelKill = this.#deps.clock.after(this.spec.stop.timeoutMs, () => {
-      if (groupAlive(pid)) {
-        run.killedAfterTimeout = true
-        signalGroup(pid, 'SIGKILL')
-      }
+    const child = run.child
+    if (!child || run.termination) return
+    run.termination = this.#terminate(child.pid, child.exited)
+  }
+
+  #terminate(pgid: number, leaderExited?: Promise<unknown>): Promise<{ killed: boolean }> {
+    return terminateGroup(pgid, {
+      signal: this.spec.stop.signal as NodeJS.Signals,
+      timeoutMs: this.spec.stop.timeoutMs,
+      clock: this.#deps.clock,
+      ops: this.#deps.groups ?? osGroups,
+      ...(leaderExited ? { leaderExited } : {}),
     })
   }
 
   /**
-   * After the leader exits, the rest of its group (grandchildren) must go too before the port is
-   * reused: stop signal (unless already sent), then SIGKILL after the stop timeout.
+   * SIGKILL to its process group now (a second SIGINT): a stop under way then ends at once,
+   * through its usual path (exit, reap, `stopped`).
    */
-  async #reapGroup(run: Run, pgid: number): Promise<void> {
-    if (!groupAlive(pgid)) return
-    if (!run.cancelKill) signalGroup(pgid, this.spec.stop.signal as NodeJS.Signals)
-    const deadline = this.#deps.clock.monotonic() + this.spec.stop.timeoutMs
-    while (groupAlive(pgid) && this.#deps.clock.monotonic() < deadline) {
-      await this.#deps.clock.sleep(GROUP_POLL_MS)
-    }
-    if (groupAlive(pgid)) {
-      run.killedAfterTimeout = true
-      signalGroup(pgid, 'SIGKILL')
-    }
+  killNow(): void {
+    const pid = this.pid
+    if (pid !== undefined) (this.#deps.groups ?? osGroups).signal(pid, 'SIGKILL')
   }
 
   #stopped(run: Run, exit?: ExitRecord): void {

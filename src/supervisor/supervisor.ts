@@ -14,7 +14,6 @@ import { UnifiedLog } from '../logging/unified-log.js'
 import { groupUsageSampler } from '../process/group-usage.js'
 import { PidRecords, terminateLeftovers } from '../process/pid-records.js'
 import { describePortHolder, ephemeralPortWarning, portFree } from '../process/port-holder.js'
-import { signalGroup } from '../process/process-group.js'
 import { processStartTime } from '../process/process-start-time.js'
 import { spawnChild } from '../process/spawn-child.js'
 import { startWatchdog } from '../process/watchdog.js'
@@ -524,8 +523,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       // The stop sequence goes on and finishes at once, since every group is now dead.
       forced = true
       log.warn({ event: 'shutdown' }, 'second SIGINT: killing every instance now')
-      for (const i of reconciler.instances.values())
-        if (i.pid !== undefined) signalGroup(i.pid, 'SIGKILL')
+      for (const i of reconciler.instances.values()) i.killNow()
     }
     void shutdown(signal)
   }
