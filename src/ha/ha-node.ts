@@ -1,11 +1,11 @@
-import { spawn } from 'node:child_process'
 import type { Logger } from 'pino'
 import type { HaSpec } from '../config/plan.js'
 import { errorMessage, TandemError } from '../errors.js'
 import { hostMonotonic, type Clock } from '../seams/clock.js'
 import { watchdogMarginMs, type Watchdog } from '../process/watchdog.js'
+import type { CommandRequest, CommandResult } from '../process/run-command.js'
 import type { Instance } from '../supervisor/instance.js'
-import type { Reconciler } from '../supervisor/reconciler.js'
+import type { Reconciler, RoleSnapshot } from '../supervisor/reconciler.js'
 import type { BackendStatus } from './backend.js'
 import type { ClusterKv } from './cluster-kv.js'
 import { ExternalRole } from './external-role.js'
@@ -60,11 +60,12 @@ export const leaderServing = (
 }
 
 /**
- * A node of a hot-standby cluster: runs the Lease and makes the node's children follow it.
- * Promoted: `runOn: active` components with a cold standby start (the reconciler asks
- * `isActive()`), hot standby instances are activated (IPC message, signal or hook command),
- * each only after a synchronous check that the lease is still held. Fenced or released: active
- * children are stopped (hot ones come back as standbys). Right after each good renew, every
+ * A node of a hot-standby cluster: runs the Lease and publishes the node's role to the
+ * reconciler (`roleSnapshot`, read without side effects), which makes the children follow it.
+ * Promoted: `runOn: active` components with a cold standby start, and the reconciler activates
+ * hot standby instances through `activate` (IPC message, signal or hook command), each only
+ * after a synchronous check that the lease is still held. Fenced or released: the reconciler
+ * stops the active children (hot ones come back as standbys). Right after each good renew, every
  * active child with an IPC channel gets the node's new fence time as its deadline
  * (`tandem:lease`), and the watchdog gets it for all of them: a child still running at its
  * deadline plus a margin is killed, cooperative or not, before a standby can take over.
@@ -79,6 +80,10 @@ export class HaNode {
   readonly #marginMs: number
   readonly #presence: Presence | undefined
   readonly #backend: () => BackendStatus
+  readonly #clock: Clock
+  readonly #runCommand: (inst: Instance, req: CommandRequest) => Promise<CommandResult>
+  /** The role as the lease last said: active (until `validUntil`, monotonic) in `epoch`. */
+  #role = { active: false, epoch: 0, validUntil: 0 }
 
   constructor(options: {
     ha: HaSpec
@@ -93,10 +98,17 @@ export class HaNode {
     clock: Clock
     /** Kills active children if this process freezes (see Watchdog.lease). */
     watchdog?: Pick<Watchdog, 'lease'>
+    /**
+     * Runs an instance's activation hook as tandem runs children (process/runCommand: own group,
+     * pid record, output in the log), on the supervisor's base environment.
+     */
+    runCommand: (inst: Instance, req: CommandRequest) => Promise<CommandResult>
   }) {
     this.#watchdog = options.watchdog
     this.#marginMs = watchdogMarginMs(options.ha.selfFenceMs, options.ha.takeoverMs)
     this.#backend = options.backend
+    this.#clock = options.clock
+    this.#runCommand = options.runCommand
     this.#presence =
       options.kv &&
       new Presence(
@@ -120,11 +132,19 @@ export class HaNode {
         { event: 'promoted', epoch, cluster: this.#ha.name },
         `active for epoch ${epoch} (${why})`,
       )
-      this.#reconciler().schedule()
-      for (const inst of this.#activeOnly()) this.#activate(inst)
+      this.#role = {
+        active: true,
+        epoch,
+        validUntil: this.#clock.monotonic() + this.lease.validForMs(),
+      }
+      // Cold active-only components start, hot ones are activated: the reconciler's business.
+      this.#reconciler().reconcile()
     })
     // Right after each good renew: the children's and the watchdog's deadline is the node's own.
-    this.lease.on('renewed', () => this.#sendLeases())
+    this.lease.on('renewed', ({ epoch, validMs }) => {
+      this.#role = { active: true, epoch, validUntil: this.#clock.monotonic() + validMs }
+      this.#sendLeases()
+    })
     this.lease.on('standby', ({ epoch, why }) => {
       this.#log.warn(
         {
@@ -134,21 +154,22 @@ export class HaNode {
         },
         `no longer active in epoch ${epoch}: ${why}; stopping active children`,
       )
-      // The watchdog keeps the last deadline: whatever still serves past it plus the margin is
-      // killed, since a standby may claim takeoverMs after the last renew.
-      void this.#stopActiveChildren()
+      // The reconciler stops them now. The watchdog keeps the last deadline: whatever still
+      // serves past it plus the margin is killed, since a standby may claim takeoverMs after
+      // the last renew.
+      this.#role = { active: false, epoch: this.lease.epoch, validUntil: 0 }
+      this.#reconciler().reconcile()
     })
     this.lease.on('problem', (m) => this.#log.error({ event: 'ha', cluster: this.#ha.name }, m))
   }
 
-  /** Starts competing; also wires the activation of hot instances that become ready. */
+  /** Starts competing. */
   start(): void {
     this.#reconciler().on('event', (e) => {
       const inst = this.#reconciler().instances.get(e.id)
       if (!inst || inst.spec.runOn !== 'active') return
-      if (e.event === 'ready') this.#activate(inst)
       // A child spawned active is the watchdog's to kill if this process freezes.
-      else if (e.event === 'spawned' && inst.activeEpoch !== undefined) this.#sendLeases()
+      if (e.event === 'spawned' && inst.activeEpoch !== undefined) this.#sendLeases()
     })
     this.lease.start()
     this.#presence?.start()
@@ -160,7 +181,7 @@ export class HaNode {
    * takeoverMs, and never beside it); then it stops competing.
    */
   async leave(): Promise<void> {
-    if (this.lease.isActive()) await this.lease.release(() => this.#stopActiveChildren())
+    if (this.lease.isActive()) await this.lease.release(() => this.#reconciler().whenQuiesced())
     this.stop()
   }
 
@@ -170,9 +191,18 @@ export class HaNode {
     this.#watchdog?.lease(0, 0, [])
   }
 
-  /** For the reconciler: synchronous, fences when the lease has lapsed. */
+  /** Synchronous, fences when the lease has lapsed: checked right before anything visible. */
   isActive(): boolean {
     return this.lease.isActive()
+  }
+
+  /**
+   * For the reconciler: the role as the lease last published it, active only until the fence
+   * time of the last good renew. Reading it changes nothing (no fencing inside a reconcile).
+   */
+  roleSnapshot(): RoleSnapshot {
+    const r = this.#role
+    return { active: r.active && this.#clock.monotonic() < r.validUntil, epoch: r.epoch }
   }
 
   /** The role, epoch and (active) deadline on the host's monotonic clock a child spawned now gets. */
@@ -218,7 +248,7 @@ export class HaNode {
    */
   async switchover(): Promise<{ epoch: number }> {
     const epoch = this.lease.epoch
-    const released = await this.lease.release(() => this.#stopActiveChildren())
+    const released = await this.lease.release(() => this.#reconciler().whenQuiesced())
     if (!released) {
       throw new TandemError(
         'ECLUSTER',
@@ -243,7 +273,7 @@ export class HaNode {
    */
   async demote(): Promise<{ node: string; epoch: number }> {
     const role = this.#external('demote')
-    await role.release(() => this.#stopActiveChildren())
+    await role.release(() => this.#reconciler().whenQuiesced())
     return { node: this.#node, epoch: role.epoch }
   }
 
@@ -259,24 +289,16 @@ export class HaNode {
     return [...this.#reconciler().instances.values()].filter((i) => i.spec.runOn === 'active')
   }
 
-  /** Stops every active-only child that serves as active; hot ones come back as standbys. */
-  async #stopActiveChildren(): Promise<void> {
-    await Promise.all(
-      this.#activeOnly()
-        .filter((i) => i.activeEpoch !== undefined || i.spec.standby === 'cold')
-        .map((i) => i.stop()),
-    )
-    this.#reconciler().schedule()
-  }
-
-  /** Tells a ready hot standby instance that the node is active, once per epoch. */
-  #activate(inst: Instance): void {
-    if (inst.state !== 'ready' || inst.activeEpoch !== undefined) return
-    // The check is synchronous and comes right before the visible act.
-    if (!this.isActive()) return
-    const epoch = this.lease.epoch
+  /**
+   * For the reconciler (the only caller): tells a ready hot standby instance that the node is
+   * active in `epoch`. False, with nothing done, unless the node still is: the check is
+   * synchronous and comes right before the visible act. True once the act was tried (a failure
+   * is logged; the instance counts as activated, and is not told twice).
+   */
+  activate(inst: Instance, epoch: number): boolean {
+    if (!this.isActive() || this.lease.epoch !== epoch) return false
     const deadline = this.#deadline()
-    if (deadline === undefined) return
+    if (deadline === undefined) return false
     const a = inst.spec.activate
     const fields = {
       event: 'activate',
@@ -284,56 +306,65 @@ export class HaNode {
       instance: inst.spec.index,
       epoch,
     }
-    inst.activeEpoch = epoch
+    // Marked before the act, so that the leases sent next include it.
+    inst.markActive(epoch)
     if (a.type === 'ipc') {
       if (!inst.send({ type: 'tandem:activate', epoch, deadline } satisfies ChildMessage)) {
         this.#log.error(fields, `${inst.id}: cannot send the activation (no IPC channel)`)
-        return
+        return true
       }
     } else if (a.type === 'signal') {
       try {
         process.kill(inst.pid!, a.signal)
       } catch (err) {
         this.#log.error(fields, `${inst.id}: cannot send ${a.signal}: ${errorMessage(err)}`)
-        return
+        return true
       }
     } else {
       this.#runHook(inst, a.command, a.timeoutMs, epoch)
     }
     this.#log.info(fields, `${inst.id} activated for epoch ${epoch} (${a.type})`)
     this.#sendLeases()
+    return true
   }
 
+  /** The activation hook: run through process/ like every child (see runCommand). */
   #runHook(inst: Instance, command: string[], timeoutMs: number, epoch: number): void {
-    const [program, ...args] = command
     const fields = {
       event: 'activate',
       component: inst.spec.component,
       instance: inst.spec.index,
       epoch,
     }
-    const child = spawn(program!, args, {
+    const program = command[0]
+    void this.#runCommand(inst, {
+      argv: command,
       cwd: inst.spec.cwd,
       env: {
-        ...process.env,
         ...inst.spec.env,
         TANDEM_ROLE: 'active',
         TANDEM_EPOCH: String(epoch),
         TANDEM_PID: String(inst.pid),
       },
-      stdio: 'ignore',
-      timeout: timeoutMs,
-    })
-    child.once('error', (err) =>
-      this.#log.error(
-        fields,
-        `${inst.id}: activation hook ${program} failed: ${errorMessage(err)}`,
-      ),
+      timeoutMs,
+    }).then(
+      (r) => {
+        if (r.spawnError)
+          this.#log.error(fields, `${inst.id}: activation hook ${program} failed: ${r.spawnError}`)
+        else if (r.timedOut)
+          this.#log.error(
+            fields,
+            `${inst.id}: activation hook ${program} still ran after timeoutMs ${timeoutMs}: stopped`,
+          )
+        else if (r.code !== 0)
+          this.#log.error(
+            fields,
+            `${inst.id}: activation hook ${program} exited ${r.signal ?? r.code}`,
+          )
+      },
+      (err: unknown) =>
+        this.#log.error(fields, `${inst.id}: activation hook ${program}: ${errorMessage(err)}`),
     )
-    child.once('exit', (code, signal) => {
-      if (code !== 0)
-        this.#log.error(fields, `${inst.id}: activation hook ${program} exited ${signal ?? code}`)
-    })
   }
 
   /**

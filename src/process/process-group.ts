@@ -102,20 +102,21 @@ export const terminateGroup = async (
   if (!isGroupId(pgid)) return { killed: false }
   if (!o.signalled) ops.signal(pgid, o.signal)
   const deadline = clock.monotonic() + o.timeoutMs
-  if (o.leaderExited) {
+  /** The leader's exit, or `ms` on the clock, whichever comes first. */
+  const leaderGone = async (ms: number) => {
+    if (!o.leaderExited) return
     let cancel = () => {}
-    await Promise.race([
-      o.leaderExited,
-      new Promise<void>((r) => (cancel = clock.after(o.timeoutMs, r))),
-    ])
+    await Promise.race([o.leaderExited, new Promise<void>((r) => (cancel = clock.after(ms, r)))])
     cancel()
   }
   const waitGone = async (until: number) => {
     while (ops.alive(pgid) && clock.monotonic() < until) await clock.sleep(GROUP_POLL_MS)
   }
+  await leaderGone(o.timeoutMs)
   await waitGone(deadline)
   if (!ops.alive(pgid)) return { killed: false }
   ops.signal(pgid, 'SIGKILL')
+  await leaderGone(REAP_MS)
   await waitGone(clock.monotonic() + REAP_MS)
   return { killed: true }
 }

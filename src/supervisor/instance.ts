@@ -147,6 +147,11 @@ export class Instance {
    */
   cooperative = false
 
+  /** The reconciler activated it (a hot standby told the node is active in `epoch`). */
+  markActive(epoch: number): void {
+    if (this.state === 'ready') this.activeEpoch = epoch
+  }
+
   /** Sends a message on the child's IPC channel; false when there is none or no child. */
   send(message: unknown): boolean {
     return this.#run?.child?.send(message) ?? false
@@ -163,6 +168,7 @@ export class Instance {
   #readyAt: number | undefined
   #run: Run | undefined
   #cancelTimer: Cancel | undefined
+  #generation = 0
 
   constructor(spec: InstanceSpec, deps: InstanceDeps) {
     this.spec = spec
@@ -175,6 +181,11 @@ export class Instance {
 
   get pid(): number | undefined {
     return this.#run?.child?.pid
+  }
+
+  /** The generation of its latest run (the reconciler's restart count for it; see start). */
+  get generation(): number {
+    return this.#generation
   }
 
   status(): InstanceStatus {
@@ -231,8 +242,12 @@ export class Instance {
     })
   }
 
-  /** Starts a run: from stopped, backoff (when due) or failed. Resolves when the run ends. */
-  start(): Promise<void> {
+  /**
+   * Starts a run of `generation` (default: the current one): from stopped, backoff (when due)
+   * or failed. Resolves when the run ends.
+   */
+  start(generation = this.#generation): Promise<void> {
+    this.#generation = generation
     this.#cancelTimer?.()
     this.#cancelTimer = undefined
     this.due = false

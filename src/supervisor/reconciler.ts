@@ -1,27 +1,56 @@
 import { EventEmitter } from 'node:events'
+import { isDeepStrictEqual } from 'node:util'
+import type { Cancel } from '../seams/clock.js'
 import type { InstanceSpec, Plan } from '../config/plan.js'
 import { planInstances } from '../config/plan.js'
 import { Instance, type InstanceDeps, type InstanceEvent, type InstanceStatus } from './instance.js'
 
+/** The node's role as HA last published it (no side effect in reading it). */
+export interface RoleSnapshot {
+  active: boolean
+  epoch: number
+}
+
 export type ReconcilerDeps = Omit<InstanceDeps, 'onEvent' | 'wake'> & {
   /**
-   * Whether this node is active (with ha: holds the lease, checked synchronously); components
-   * with `runOn: active` and a cold standby run only then. Default: always (no ha).
+   * With ha: the node's role. Components with `runOn: active` and a cold standby run only while
+   * it is active; an active-only instance serving an epoch the node no longer holds is stopped
+   * (a hot one comes back as a standby). Default: active in epoch 0 (no ha).
    */
-  nodeActive?: () => boolean
+  nodeRole?: () => RoleSnapshot
+  /**
+   * With ha: tells a ready hot standby instance that the node is active in `epoch` (IPC, signal
+   * or hook). False when the node turned out not to be active at the last moment (nothing done).
+   */
+  activate?: (inst: Instance, epoch: number) => boolean
 }
 
 /** Why a stopped instance that is wanted does not start yet, for status. */
 const waitingReason = (deps: string[]): string => `waiting for ${deps.join(', ')} to be ready`
 
+/** What an instance should be: its definition, and the generation of its run (see restart). */
+interface Desired {
+  spec: InstanceSpec
+  generation: number
+}
+
 /**
- * The one place that decides what runs. Desired state is the plan, minus what an operator
- * stopped by hand, minus everything once shutdown began; `reconcile()` compares it with each
- * instance's state and starts or stops instances to match, components in dependency order.
- * Operator actions, restarts after backoff and shutdown all go through here: there is no second
- * path that spawns or stops processes.
+ * The one place that decides what runs, and the only caller of Instance.start, stop and
+ * redefine. Desired state, per instance: run or not (the plan, minus what an operator stopped
+ * by hand, minus instances leaving the plan, minus everything once shutdown began, minus
+ * active-only ones while the node is not active), a definition and a restart generation.
+ * `reconcile()` compares it with each instance and acts to converge, components in dependency
+ * order: a running instance whose definition or generation is behind is drained (its
+ * component's `rollout.drainMs`, if ready), stopped, redefined and started again. Operator
+ * start, stop and restart, rollouts (`replaceInstance`), restarts after backoff and shutdown all
+ * change desired state and wait for this: there is no second path that spawns or stops.
  */
-export class Reconciler extends EventEmitter<{ event: [InstanceEvent]; shutdown: [] }> {
+export class Reconciler extends EventEmitter<{
+  event: [InstanceEvent]
+  shutdown: []
+  /** A reconcile pass ended (instances may have been forgotten: no instance event says so). */
+  reconciled: []
+}> {
   #plan: Plan
 
   /** What this node runs now; a reload or upgrade replaces it (replacePlan). */
@@ -30,10 +59,14 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent]; shutdown:
   }
   readonly instances = new Map<string, Instance>()
   readonly stoppedByOperator: Set<string>
-  /** Instances a rollout holds down while it replaces them: not started by reconcile. */
-  readonly #held = new Set<string>()
+  readonly #desired = new Map<string, Desired>()
+  /** Instances the plan dropped: stopped, then forgotten. */
+  readonly #leaving = new Set<string>()
+  /** Ready instances draining before a replacement stops them: the drain's timer. */
+  readonly #draining = new Map<string, Cancel>()
   readonly #instanceDeps: InstanceDeps
-  readonly #nodeActive: () => boolean
+  readonly #nodeRole: () => RoleSnapshot
+  readonly #activate: ReconcilerDeps['activate']
   #shuttingDown = false
   #scheduled = false
   #shutdown: Promise<void> | undefined
@@ -43,7 +76,8 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent]; shutdown:
     this.#plan = plan
     const known = new Set(planInstances(plan).map((i) => i.id))
     this.stoppedByOperator = new Set([...stoppedByOperator].filter((id) => known.has(id)))
-    this.#nodeActive = deps.nodeActive ?? (() => true)
+    this.#nodeRole = deps.nodeRole ?? (() => ({ active: true, epoch: 0 }))
+    this.#activate = deps.activate
     this.#instanceDeps = {
       ...deps,
       onEvent: (e) => {
@@ -52,8 +86,12 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent]; shutdown:
       },
       wake: () => this.schedule(),
     }
-    for (const spec of planInstances(plan))
-      this.instances.set(spec.id, new Instance(spec, this.#instanceDeps))
+    for (const spec of planInstances(plan)) this.#add(spec)
+  }
+
+  #add(spec: InstanceSpec): void {
+    this.instances.set(spec.id, new Instance(spec, this.#instanceDeps))
+    this.#desired.set(spec.id, { spec, generation: 0 })
   }
 
   /** True once shutdown has begun: nothing starts any more. */
@@ -61,35 +99,58 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent]; shutdown:
     return this.#shuttingDown
   }
 
-  /** A rollout holds an instance down while it replaces it (see Rollout). */
-  hold(id: string): void {
-    this.#held.add(id)
-  }
-
-  release(id: string): void {
-    this.#held.delete(id)
-    this.schedule()
-  }
-
   /**
    * Makes `next` the plan: instances it adds are created (and started by the next reconcile
-   * pass, dependencies first); instances it drops must already be stopped, and are forgotten.
-   * Existing instances keep their definition: a rollout redefines them one by one.
+   * pass, dependencies first); instances it drops are stopped and then forgotten (`whenGone`).
+   * Existing instances keep their definition: a rollout replaces them one by one
+   * (`replaceInstance`).
    */
   replacePlan(next: Plan): void {
     const ids = new Set(planInstances(next).map((i) => i.id))
-    for (const [id, inst] of this.instances) {
-      if (ids.has(id)) continue
-      if (inst.state !== 'stopped' && inst.state !== 'failed')
-        throw new Error(`${id} must be stopped before it leaves the plan (it is ${inst.state})`)
-      this.instances.delete(id)
-      this.stoppedByOperator.delete(id)
+    for (const id of this.instances.keys()) if (!ids.has(id)) this.#leaving.add(id)
+    for (const spec of planInstances(next)) {
+      this.#leaving.delete(spec.id)
+      if (!this.instances.has(spec.id)) this.#add(spec)
     }
-    for (const spec of planInstances(next))
-      if (!this.instances.has(spec.id))
-        this.instances.set(spec.id, new Instance(spec, this.#instanceDeps))
     this.#plan = next
-    this.schedule()
+    this.reconcile()
+  }
+
+  /**
+   * Takes instances out of what runs ahead of a plan that drops them (a reload stops what it
+   * removes before it adds): they are stopped and forgotten.
+   */
+  retire(ids: readonly string[]): void {
+    for (const id of ids) if (this.instances.has(id)) this.#leaving.add(id)
+    this.reconcile()
+  }
+
+  /** Resolves once each of the instances has left (stopped and forgotten). */
+  whenGone(ids: readonly string[]): Promise<void> {
+    return this.#until(() => ids.every((id) => !this.instances.has(id)))
+  }
+
+  /**
+   * A rollout's step: `spec` becomes the instance's definition, in a new generation. A running
+   * instance is drained, stopped and started again with it; a stopped one is redefined (and
+   * started if wanted). Returns the generation whose run carries the new definition.
+   */
+  replaceInstance(id: string, spec: InstanceSpec): number {
+    const d = this.#desired.get(id)!
+    const generation = d.generation + 1
+    this.#desired.set(id, { spec, generation })
+    this.reconcile()
+    return generation
+  }
+
+  /** The generation desired of an instance (the next replaceInstance makes it one more). */
+  generationOf(id: string): number {
+    return this.#desired.get(id)?.generation ?? 0
+  }
+
+  /** The definition an instance is to run (the rollout's, during one). */
+  desiredSpec(id: string): InstanceSpec | undefined {
+    return this.#desired.get(id)?.spec
   }
 
   /** Whether the instance should be running now. */
@@ -98,10 +159,16 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent]; shutdown:
     return (
       !this.#shuttingDown &&
       !this.stoppedByOperator.has(id) &&
-      !this.#held.has(id) &&
+      !this.#leaving.has(id) &&
       inst !== undefined &&
-      (inst.spec.runOn !== 'active' || inst.spec.standby === 'hot' || this.#nodeActive())
+      (inst.spec.runOn !== 'active' || inst.spec.standby === 'hot' || this.#nodeRole().active)
     )
+  }
+
+  /** Its definition or generation is behind what is desired: it is to be replaced. */
+  #behind(inst: Instance): boolean {
+    const d = this.#desired.get(inst.id)!
+    return inst.generation < d.generation || !isDeepStrictEqual(inst.spec, d.spec)
   }
 
   #of(component: string): Instance[] {
@@ -134,29 +201,113 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent]; shutdown:
   }
 
   reconcile(): void {
-    for (const inst of this.instances.values()) {
-      const want = this.desired(inst.id)
+    const role = this.#nodeRole()
+    for (const inst of [...this.instances.values()]) {
+      const id = inst.id
+      if (this.#leaving.has(id) && inst.state === 'stopped') {
+        this.#forget(id)
+        continue
+      }
+      const want = this.desired(id)
+      const d = this.#desired.get(id)!
+      const behind = this.#behind(inst)
       switch (inst.state) {
         case 'stopped':
-          if (want && !inst.completed && this.#unmetDependencies(inst.spec).length === 0)
-            void inst.start()
+          if (!isDeepStrictEqual(inst.spec, d.spec)) inst.redefine(d.spec)
+          // A one-shot that ran to its clean end starts again only for a new generation.
+          if (
+            want &&
+            (!inst.completed || inst.generation < d.generation) &&
+            this.#unmetDependencies(inst.spec).length === 0
+          )
+            void inst.start(d.generation)
           break
         case 'backoff':
-          if (!want) void inst.stop()
-          else if (inst.due) void inst.start()
-          break
         case 'failed':
           if (!want) void inst.stop()
-          else if (inst.due) void inst.start()
+          else if (behind || inst.due) {
+            if (!isDeepStrictEqual(inst.spec, d.spec)) inst.redefine(d.spec)
+            void inst.start(d.generation)
+          }
           break
         case 'starting':
         case 'ready':
-          if (!want && !this.#shuttingDown) void inst.stop()
+          // Shutdown stops in its own order.
+          if (this.#shuttingDown) break
+          if (!want) void inst.stop()
+          else if (this.#servesLapsedRole(inst, role)) void inst.stop()
+          else if (behind) this.#replace(inst)
+          else if (
+            this.#activate &&
+            inst.state === 'ready' &&
+            inst.spec.runOn === 'active' &&
+            inst.activeEpoch === undefined &&
+            role.active &&
+            this.#activate(inst, role.epoch)
+          )
+            inst.markActive(role.epoch)
           break
         default:
           break
       }
     }
+    this.emit('reconciled')
+  }
+
+  /** An active-only instance serving as active in an epoch the node does not hold (now). */
+  #servesLapsedRole(inst: Instance, role: RoleSnapshot): boolean {
+    return (
+      inst.spec.runOn === 'active' &&
+      inst.activeEpoch !== undefined &&
+      (!role.active || inst.activeEpoch !== role.epoch)
+    )
+  }
+
+  /**
+   * Resolves once no active-only instance serves as active any more (stopped, or a hot one back
+   * as a standby): what a node waits for before it hands over.
+   */
+  whenQuiesced(): Promise<void> {
+    this.reconcile()
+    return this.#until(() =>
+      [...this.instances.values()].every(
+        (i) =>
+          i.spec.runOn !== 'active' ||
+          (i.activeEpoch === undefined &&
+            (i.spec.standby === 'hot' ||
+              !(i.state === 'starting' || i.state === 'ready' || i.state === 'stopping'))),
+      ),
+    )
+  }
+
+  /** Drains a ready instance (its component's rollout.drainMs), then stops it. */
+  #replace(inst: Instance): void {
+    if (this.#draining.has(inst.id)) return
+    const component = this.plan.components.find((c) => c.name === inst.spec.component)
+    const drainMs = component?.rollout.drainMs ?? 0
+    if (drainMs <= 0 || inst.state !== 'ready') {
+      void inst.stop()
+      return
+    }
+    inst.draining = true
+    this.#draining.set(
+      inst.id,
+      this.#instanceDeps.clock.after(drainMs, () => {
+        this.#draining.delete(inst.id)
+        void inst.stop().finally(() => {
+          inst.draining = false
+        })
+      }),
+    )
+  }
+
+  #forget(id: string): void {
+    this.#draining.get(id)?.()
+    this.#draining.delete(id)
+    this.instances.delete(id)
+    this.#desired.delete(id)
+    this.#leaving.delete(id)
+    this.stoppedByOperator.delete(id)
   }
 
   status(): (InstanceStatus & { stoppedByOperator: boolean })[] {
@@ -175,13 +326,19 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent]; shutdown:
   /**
    * Whether the instance has reached a state it will not leave by itself soon: ready, failed,
    * backing off, stopped for good, or stopped waiting on a dependency that cannot come up
-   * (its instances are failed or stopped themselves). Operator commands wait for this.
+   * (its instances are failed or stopped themselves), in the generation desired of it.
+   * Operator commands wait for this.
    */
   settled(id: string): boolean {
-    const inst = this.instances.get(id)!
+    const inst = this.instances.get(id)
+    if (!inst) return true
+    const want = this.desired(id)
+    if (want && this.#behind(inst) && inst.state !== 'stopped') return false
     if (inst.state === 'ready' || inst.state === 'failed' || inst.state === 'backoff') return true
     if (inst.state !== 'stopped') return false
-    return !this.desired(id) || inst.completed || !this.#mayStart(inst)
+    if (!want) return true
+    if (this.#behind(inst)) return !this.#mayStart(inst)
+    return inst.completed || !this.#mayStart(inst)
   }
 
   /** A stopped, wanted instance may still start: each unmet dependency may still come up. */
@@ -198,46 +355,69 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent]; shutdown:
     )
   }
 
-  /** Resolves when every one of the instances is settled (see `settled`). */
-  waitSettled(ids: readonly string[]): Promise<void> {
+  /** Resolves when `done()` holds, checked after each instance event. */
+  #until(done: () => boolean): Promise<void> {
     return new Promise((resolve) => {
       const check = () => {
-        if (!ids.every((id) => this.settled(id))) return
+        if (!done()) return
         this.off('event', check)
+        this.off('reconciled', check)
         resolve()
       }
       this.on('event', check)
+      this.on('reconciled', check)
       // Let the reconcile pass that this action scheduled run first.
       queueMicrotask(() => queueMicrotask(check))
     })
   }
 
+  /** Resolves when every one of the instances is settled (see `settled`). */
+  waitSettled(ids: readonly string[]): Promise<void> {
+    return this.#until(() => ids.every((id) => this.settled(id)))
+  }
+
   /** Operator stop: the instances stay stopped (persisted by the caller) until started again. */
   async stopInstances(ids: readonly string[]): Promise<void> {
     ids.forEach((id) => this.stoppedByOperator.add(id))
-    await Promise.all(ids.map((id) => this.instances.get(id)!.stop()))
+    this.reconcile()
+    await this.#until(() =>
+      ids.every((id) => {
+        const state = this.instances.get(id)?.state
+        return state === undefined || state === 'stopped'
+      }),
+    )
   }
 
-  /** Operator start: clears "stopped by hand" and starts them (a failed one gets a fresh start). */
+  /**
+   * Operator start: clears "stopped by hand"; an instance that is not running gets a new
+   * generation (a failed one a fresh start, a one-shot that completed runs again).
+   */
   async startInstances(ids: readonly string[]): Promise<void> {
-    ids.forEach((id) => this.stoppedByOperator.delete(id))
     for (const id of ids) {
+      this.stoppedByOperator.delete(id)
       const inst = this.instances.get(id)!
-      if (inst.state === 'failed' || inst.state === 'backoff') inst.due = true
-      inst.completed = false
+      if (inst.state === 'failed' || inst.state === 'backoff' || inst.state === 'stopped')
+        this.#bump(id)
     }
     this.reconcile()
     await this.waitSettled(ids)
   }
 
+  #bump(id: string): void {
+    const d = this.#desired.get(id)!
+    this.#desired.set(id, { ...d, generation: d.generation + 1 })
+  }
+
   /**
-   * Operator restart, one instance at a time: each is drained (its component's
-   * `rollout.drainMs`, if it is ready), stopped, started again (clearing failed and
-   * "stopped by hand") and waited for until ready or given up, before the next one goes down.
+   * Operator restart, one instance at a time: each gets a new generation, so the reconciler
+   * drains it (its component's `rollout.drainMs`, if it is ready), stops it and starts it again
+   * (clearing failed and "stopped by hand"); it is waited for until ready or given up before
+   * the next one goes down.
    */
   async restartInstances(ids: readonly string[]): Promise<void> {
     for (const id of ids) {
-      const inst = this.instances.get(id)!
+      const inst = this.instances.get(id)
+      if (!inst) continue
       this.emit('event', {
         event: 'restart',
         id,
@@ -247,22 +427,9 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent]; shutdown:
         childPid: inst.pid,
         reason: 'operator request',
       })
-      // Drained first, as in a rollout: a load balancer stops sending it work before it stops.
-      const { drainMs } = this.#plan.components.find((c) => c.name === inst.spec.component)!.rollout
-      if (drainMs > 0 && inst.state === 'ready') {
-        inst.draining = true
-        try {
-          await this.#instanceDeps.clock.sleep(drainMs)
-          await inst.stop()
-        } finally {
-          inst.draining = false
-        }
-      } else {
-        await inst.stop()
-      }
-      this.stoppedByOperator.delete(id)
-      inst.completed = false
       if (this.#shuttingDown) return
+      this.stoppedByOperator.delete(id)
+      this.#bump(id)
       this.reconcile()
       await this.waitSettled([id])
     }
@@ -276,6 +443,8 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent]; shutdown:
   shutdown(): Promise<void> {
     this.#shutdown ??= (async () => {
       this.#shuttingDown = true
+      for (const cancel of this.#draining.values()) cancel()
+      this.#draining.clear()
       this.emit('shutdown')
       const stopped = new Map<string, Promise<void>>()
       const stop = (name: string): Promise<void> => {
@@ -290,6 +459,9 @@ export class Reconciler extends EventEmitter<{ event: [InstanceEvent]; shutdown:
         return p
       }
       await Promise.all(this.plan.components.map((c) => stop(c.name)))
+      // Instances the plan had dropped but not yet stopped (a rollout cut short).
+      await Promise.all([...this.instances.values()].map((i) => i.stop()))
+      for (const i of this.instances.values()) i.draining = false
     })()
     return this.#shutdown
   }

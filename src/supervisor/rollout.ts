@@ -83,8 +83,9 @@ const sameComponent = (a: ComponentSpec, b: ComponentSpec) =>
  * and waited for until ready and up for `rollout.minReadyMs`. If one does not come up within
  * `rollout.progressDeadlineMs`, or exits meanwhile, the rollout stops and the instances it
  * changed go back to their previous definition, the same way, newest first; it then fails with
- * EROLLOUT naming the instance and why. The reconciler stays the one that starts processes: a
- * rollout only holds an instance down, redefines it and releases it.
+ * EROLLOUT naming the instance and why. The reconciler stays the one that starts and stops
+ * processes: a rollout only changes what is desired (replaceInstance, retire, replacePlan) and
+ * waits for it.
  */
 export const rollout = async (
   reconciler: Reconciler,
@@ -124,8 +125,8 @@ export const rollout = async (
     for (const spec of c.instances) {
       const inst = reconciler.instances.get(spec.id)
       if (!inst) continue
-      const changed =
-        !sameSpec(inst.spec, spec) || (before !== undefined && !sameComponent(before, c))
+      const now = reconciler.desiredSpec(spec.id) ?? inst.spec
+      const changed = !sameSpec(now, spec) || (before !== undefined && !sameComponent(before, c))
       if (changed || (options.all && inScope(c.name))) toReplace.push({ inst, spec, component: c })
       else result.unchanged.push(spec.id)
     }
@@ -135,17 +136,17 @@ export const rollout = async (
     message: `rollout: ${toReplace.length} to replace, ${gone.length} to remove, ${[...nextIds].filter((id) => !reconciler.instances.has(id)).length} to add`,
   })
 
-  // Removed instances stop first, dependents before their dependencies (as a shutdown does).
-  for (const inst of gone) reconciler.hold(inst.id)
-  await Promise.all(gone.map((i) => i.stop()))
-  for (const inst of gone) {
-    result.removed.push(inst.id)
-    say({ phase: 'removed', id: inst.id, message: `${inst.id} stopped and removed` })
+  // Removed instances stop first (their ports may be reused by what is added).
+  const goneIds = gone.map((i) => i.id)
+  reconciler.retire(goneIds)
+  await reconciler.whenGone(goneIds)
+  for (const id of goneIds) {
+    result.removed.push(id)
+    say({ phase: 'removed', id, message: `${id} stopped and removed` })
   }
   const previous = reconciler.plan
   const addedIds = [...nextIds].filter((id) => !reconciler.instances.has(id))
   reconciler.replacePlan(target)
-  for (const inst of gone) reconciler.release(inst.id)
   for (const id of addedIds) {
     result.added.push(id)
     say({ phase: 'added', id, message: `${id} added; it starts once its dependencies are ready` })
@@ -162,7 +163,7 @@ export const rollout = async (
       const outcomes = await Promise.allSettled(
         batch.map(async ({ inst, spec }) => {
           const pos = ++n
-          const old = inst.spec
+          const old = reconciler.desiredSpec(inst.id) ?? inst.spec
           done.push({ inst, old })
           await exclusive(c, () =>
             replace(reconciler, inst, spec, c.rollout, clock, (e) => say({ ...e, n: pos, of })),
@@ -188,7 +189,10 @@ export const rollout = async (
   return result
 }
 
-/** Drain, stop, redefine, release, and wait until ready and up for minReadyMs. */
+/**
+ * Hands the instance its new definition (the reconciler drains, stops, redefines and starts it)
+ * and waits until it is ready and up for minReadyMs.
+ */
 const replace = async (
   reconciler: Reconciler,
   inst: Instance,
@@ -198,55 +202,50 @@ const replace = async (
   say: (e: Omit<RolloutEvent, 'event' | 'elapsedMs'>) => void,
 ): Promise<void> => {
   const id = inst.id
-  const wanted = reconciler.desired(id)
-  reconciler.hold(id)
-  try {
-    if (r.drainMs > 0 && inst.state === 'ready') {
-      inst.draining = true
-      say({ phase: 'draining', id, message: `${id} draining for ${r.drainMs} ms` })
-      await clock.sleep(r.drainMs)
-    }
-    say({ phase: 'stopping', id, message: `${id} stopping` })
-    await inst.stop()
-  } finally {
-    inst.draining = false
-  }
-  inst.redefine(spec)
-  inst.completed = false
-  if (!wanted) {
+  if (!reconciler.desired(id)) {
     // Stopped by an operator: it gets the new definition and stays stopped.
-    reconciler.release(id)
+    reconciler.replaceInstance(id, spec)
     say({ phase: 'replaced', id, message: `${id} redefined (stopped by operator: not started)` })
     return
   }
-  say({ phase: 'starting', id, message: `${id} starting with the new definition` })
-  const up = waitUp(reconciler, inst, r, clock)
-  reconciler.release(id)
+  if (r.drainMs > 0 && inst.state === 'ready')
+    say({ phase: 'draining', id, message: `${id} draining for ${r.drainMs} ms` })
+  const generation = reconciler.generationOf(id) + 1
+  const up = waitUp(reconciler, inst, generation, r, clock, say)
+  reconciler.replaceInstance(id, spec)
   await up
   say({ phase: 'replaced', id, message: `${id} replaced: ready (pid ${inst.pid})` })
 }
 
 /**
- * Resolves once the instance is ready and has stayed up minReadyMs; rejects when it exits or
- * fails first, or is not there by progressDeadlineMs.
+ * Follows the replacement of an instance by its run of `generation`: resolves once that run is
+ * ready and has stayed up minReadyMs; rejects when it exits or fails first, or is not there
+ * progressDeadlineMs after the old run stopped.
  */
 const waitUp = (
   reconciler: Reconciler,
   inst: Instance,
+  generation: number,
   r: ComponentSpec['rollout'],
   clock: Clock,
+  say: (e: Omit<RolloutEvent, 'event' | 'elapsedMs'>) => void,
 ): Promise<void> =>
   new Promise((resolve, reject) => {
+    const id = inst.id
     let cancelMinReady = () => {}
-    const cancelDeadline = clock.after(r.progressDeadlineMs, () =>
-      end(
-        new ReplaceFailed(
-          `${inst.id} was not ready within rollout.progressDeadlineMs ${r.progressDeadlineMs} ms (state ${inst.state}${inst.reason ? `: ${inst.reason}` : ''})`,
+    let cancelDeadline = () => {}
+    const armDeadline = () => {
+      cancelDeadline()
+      cancelDeadline = clock.after(r.progressDeadlineMs, () =>
+        end(
+          new ReplaceFailed(
+            `${id} was not ready within rollout.progressDeadlineMs ${r.progressDeadlineMs} ms (state ${inst.state}${inst.reason ? `: ${inst.reason}` : ''})`,
+          ),
         ),
-      ),
-    )
+      )
+    }
     const onShutdown = () =>
-      end(new ReplaceFailed(`${inst.id} was not up yet when the supervisor began shutting down`))
+      end(new ReplaceFailed(`${id} was not up yet when the supervisor began shutting down`))
     const end = (err?: Error) => {
       cancelDeadline()
       cancelMinReady()
@@ -256,8 +255,17 @@ const waitUp = (
       else resolve()
     }
     const onEvent = (e: InstanceEvent) => {
-      if (e.id !== inst.id) return
-      if (e.event === 'ready') {
+      if (e.id !== id) return
+      if (inst.generation < generation) {
+        // The old run: it drains, stops (or ends by itself); the deadline counts from then.
+        if (e.event === 'stopping') say({ phase: 'stopping', id, message: `${id} stopping` })
+        else if (e.event === 'stopped' || e.event === 'backoff' || e.event === 'failed')
+          armDeadline()
+        return
+      }
+      if (e.event === 'starting') {
+        say({ phase: 'starting', id, message: `${id} starting with the new definition` })
+      } else if (e.event === 'ready') {
         if (r.minReadyMs <= 0) return end()
         cancelMinReady = clock.after(r.minReadyMs, () => end())
       } else if (e.event === 'exited' || e.event === 'failed') {
@@ -265,14 +273,17 @@ const waitUp = (
         const tail = e.stderrTail?.length ? `; stderr: ${stderrSummary(e.stderrTail)}` : ''
         end(
           new ReplaceFailed(
-            `${inst.id} ${e.event === 'failed' ? 'failed' : 'exited'} during the rollout: ${exit ? describeExit(exit) : (e.reason ?? '')}${tail}`,
+            `${id} ${e.event === 'failed' ? 'failed' : 'exited'} during the rollout: ${exit ? describeExit(exit) : (e.reason ?? '')}${tail}`,
           ),
         )
       }
     }
     reconciler.on('event', onEvent)
     reconciler.once('shutdown', onShutdown)
-    if (reconciler.shuttingDown) onShutdown()
+    if (reconciler.shuttingDown) return onShutdown()
+    // Not running now: nothing to stop first.
+    if (inst.state !== 'starting' && inst.state !== 'ready' && inst.state !== 'stopping')
+      armDeadline()
   })
 
 /** Puts the previous definitions back, newest first; returns the ids rolled back. */
@@ -286,13 +297,14 @@ const rollBack = async (
   const undone: string[] = []
   for (const { inst, old } of [...done].reverse()) {
     if (reconciler.shuttingDown) break // nothing starts any more: the next start uses the file
-    if (sameSpec(inst.spec, old)) continue // same definition (new code in place): nothing to restore
+    const now = reconciler.desiredSpec(inst.id) ?? inst.spec
+    if (sameSpec(now, old)) continue // same definition (new code in place): nothing to restore
     say({
       phase: 'rollback',
       id: inst.id,
       message: `${inst.id} rolling back to its previous definition`,
     })
-    const component = reconciler.plan.components.find((c) => c.name === inst.spec.component)!
+    const component = reconciler.plan.components.find((c) => c.name === now.component)!
     try {
       await exclusive(component, () =>
         replace(reconciler, inst, old, component.rollout, clock, say),

@@ -15,10 +15,12 @@ import { groupUsageSampler } from '../process/group-usage.js'
 import { PidRecords, terminateLeftovers } from '../process/pid-records.js'
 import { describePortHolder, ephemeralPortWarning, portFree } from '../process/port-holder.js'
 import { processStartTime } from '../process/process-start-time.js'
+import { runCommand } from '../process/run-command.js'
 import { spawnChild } from '../process/spawn-child.js'
 import { startWatchdog } from '../process/watchdog.js'
 import { systemClock } from '../seams/clock.js'
 import type { InstanceEvent } from './instance.js'
+import { ChangeQueue } from './change-queue.js'
 import { Monitor } from './monitor.js'
 import { Overrides } from './overrides.js'
 import { probeOnce } from './readiness.js'
@@ -180,7 +182,12 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
         pidRecords.remove(spec.id)
       },
       role: () => ha?.roleFor() ?? { role: 'active', epoch: 0 },
-      nodeActive: () => ha?.isActive() ?? true,
+      ...(plan.ha
+        ? {
+            nodeRole: () => ha?.roleSnapshot() ?? { active: false, epoch: 0 },
+            activate: (inst, epoch) => ha?.activate(inst, epoch) ?? false,
+          }
+        : {}),
     },
     overrides.read((m) => log.warn({ event: 'overrides' }, m)),
   )
@@ -204,6 +211,44 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       log,
       clock: systemClock,
       watchdog,
+      runCommand: (inst, req) => {
+        const id = `${inst.id}:activate`
+        const stop = { signal: 'SIGTERM' as const, timeoutMs: 2_000 }
+        return runCommand(
+          { ...req, env: { ...process.env, ...req.env }, killAfterMs: stop.timeoutMs },
+          {
+            clock: systemClock,
+            spawn: spawnChild,
+            maxLineBytes: plan.logs.maxLineBytes,
+            output: (stream, childPid) => {
+              const pipe = unified.pipe({
+                component: inst.spec.component,
+                instance: inst.spec.index,
+                port: inst.spec.port,
+                childPid,
+                stream,
+              })
+              return (bytes, start, end, truncated) =>
+                unified.childLine(pipe, bytes, start, end, truncated, Date.now())
+            },
+            tracked: (pid) => {
+              watchdog.watch(pid, stop.signal, stop.timeoutMs)
+              pidRecords.add({
+                id,
+                pid,
+                startTime: processStartTime(pid) ?? '',
+                port: undefined,
+                stopSignal: stop.signal,
+                stopTimeoutMs: stop.timeoutMs,
+              })
+            },
+            untracked: (pid) => {
+              watchdog.unwatch(pid)
+              pidRecords.remove(id)
+            },
+          },
+        )
+      },
     })
   }
   // Instances of components that run on every node restart one roll slot at a time across
@@ -349,6 +394,49 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     overrides.write(reconciler.stoppedByOperator)
     return { instances: reconciler.status().filter((s) => ids.includes(s.id)) }
   }
+  const rolloutNow = async (
+    what: string,
+    options: RolloutOptions & { handOver?: boolean },
+    emit: (e: RolloutEvent) => void,
+  ): Promise<RolloutResult> => {
+    // A config that does not validate changes nothing (loadConfig throws ECONFIG).
+    const next = loadConfig(plan.configFile)
+    if (next.stateDir !== plan.stateDir)
+      throw new TandemError(
+        'EUSAGE',
+        `stateDir cannot change while running (${plan.stateDir} -> ${next.stateDir}): restart the supervisor`,
+      )
+    for (const c of options.components ?? [])
+      if (!next.components.some((x) => x.name === c))
+        throw new TandemError(
+          'ETARGET',
+          `unknown component "${c}"; expected one of ${next.components.map((x) => x.name).join(', ')}`,
+        )
+    for (const key of ['logs', 'metrics', 'control', 'node', 'ha'] as const)
+      if (!isDeepStrictEqual(next[key], plan[key]))
+        log.warn(
+          { event: 'rollout' },
+          `${what}: the change of "${key}" takes effect at the next supervisor start`,
+        )
+    log.info({ event: 'rollout', phase: 'begin' }, `${what} of ${plan.configFile} begins`)
+    const { handOver, ...rest } = options
+    const exclusively = handOver ? handOverFirst(exclusive) : exclusive
+    return await rollout(
+      reconciler,
+      next,
+      { ...rest, exclusive: exclusively },
+      systemClock,
+      (e) => {
+        if (e.phase === 'added' || e.phase === 'removed') monitor.sync()
+        const { message, ...fields } = e
+        ;(e.phase === 'failed' ? log.error : log.info).call(log, fields, message)
+        emit(e)
+      },
+    )
+  }
+  // Operator restarts and rollouts change what runs one at a time, in the order asked.
+  const changes = new ChangeQueue()
+  const serially = <T>(fn: () => Promise<T>): Promise<T> => changes.run(fn)
   // One rollout at a time: an upgrade or reload while another runs is refused, not interleaved.
   let rolling: string | undefined
   const runRollout = async (
@@ -361,40 +449,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     rolling = `${what === 'upgrade' ? 'an' : 'a'} ${what} started at ${new Date().toISOString()}`
     if (what === 'reload') notifier.reloading()
     try {
-      // A config that does not validate changes nothing (loadConfig throws ECONFIG).
-      const next = loadConfig(plan.configFile)
-      if (next.stateDir !== plan.stateDir)
-        throw new TandemError(
-          'EUSAGE',
-          `stateDir cannot change while running (${plan.stateDir} -> ${next.stateDir}): restart the supervisor`,
-        )
-      for (const c of options.components ?? [])
-        if (!next.components.some((x) => x.name === c))
-          throw new TandemError(
-            'ETARGET',
-            `unknown component "${c}"; expected one of ${next.components.map((x) => x.name).join(', ')}`,
-          )
-      for (const key of ['logs', 'metrics', 'control', 'node', 'ha'] as const)
-        if (!isDeepStrictEqual(next[key], plan[key]))
-          log.warn(
-            { event: 'rollout' },
-            `${what}: the change of "${key}" takes effect at the next supervisor start`,
-          )
-      log.info({ event: 'rollout', phase: 'begin' }, `${what} of ${plan.configFile} begins`)
-      const { handOver, ...rest } = options
-      const exclusively = handOver ? handOverFirst(exclusive) : exclusive
-      return await rollout(
-        reconciler,
-        next,
-        { ...rest, exclusive: exclusively },
-        systemClock,
-        (e) => {
-          if (e.phase === 'added' || e.phase === 'removed') monitor.sync()
-          const { message, ...fields } = e
-          ;(e.phase === 'failed' ? log.error : log.info).call(log, fields, message)
-          emit(e)
-        },
-      )
+      return await serially(() => rolloutNow(what, options, emit))
     } finally {
       monitor.sync()
       overrides.write(reconciler.stoppedByOperator)
@@ -455,7 +510,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
         new Streamed((emit) => runRollout('reload', { all: false, addRemove: true }, emit)),
       'POST /stop': (b) => act(b, (ids) => reconciler.stopInstances(ids)),
       'POST /start': (b) => act(b, (ids) => reconciler.startInstances(ids)),
-      'POST /restart': (b) => act(b, (ids) => reconciler.restartInstances(ids)),
+      'POST /restart': (b) => act(b, (ids) => serially(() => reconciler.restartInstances(ids))),
       'POST /switchover': async () => {
         if (!ha) {
           throw new TandemError(

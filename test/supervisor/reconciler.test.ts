@@ -1,0 +1,337 @@
+// The reconciler as the one path for every change of what runs: start, operator stop, start and
+// restart (one at a time, drained), rollouts (one by one, rolled back when the new definition
+// does not come up), the queue that keeps restarts and rollouts apart, HA roles (cold
+// components follow the node's role, hot ones are activated and come back as standbys) and
+// shutdown order. Real Instance and Reconciler; processes, process groups and time are fakes
+// (test/helpers/fake-os.ts, fake-clock.ts): fast and exact. No ports.
+import t, { type Test } from 'tap'
+import { buildPlan, validateConfig } from '../../src/config/load-config.js'
+import type { Plan } from '../../src/config/plan.js'
+import { ChangeQueue } from '../../src/supervisor/change-queue.js'
+import { Reconciler, type RoleSnapshot } from '../../src/supervisor/reconciler.js'
+import { rollout, type RolloutEvent } from '../../src/supervisor/rollout.js'
+import { FakeClock } from '../helpers/fake-clock.js'
+import { FakeOs } from '../helpers/fake-os.js'
+
+const FILE = '/tmp/tandem-reconciler-test.json'
+const planOf = (components: Record<string, unknown>): Plan =>
+  buildPlan(validateConfig({ components }, FILE), FILE)
+/** A component whose processes behave as `mode` says (see FakeProc), ready by IPC. */
+const comp = (mode: string, extra: Record<string, unknown> = {}) => ({
+  command: ['prog', mode],
+  readiness: { type: 'ipc', timeoutMs: 10_000 },
+  stop: { signal: 'SIGTERM', timeoutMs: 1000 },
+  ...extra,
+})
+
+const make = (t: Test, components: Record<string, unknown>, ha = false) => {
+  const clock = new FakeClock()
+  const os = new FakeOs(clock)
+  const events: string[] = []
+  const role: RoleSnapshot = { active: !ha, epoch: 0 }
+  const activations: string[] = []
+  const refuse = { now: false }
+  const r = new Reconciler(planOf(components), {
+    clock,
+    spawn: os.spawn,
+    groups: os.groups,
+    portFree: () => Promise.resolve(true),
+    describePortHolder: () => '',
+    random: () => 0.5,
+    baseEnv: {},
+    output: () => () => {},
+    logFlow: { congested: false, whenDrained: (fn) => fn() },
+    maxLineBytes: 1024,
+    tracked: () => {},
+    untracked: () => {},
+    role: () =>
+      role.active
+        ? { role: 'active', epoch: role.epoch, deadline: 1e12 }
+        : { role: 'standby', epoch: role.epoch },
+    ...(ha
+      ? {
+          nodeRole: () => ({ ...role }),
+          activate: (inst, epoch) => {
+            activations.push(`${inst.id} ${epoch}`)
+            return role.active && !refuse.now
+          },
+        }
+      : {}),
+  })
+  let maxDown = 0
+  const down = (component?: string) =>
+    [...r.instances.values()]
+      .filter((i) => (!component || i.spec.component === component) && i.state !== 'ready')
+      .map((i) => i.id)
+  const sampleDown = (component: string) => {
+    maxDown = 0
+    r.on('event', () => (maxDown = Math.max(maxDown, down(component).length)))
+  }
+  r.on('event', (e) => events.push(`${e.id} ${e.event}`))
+  /** Runs `p` to its end, moving the clock on in 10 ms steps. */
+  const settle = async <T>(p: Promise<T>, maxMs = 120_000): Promise<T> => {
+    let done = false
+    p.then(
+      () => (done = true),
+      () => (done = true),
+    )
+    for (let ms = 0; !done && ms < maxMs; ms += 10) await clock.advance(10)
+    if (!done) throw new Error(`did not settle within ${maxMs} ms of the fake clock`)
+    return p
+  }
+  const start = async () => {
+    r.reconcile()
+    await settle(r.waitSettled([...r.instances.keys()]))
+  }
+  /** The mode (argv[1]) of the live process of each instance. */
+  const modes = () =>
+    Object.fromEntries([...os.live()].map(([id, p]) => [id, p.req.argv.slice(1).join(' ')]))
+  t.teardown(() => void r.shutdown())
+  return {
+    r,
+    os,
+    clock,
+    events,
+    role,
+    activations,
+    refuse,
+    settle,
+    start,
+    modes,
+    down,
+    sampleDown,
+    maxDown: () => maxDown,
+  }
+}
+
+t.test('start: everything wanted comes up, dependencies first', async (t) => {
+  const c = make(t, {
+    db: comp('slow:500'),
+    web: comp('ok', { instances: 2, dependsOn: ['db'] }),
+  })
+  await c.start()
+  t.same(c.down(), [])
+  const firstWeb = c.events.findIndex((e) => e.startsWith('web#0 starting'))
+  t.ok(firstWeb > c.events.indexOf('db#0 ready'), 'web starts once db is ready')
+})
+
+t.test(
+  'operator restart: one instance at a time, each back before the next goes down',
+  async (t) => {
+    const c = make(t, { web: comp('slow:300', { instances: 3 }) })
+    await c.start()
+    const pids = [...c.r.instances.values()].map((i) => i.pid)
+    c.sampleDown('web')
+    await c.settle(c.r.restartInstances(['web#0', 'web#1', 'web#2']))
+    t.equal(c.maxDown(), 1, 'never two down')
+    const after = [...c.r.instances.values()]
+    t.same(
+      after.map((i) => i.state),
+      ['ready', 'ready', 'ready'],
+    )
+    t.ok(
+      after.every((i, n) => i.pid !== pids[n]),
+      'each has a new process',
+    )
+    t.same(
+      after.map((i) => i.generation),
+      [1, 1, 1],
+    )
+    const order = c.events.filter((e) => /web#\d (stopping|ready)$/.test(e)).slice(3)
+    t.same(order, [
+      'web#0 stopping',
+      'web#0 ready',
+      'web#1 stopping',
+      'web#1 ready',
+      'web#2 stopping',
+      'web#2 ready',
+    ])
+  },
+)
+
+t.test('operator restart drains a ready instance for rollout.drainMs first', async (t) => {
+  const c = make(t, { web: comp('ok', { rollout: { drainMs: 500 } }) })
+  await c.start()
+  const web = c.r.instances.get('web#0')!
+  const restart = c.r.restartInstances(['web#0'])
+  await c.clock.advance(400)
+  t.match(web.status(), { state: 'ready', draining: true }, 'draining, still serving')
+  await c.settle(restart)
+  t.equal(web.state, 'ready')
+  t.notOk(web.status().draining)
+  t.equal(web.generation, 1)
+})
+
+t.test(
+  'operator stop, then start: stays down until started; a failed one gets a fresh start',
+  async (t) => {
+    const c = make(t, { web: comp('ok'), job: comp('crash', { restart: 'never' }) })
+    c.r.reconcile()
+    await c.settle(c.r.waitSettled(['web#0', 'job#0']))
+    t.equal(c.r.instances.get('job#0')!.state, 'failed')
+    await c.settle(c.r.stopInstances(['web#0']))
+    t.equal(c.r.instances.get('web#0')!.state, 'stopped')
+    await c.clock.advance(5000)
+    t.equal(c.r.instances.get('web#0')!.state, 'stopped', 'not started again by a later pass')
+    const spawned = c.os.procs.size
+    await c.settle(c.r.startInstances(['web#0', 'job#0']))
+    t.equal(c.r.instances.get('web#0')!.state, 'ready')
+    t.equal(c.os.procs.size, spawned + 2, 'both spawned again (job fails again: restart never)')
+  },
+)
+
+t.test('rollout: one by one (maxUnavailable 1), each with the new definition', async (t) => {
+  const c = make(t, { web: comp('slow:200', { instances: 3 }) })
+  await c.start()
+  c.sampleDown('web')
+  const next = planOf({ web: comp('slow:250', { instances: 3 }) })
+  const phases: string[] = []
+  const result = await c.settle(
+    rollout(c.r, next, { all: false, addRemove: false }, c.clock, (e: RolloutEvent) =>
+      phases.push(`${e.phase}${e.id ? ` ${e.id}` : ''}`),
+    ),
+  )
+  t.same(result.replaced, ['web#0', 'web#1', 'web#2'])
+  t.equal(c.maxDown(), 1, 'never two down')
+  t.same(c.modes(), { 'web#0': 'slow:250', 'web#1': 'slow:250', 'web#2': 'slow:250' })
+  t.same(phases.slice(0, 5), [
+    'plan',
+    'stopping web#0',
+    'starting web#0',
+    'replaced web#0',
+    'stopping web#1',
+  ])
+})
+
+t.test(
+  'rollout: a new definition that crashes is rolled back; the rest never touched',
+  async (t) => {
+    const c = make(t, { web: comp('ok', { instances: 3 }) })
+    await c.start()
+    const pids = ['web#1', 'web#2'].map((id) => c.r.instances.get(id)!.pid)
+    const next = planOf({ web: comp('crash', { instances: 3 }) })
+    const err = await c
+      .settle(rollout(c.r, next, { all: false, addRemove: false }, c.clock, () => {}))
+      .then(
+        () => undefined,
+        (e: Error & { code?: string }) => e,
+      )
+    t.match(err, { code: 'EROLLOUT', message: /web#0 exited during the rollout: exit code 1/ })
+    t.match(err?.message, /rolled back web#0/)
+    await c.settle(c.r.waitSettled(['web#0', 'web#1', 'web#2']))
+    t.same(c.modes(), { 'web#0': 'ok', 'web#1': 'ok', 'web#2': 'ok' })
+    t.same(
+      ['web#1', 'web#2'].map((id) => c.r.instances.get(id)!.pid),
+      pids,
+      'web#1 and web#2 kept their processes',
+    )
+    t.same(c.r.desiredSpec('web#1')?.argv, c.r.instances.get('web#1')!.spec.argv)
+  },
+)
+
+t.test('reload: removed instances stop before added ones start', async (t) => {
+  const c = make(t, { old: comp('ok'), keep: comp('ok') })
+  await c.start()
+  const next = planOf({ keep: comp('ok'), fresh: comp('ok') })
+  await c.settle(rollout(c.r, next, { all: false, addRemove: true }, c.clock, () => {}))
+  await c.settle(c.r.waitSettled(['fresh#0']))
+  t.same([...c.r.instances.keys()].sort(), ['fresh#0', 'keep#0'])
+  t.ok(
+    c.events.indexOf('old#0 stopped') < c.events.indexOf('fresh#0 starting'),
+    'old stopped before fresh started',
+  )
+})
+
+t.test('restarts and rollouts through one queue never interleave', async (t) => {
+  const c = make(t, { web: comp('slow:300', { instances: 2 }) })
+  await c.start()
+  const queue = new ChangeQueue()
+  const next = planOf({ web: comp('slow:400', { instances: 2 }) })
+  c.sampleDown('web')
+  const rolled = queue.run(() =>
+    rollout(c.r, next, { all: false, addRemove: false }, c.clock, (e) =>
+      c.events.push(`rollout ${e.phase}`),
+    ),
+  )
+  const restarted = queue.run(() => c.r.restartInstances(['web#1']))
+  t.equal(queue.pending, 2)
+  await c.settle(Promise.all([rolled, restarted]))
+  t.equal(c.maxDown(), 1, 'never both down')
+  const done = c.events.indexOf('rollout done')
+  const restart = c.events.indexOf('web#1 restart')
+  t.ok(done >= 0 && restart > done, 'the restart began after the rollout was done')
+  t.equal(c.r.instances.get('web#1')!.generation, 2, 'rollout, then restart')
+  t.equal(queue.pending, 0)
+})
+
+t.test(
+  'ha: cold components follow the role; hot ones are activated, then come back as standbys',
+  async (t) => {
+    const c = make(
+      t,
+      {
+        api: comp('ok', { runOn: 'active' }),
+        svc: comp('ok', { runOn: 'active', standby: 'hot', activate: { type: 'ipc' } }),
+      },
+      true,
+    )
+    await c.start()
+    t.equal(c.r.instances.get('api#0')!.state, 'stopped', 'cold: not on a standby')
+    const svc = c.r.instances.get('svc#0')!
+    t.equal(svc.state, 'ready', 'hot: pre-started as a standby')
+    t.equal(svc.activeEpoch, undefined)
+    const standbyPid = svc.pid
+
+    c.role.active = true
+    c.role.epoch = 1
+    c.r.reconcile()
+    await c.settle(c.r.waitSettled(['api#0', 'svc#0']))
+    t.equal(c.r.instances.get('api#0')!.state, 'ready')
+    t.equal(c.r.instances.get('api#0')!.activeEpoch, 1, 'spawned active')
+    t.same(c.activations, ['svc#0 1'], 'activated once')
+    t.equal(svc.activeEpoch, 1)
+    t.equal(svc.pid, standbyPid, 'the same process')
+    c.r.reconcile()
+    t.same(c.activations, ['svc#0 1'], 'not activated twice')
+
+    c.role.active = false
+    await c.settle(c.r.whenQuiesced())
+    t.equal(c.r.instances.get('api#0')!.state, 'stopped')
+    await c.settle(c.r.waitSettled(['svc#0']))
+    t.equal(svc.state, 'ready')
+    t.not(svc.pid, standbyPid, 'restarted')
+    t.equal(svc.activeEpoch, undefined, 'back as a standby')
+    t.equal(c.os.procs.get(svc.pid!)!.req.env.TANDEM_ROLE, 'standby')
+  },
+)
+
+t.test(
+  'ha: an activation refused at the last moment marks nothing and is tried again',
+  async (t) => {
+    const c = make(t, { svc: comp('ok', { runOn: 'active', standby: 'hot' }) }, true)
+    await c.start()
+    const svc = c.r.instances.get('svc#0')!
+    c.role.active = true
+    c.role.epoch = 1
+    // The snapshot says active; the lease's own check right before the act says no.
+    c.refuse.now = true
+    c.r.reconcile()
+    t.same(c.activations, ['svc#0 1'])
+    t.equal(svc.activeEpoch, undefined, 'not marked')
+    c.refuse.now = false
+    c.r.reconcile()
+    t.same(c.activations, ['svc#0 1', 'svc#0 1'])
+    t.equal(svc.activeEpoch, 1)
+  },
+)
+
+t.test('shutdown: dependents stop before what they depend on', async (t) => {
+  const c = make(t, { db: comp('ok'), web: comp('ok', { dependsOn: ['db'], instances: 2 }) })
+  await c.start()
+  await c.settle(c.r.shutdown())
+  const dbStopping = c.events.indexOf('db#0 stopping')
+  t.ok(c.events.indexOf('web#0 stopped') < dbStopping)
+  t.ok(c.events.indexOf('web#1 stopped') < dbStopping)
+  t.same(c.down().length, 3)
+  t.same([...c.os.live().keys()], [])
+})
