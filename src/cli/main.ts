@@ -38,7 +38,8 @@ const loadPlan = async (file: string): Promise<Plan> =>
 /** Exit codes: 0 success, 1 runtime failure, 2 usage, 78 configuration error (EX_CONFIG). */
 export const EXIT = { ok: 0, failure: 1, usage: 2, config: 78 } as const
 
-const exitCodeOf = (err: unknown): number =>
+/** The exit code of a command that failed with `err` (by its code: see the README's table). */
+export const exitCodeOf = (err: unknown): number =>
   hasCode(err, 'ECONFIG')
     ? EXIT.config
     : hasCode(err, 'ETARGET') || hasCode(err, 'EUSAGE')

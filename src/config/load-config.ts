@@ -4,6 +4,7 @@ import { dirname, resolve } from 'node:path'
 import type { z } from 'zod'
 import { ConfigError, errorMessage, type ConfigProblem } from '../errors.js'
 import { checkConfig, componentPorts } from './check-config.js'
+import { pathText } from './json-path.js'
 import { parseJson } from './parse-json.js'
 import type { ComponentSpec, HaBackendSpec, HaSpec, Plan } from './plan.js'
 import { configSchema, DEFAULTS, type Config } from './schema.js'
@@ -20,12 +21,6 @@ const valueAt = (root: unknown, path: PropertyKey[]): unknown =>
     (v, k) =>
       v !== null && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[k] : undefined,
     root,
-  )
-
-const pathText = (path: PropertyKey[]): string =>
-  path.reduce<string>(
-    (s, k) => (typeof k === 'number' ? `${s}[${k}]` : s ? `${s}.${String(k)}` : String(k)),
-    '',
   )
 
 const schemaProblems = (input: unknown, issues: z.core.$ZodIssue[]): ConfigProblem[] =>

@@ -484,6 +484,56 @@ t.test('says "the file is empty" for an empty file', async (t) => {
   t.ok(hasProblem(err.problems, '', 'empty'), 'says the file is empty', { problems: err.problems })
 })
 
+t.test(
+  'a key given twice in one object is a problem at its path, naming both places',
+  async (t) => {
+    const text = [
+      '{',
+      '  "components": {',
+      '    "a": { "command": ["x"], "env": { "A": "1", "A": "2" } },',
+      '    "b": { "command": ["y"] },',
+      '    "a": { "command": ["z"], "dependsOn": ["b"] },',
+      '    "a": { "command": ["w"] }',
+      '  },',
+      '  "logs": { "file": "one.log" }, "logs": { "file": "two.log" }',
+      '}',
+    ].join('\r\n')
+    const err = loadError(t, writeConfig(t, text))
+    const twice = (key: string, at: string, first: string) =>
+      `duplicate key "${key}" at ${at}, first at ${first}: only one of them would count; remove or rename one`
+    t.same(err.problems, [
+      {
+        path: 'components.a.env.A',
+        message: twice('A', 'line 3 column 49', 'line 3 column 39'),
+      },
+      { path: 'components.a', message: twice('a', 'line 5 column 5', 'line 3 column 5') },
+      { path: 'components.a', message: twice('a', 'line 6 column 5', 'line 3 column 5') },
+      { path: 'logs', message: twice('logs', 'line 8 column 34', 'line 8 column 3') },
+    ])
+    t.match(err.message, /components\.a: duplicate key "a" at line 5 column 5, first at line 3/)
+  },
+)
+
+t.test('a key in an array element, or the same key in different objects', async (t) => {
+  const inArray = loadError(
+    t,
+    writeConfig(t, '{"components": {"a": {"command": ["x"], "ports": [{"p": 1, "p": 2}]}}}'),
+  )
+  t.same(
+    inArray.problems.map((p) => p.path),
+    ['components.a.ports[0].p'],
+  )
+  // The same names in sibling objects are no duplicate: this file is valid.
+  const file = writeConfig(
+    t,
+    '{"components": {"a": {"command": ["x"], "env": {"A": "1"}}, "b": {"command": ["x"], "env": {"A": "1"}}}}',
+  )
+  t.same(
+    loadConfig(file, { TANDEM_NODE: 'n1' }).components.map((c) => c.name),
+    ['a', 'b'],
+  )
+})
+
 t.test('rejects a missing file with "cannot read", naming the file', async (t) => {
   const file = join(t.testdir({}), 'nope.json')
   const err = loadError(t, file)

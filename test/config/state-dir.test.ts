@@ -40,6 +40,16 @@ t.test('the rest of the file is not validated: an operator may ask while editing
   t.equal(await controlStateDir(file), join(dir, 's'))
 })
 
+t.test('a component named "stateDir" does not hide the key', async (t) => {
+  const dir = t.testdir({})
+  const file = join(dir, 'tandem.json')
+  writeFileSync(
+    file,
+    JSON.stringify({ stateDir: 's', components: { stateDir: { command: ['x'] } } }),
+  )
+  t.equal(await controlStateDir(file), join(dir, 's'))
+})
+
 t.test(
   'a state dir that cannot be read alone gets the whole validation and its error',
   async (t) => {
@@ -48,6 +58,11 @@ t.test(
       ['not-a-string.json', JSON.stringify({ stateDir: 5, components }), /stateDir/],
       ['not-json.json', '{ "stateDir": ', /invalid JSON/],
       ['array.json', '[]', /expected object/i],
+      [
+        'twice.json',
+        '{ "stateDir": "a", "components": {}, "stateDir": "b" }',
+        /stateDir: duplicate key "stateDir" at line 1 column 38, first at line 1 column 3/,
+      ],
     ]
     for (const [name, text, message] of cases) {
       writeFileSync(join(dir, name), text)

@@ -83,6 +83,7 @@ t.test('npm pack makes a tarball that installs globally and runs', async (t) => 
   for (const f of [
     'package.json',
     'README.md',
+    'LICENSE',
     'bin/tandem.js',
     'dist/cli/main.js',
     'dist/index.js',
