@@ -3,6 +3,7 @@ import { errorMessage, hasCode } from '../errors.js'
 import { LineSplitter } from '../logging/line-splitter.js'
 import { osGroups, terminateGroup, type GroupOps } from '../process/process-group.js'
 import type { ChildHandle, ProcessExit, Spawn } from '../process/spawn-child.js'
+import type { Usage } from '../process/group-usage.js'
 import type { Cancel, Clock } from '../seams/clock.js'
 import { checkTransition, type InstanceState } from './instance-state.js'
 import { waitReady } from './readiness.js'
@@ -120,44 +121,86 @@ interface Run {
  * out and applies the restart policy after an exit (backoff, then `due` for the reconciler).
  */
 export class Instance {
-  spec: InstanceSpec
-  state: InstanceState = 'stopped'
+  #spec: InstanceSpec
+  #state: InstanceState = 'stopped'
+  #due = false
+  #completed = false
+  #reason: string | undefined
+  #restarts = 0
+  #lastExit: ExitRecord | undefined
+  #draining = false
+  #activeEpoch: number | undefined
+  #cooperative = false
+  #usage: Usage | undefined
+
+  /** Its definition: the reconciler redefines it between runs. */
+  get spec(): InstanceSpec {
+    return this.#spec
+  }
+  get state(): InstanceState {
+    return this.#state
+  }
   /** The backoff delay has elapsed: the reconciler should start it again. */
-  due = false
+  get due(): boolean {
+    return this.#due
+  }
   /**
    * It ended cleanly and its restart policy does not restart it: it stays stopped until an
-   * operator starts it (the reconciler must not start it again just because it is wanted).
+   * operator starts it (the reconciler starts it again only for a new generation).
    */
-  completed = false
+  get completed(): boolean {
+    return this.#completed
+  }
   /** Why it is failed or backing off, for status. */
-  reason: string | undefined
-  restarts = 0
-  lastExit: ExitRecord | undefined
-  /** Reported while a rollout drains it before the stop (status, /ready). */
-  draining = false
+  get reason(): string | undefined {
+    return this.#reason
+  }
+  get restarts(): number {
+    return this.#restarts
+  }
+  get lastExit(): ExitRecord | undefined {
+    return this.#lastExit
+  }
+  /** Reported while it drains before a replacement stops it (status, /ready). */
+  get draining(): boolean {
+    return this.#draining
+  }
+  /** The reconciler drains it before a replacement stops it, and ends the drain. */
+  setDraining(on: boolean): void {
+    this.#draining = on
+  }
   /**
    * The epoch this instance's process serves as active in: set when it was spawned active or
    * activated (hot standby), undefined while it is a standby or not running.
    */
-  activeEpoch: number | undefined
-
+  get activeEpoch(): number | undefined {
+    return this.#activeEpoch
+  }
   /**
    * The child said `tandem:cooperative`: its program promises to stop serving as active by
    * itself at its deadline (tandem/child with `cooperative: true`).
    */
-  cooperative = false
+  get cooperative(): boolean {
+    return this.#cooperative
+  }
+  /** The latest CPU and RSS sample of its process group. */
+  get usage(): Usage | undefined {
+    return this.#usage
+  }
+  /** The Monitor's sample of its process group (undefined: none, or not running). */
+  recordUsage(usage: Usage | undefined): void {
+    this.#usage = usage
+  }
 
   /** The reconciler activated it (a hot standby told the node is active in `epoch`). */
   markActive(epoch: number): void {
-    if (this.state === 'ready') this.activeEpoch = epoch
+    if (this.#state === 'ready') this.#activeEpoch = epoch
   }
 
   /** Sends a message on the child's IPC channel; false when there is none or no child. */
   send(message: unknown): boolean {
     return this.#run?.child?.send(message) ?? false
   }
-  /** The latest CPU and RSS sample of its process group (set by the Monitor). */
-  usage: { cpuPercent: number; rssBytes: number } | undefined
   readonly #deps: InstanceDeps
   #spawns = 0
   #failures = 0
@@ -171,12 +214,12 @@ export class Instance {
   #generation = 0
 
   constructor(spec: InstanceSpec, deps: InstanceDeps) {
-    this.spec = spec
+    this.#spec = spec
     this.#deps = deps
   }
 
   get id(): string {
-    return this.spec.id
+    return this.#spec.id
   }
 
   get pid(): number | undefined {
@@ -191,20 +234,20 @@ export class Instance {
   status(): InstanceStatus {
     return {
       id: this.id,
-      component: this.spec.component,
-      index: this.spec.index,
-      port: this.spec.port,
+      component: this.#spec.component,
+      index: this.#spec.index,
+      port: this.#spec.port,
       pid: this.pid,
-      state: this.state,
-      restarts: this.restarts,
+      state: this.#state,
+      restarts: this.#restarts,
       uptimeMs:
         this.pid === undefined
           ? undefined
           : Math.round(this.#deps.clock.monotonic() - this.#startedAt),
-      lastExit: this.lastExit,
-      reason: this.reason,
-      ...(this.pid !== undefined && this.usage ? this.usage : {}),
-      ...(this.draining ? { draining: true } : {}),
+      lastExit: this.#lastExit,
+      reason: this.#reason,
+      ...(this.pid !== undefined && this.#usage ? this.#usage : {}),
+      ...(this.#draining ? { draining: true } : {}),
     }
   }
 
@@ -213,20 +256,20 @@ export class Instance {
    * failure history. Refused while it runs: a definition is replaced by stopping the old process.
    */
   redefine(spec: InstanceSpec): void {
-    if (this.state !== 'stopped' && this.state !== 'failed' && this.state !== 'backoff')
-      throw new Error(`${this.id}: cannot redefine in state ${this.state}`)
-    this.spec = spec
+    if (this.#state !== 'stopped' && this.#state !== 'failed' && this.#state !== 'backoff')
+      throw new Error(`${this.id}: cannot redefine in state ${this.#state}`)
+    this.#spec = spec
     this.#failures = 0
     this.#failureTimes = []
     this.#portConflicts = 0
   }
 
   #transition(to: InstanceState, details: Partial<InstanceEvent> = {}): void {
-    const from = this.state
+    const from = this.#state
     checkTransition(this.id, from, to)
-    this.state = to
+    this.#state = to
     // No process, no role: the next one gets its own at spawn.
-    if (to !== 'starting' && to !== 'ready' && to !== 'stopping') this.activeEpoch = undefined
+    if (to !== 'starting' && to !== 'ready' && to !== 'stopping') this.#activeEpoch = undefined
     this.#emit(to, { from, ...details })
   }
 
@@ -234,9 +277,9 @@ export class Instance {
     this.#deps.onEvent({
       event,
       id: this.id,
-      component: this.spec.component,
-      instance: this.spec.index,
-      port: this.spec.port,
+      component: this.#spec.component,
+      instance: this.#spec.index,
+      port: this.#spec.port,
       childPid: this.pid,
       ...details,
     })
@@ -250,23 +293,29 @@ export class Instance {
     this.#generation = generation
     this.#cancelTimer?.()
     this.#cancelTimer = undefined
-    this.due = false
-    this.completed = false
-    this.usage = undefined
-    if (this.state === 'failed') {
+    this.#due = false
+    this.#completed = false
+    this.#usage = undefined
+    if (this.#state === 'failed') {
       // An operator restart (or a configured retry) clears the crash-loop history.
       this.#failureTimes = []
       this.#failures = 0
     }
-    this.reason = undefined
+    this.#reason = undefined
     this.#transition('starting')
     const run: Run = { abort: new AbortController(), done: Promise.resolve() }
     this.#run = run
     run.done = this.#execute(run).catch((err: unknown) => {
       // A bug, not a child's doing: report it and leave the instance failed rather than crash.
-      this.reason = `internal error: ${errorMessage(err)}`
-      if (this.state !== 'failed' && this.state !== 'stopped') this.state = 'failed'
-      this.#emit('failed', { reason: this.reason })
+      const reason = `internal error: ${errorMessage(err)}`
+      if (this.#run === run) this.#run = undefined
+      const from = this.#state
+      // Through the legal moves (a run ends as exited, then failed), never around them.
+      if (from === 'starting' || from === 'ready' || from === 'stopping')
+        this.#transition('exited', { reason })
+      this.#reason = reason
+      if (this.#state === 'exited') this.#transition('failed', { reason })
+      else this.#emit('failed', { reason })
     })
     return run.done
   }
@@ -287,7 +336,7 @@ export class Instance {
     if (run.abort.signal.aborted) return this.#stopped(run)
     let child: ChildHandle
     const role = this.#deps.role?.(spec) ?? { role: 'active', epoch: 0 }
-    this.activeEpoch = role.role === 'active' ? role.epoch : undefined
+    this.#activeEpoch = role.role === 'active' ? role.epoch : undefined
     try {
       child = this.#deps.spawn({
         argv: spec.argv,
@@ -316,10 +365,10 @@ export class Instance {
       })
     }
     run.child = child
-    this.cooperative = false
+    this.#cooperative = false
     child.onMessage((message) => {
       const m = message as { type?: unknown; epoch?: unknown; lapsedMs?: unknown } | null
-      if (m?.type === 'tandem:cooperative') this.cooperative = true
+      if (m?.type === 'tandem:cooperative') this.#cooperative = true
       // Its deadline had lapsed (a lease message came late) and a later one renewed it.
       else if (
         m?.type === 'tandem:reactivated' &&
@@ -330,7 +379,7 @@ export class Instance {
     })
     // A restart is a process spawned after an earlier one: attempts that found the port held
     // spawned nothing and do not count.
-    if (this.#spawns++ > 0) this.restarts++
+    if (this.#spawns++ > 0) this.#restarts++
     this.#startedAt = this.#deps.clock.monotonic()
     this.#readyAt = undefined
     this.#stderrTail = []
@@ -366,7 +415,7 @@ export class Instance {
     // a surviving grandchild holds open (the group is reaped above, so that ends quickly).
     await Promise.race([Promise.all(lines), this.#deps.clock.sleep(100)])
     const uptimeMs = Math.round(this.#deps.clock.monotonic() - this.#startedAt)
-    if (this.state === 'stopping') {
+    if (this.#state === 'stopping') {
       return this.#stopped(run, {
         reason: 'stopped',
         code: exit.code,
@@ -394,7 +443,7 @@ export class Instance {
 
   #pipeLines(child: ChildHandle, stream: 'out' | 'err'): Promise<void> {
     const input = stream === 'out' ? child.stdout : child.stderr
-    const output = this.#deps.output(this.spec, stream, child.pid)
+    const output = this.#deps.output(this.#spec, stream, child.pid)
     const clock = this.#deps.clock
     // One time for the lines of one chunk: they were read at the same moment.
     let time = 0
@@ -437,8 +486,8 @@ export class Instance {
 
   #terminate(pgid: number, leaderExited?: Promise<unknown>): Promise<{ killed: boolean }> {
     return terminateGroup(pgid, {
-      signal: this.spec.stop.signal as NodeJS.Signals,
-      timeoutMs: this.spec.stop.timeoutMs,
+      signal: this.#spec.stop.signal as NodeJS.Signals,
+      timeoutMs: this.#spec.stop.timeoutMs,
       clock: this.#deps.clock,
       ops: this.#deps.groups ?? osGroups,
       ...(leaderExited ? { leaderExited } : {}),
@@ -455,15 +504,15 @@ export class Instance {
   }
 
   #stopped(run: Run, exit?: ExitRecord): void {
-    if (exit) this.lastExit = exit
-    if (this.state === 'starting') this.#transition('stopping')
+    if (exit) this.#lastExit = exit
+    if (this.#state === 'starting') this.#transition('stopping')
     this.#transition('stopped', exit ? { exit } : {})
     if (this.#run === run) this.#run = undefined
   }
 
   /** A run ended without a stop being asked for: apply the restart policy. */
   #ended(run: Run, exit: ExitRecord): void {
-    this.lastExit = exit
+    this.#lastExit = exit
     this.#transition('exited', {
       exit,
       stderrTail:
@@ -487,21 +536,21 @@ export class Instance {
     const what = describeExit(exit)
     if (!shouldRestart(spec.restart, exit)) {
       if (!failure) {
-        this.reason = `${what}; restart policy is "${spec.restart}"`
-        this.completed = true
-        return this.#transition('stopped', { reason: this.reason })
+        this.#reason = `${what}; restart policy is "${spec.restart}"`
+        this.#completed = true
+        return this.#transition('stopped', { reason: this.#reason })
       }
-      this.reason =
+      this.#reason =
         exit.reason === 'spawn-error' ? exit.detail : `${what}; restart policy is "${spec.restart}"`
       return this.#transition('failed', {
-        reason: this.reason,
+        reason: this.#reason,
         exit,
         stderrTail: [...this.#stderrTail],
       })
     }
     if (looping) {
-      this.reason = `crash loop: ${this.#failureTimes.length} failures within ${spec.crashLoop.windowMs} ms, last: ${what}`
-      this.#transition('failed', { reason: this.reason, exit, stderrTail: [...this.#stderrTail] })
+      this.#reason = `crash loop: ${this.#failureTimes.length} failures within ${spec.crashLoop.windowMs} ms, last: ${what}`
+      this.#transition('failed', { reason: this.#reason, exit, stderrTail: [...this.#stderrTail] })
       if (spec.crashLoop.retry) this.#schedule(spec.backoff.maxMs)
       return
     }
@@ -509,7 +558,7 @@ export class Instance {
       exit.reason === 'port-in-use'
         ? portRetryDelay(spec.backoff, this.#portConflicts, this.#deps.random())
         : restartDelay(spec.backoff, this.#failures, this.#deps.random())
-    this.reason = what
+    this.#reason = what
     this.#transition('backoff', { delayMs, reason: what })
     this.#schedule(delayMs)
   }
@@ -517,12 +566,12 @@ export class Instance {
   #schedule(delayMs: number): void {
     if (delayMs <= 0) {
       // An immediate restart does not wait for a timer turn (a millisecond or more in Node).
-      this.due = true
+      this.#due = true
       return this.#deps.wake()
     }
     this.#cancelTimer = this.#deps.clock.after(delayMs, () => {
       this.#cancelTimer = undefined
-      this.due = true
+      this.#due = true
       this.#deps.wake()
     })
   }
@@ -534,14 +583,14 @@ export class Instance {
   async stop(): Promise<void> {
     this.#cancelTimer?.()
     this.#cancelTimer = undefined
-    this.due = false
+    this.#due = false
     const run = this.#run
-    switch (this.state) {
+    switch (this.#state) {
       case 'stopped':
         return
       case 'backoff':
       case 'failed':
-        this.reason = undefined
+        this.#reason = undefined
         return this.#transition('stopped', { reason: 'stop requested' })
       case 'stopping':
         return run?.done
@@ -564,7 +613,7 @@ export class Instance {
    */
   fail(reason: 'memory' | 'unhealthy', detail: string): void {
     const run = this.#run
-    if (this.state !== 'ready' || !run || run.failure) return
+    if (this.#state !== 'ready' || !run || run.failure) return
     run.failure = { reason, detail }
     this.#emit('restart', { reason: `${reason}: ${detail}` })
     this.#signalStop(run)
@@ -572,7 +621,7 @@ export class Instance {
 
   /** Milliseconds since it became ready, if it is ready. */
   readyForMs(): number | undefined {
-    return this.state === 'ready' && this.#readyAt !== undefined
+    return this.#state === 'ready' && this.#readyAt !== undefined
       ? this.#deps.clock.monotonic() - this.#readyAt
       : undefined
   }

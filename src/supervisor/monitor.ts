@@ -124,11 +124,11 @@ export class Monitor {
   /** Keeps an instance's sample for status, and restarts it after too many above its limit. */
   #record(inst: Instance, pid: number | undefined, usage: Usage | undefined): void {
     if (pid === undefined) {
-      inst.usage = undefined
+      inst.recordUsage(undefined)
       return
     }
     if (inst.pid !== pid) return // restarted while the table was read
-    inst.usage = usage
+    inst.recordUsage(usage)
     const limitMb = inst.spec.maxMemoryMb
     if (!usage || limitMb === undefined) return
     const key = `${inst.id}:${pid}`

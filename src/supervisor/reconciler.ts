@@ -289,13 +289,13 @@ export class Reconciler extends EventEmitter<{
       void inst.stop()
       return
     }
-    inst.draining = true
+    inst.setDraining(true)
     this.#draining.set(
       inst.id,
       this.#instanceDeps.clock.after(drainMs, () => {
         this.#draining.delete(inst.id)
         void inst.stop().finally(() => {
-          inst.draining = false
+          inst.setDraining(false)
         })
       }),
     )
@@ -461,7 +461,7 @@ export class Reconciler extends EventEmitter<{
       await Promise.all(this.plan.components.map((c) => stop(c.name)))
       // Instances the plan had dropped but not yet stopped (a rollout cut short).
       await Promise.all([...this.instances.values()].map((i) => i.stop()))
-      for (const i of this.instances.values()) i.draining = false
+      for (const i of this.instances.values()) i.setDraining(false)
     })()
     return this.#shutdown
   }

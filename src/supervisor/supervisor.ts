@@ -88,6 +88,12 @@ const logEvent = (log: Logger, e: InstanceEvent) => {
   }
 }
 
+/** A close that may be asked for twice (by shutdown, and by a start-up it cut short). */
+const once = (close: () => Promise<void>): (() => Promise<void>) => {
+  let closing: Promise<void> | undefined
+  return () => (closing ??= close())
+}
+
 /**
  * `watchConfig`: a change of the config file reloads it (after writes have settled: editors save
  * in several steps). Polling, so that it also works on NFS and zFS.
@@ -126,19 +132,23 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     ? await joinBackend(plan.ha, { onProblem: (m) => backendProblem(m), clock: systemClock })
     : undefined
   mkdirSync(plan.stateDir, { recursive: true, mode: 0o700 })
-  const releaseLock = await acquireStateLock(plan.stateDir, (m) => log.error({ event: 'lock' }, m))
+  // Until the log is open, problems go to stderr (the lock is taken before the log is opened:
+  // a second supervisor must not write to this one's log).
+  let lockProblem: (m: string) => void = (m) => process.stderr.write(`tandem: ${m}\n`)
+  const releaseLock = await acquireStateLock(plan.stateDir, (m) => lockProblem(m))
   // Log file problems go to stderr at once (the file is what fails) and into the log.
-  let logReady = false
+  let logProblem: (m: string) => void = () => {}
   const unified = new UnifiedLog(plan.logs, {
     node: plan.node,
     pretty: options.pretty,
     onProblem: (m) => {
       process.stderr.write(`tandem: ${m}\n`)
-      if (logReady) log.warn({ event: 'log-file' }, m)
+      logProblem(m)
     },
   })
   const log = unified.logger
-  logReady = true
+  logProblem = (m) => log.warn({ event: 'log-file' }, m)
+  lockProblem = (m) => log.error({ event: 'lock' }, m)
   backendProblem = (m) => log.error({ event: 'ha' }, m)
   const pidRecords = new PidRecords(plan.stateDir)
   const watchdog = startWatchdog((m) => log.error({ event: 'watchdog' }, m))
@@ -352,37 +362,56 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   let resolveDone!: (code: number) => void
   const done = new Promise<number>((r) => (resolveDone = r))
   let stopping: Promise<void> | undefined
-  // Assigned once everything runs; a signal may arrive before (shutdown must not reach a
-  // variable still in its temporal dead zone).
-  const later: {
+  /** A second SIGINT killed every instance: the exit code says so. */
+  let forced = false
+  // What start-up has opened so far: a shutdown may come at any point of it (a signal, a POST
+  // /shutdown as soon as the control socket listens) and closes what is there.
+  const open: {
+    control?: () => Promise<void>
+    http?: () => Promise<void>
+    agent?: () => Promise<void>
     clusterRequests?: { close(): Promise<void> }
     configWatcher?: { close(): Promise<void> }
+    signals?: () => void
   } = {}
+  /**
+   * Stops everything, once (later calls join the first), and never rejects: a step that
+   * throws is logged, the others still run, and the exit code becomes 1.
+   */
   const shutdown = (why: string): Promise<void> =>
     (stopping ??= (async () => {
+      let failed = false
+      const step = async (what: string, fn: () => unknown) => {
+        try {
+          await fn()
+        } catch (err) {
+          failed = true
+          log.error({ event: 'shutdown' }, `shutdown: ${what} failed: ${errorMessage(err)}`)
+        }
+      }
       log.info(
         { event: 'shutdown' },
         `shutting down (${why}): stopping instances in reverse dependency order`,
       )
-      notifier.stopping()
-      monitor.stop()
-      await later.configWatcher?.close()
-      await later.clusterRequests?.close()
+      await step('systemd notification', () => notifier.stopping())
+      await step('the monitor', () => monitor.stop())
+      await step('the config watcher', () => open.configWatcher?.close())
+      await step('cluster upgrade requests', () => open.clusterRequests?.close())
       // An active node hands over first (a standby takes over within pollMs); then it stops
       // competing, so that it is not promoted while it goes down.
-      await ha?.leave()
-      await reconciler.shutdown()
-      await closeControl()
-      await closeHttp()
-      await closeAgent()
-      await watchdog.close()
-      backend?.close()
-      await releaseLock()
-      await notifier.close()
+      await step('leaving the cluster', () => ha?.leave())
+      await step('stopping the instances', () => reconciler.shutdown())
+      await step('the control socket', () => open.control?.())
+      await step('the HTTP endpoints', () => open.http?.())
+      await step('the load balancer agent', () => open.agent?.())
+      await step('the watchdog', () => watchdog.close())
+      await step('the cluster backend', () => backend?.close())
+      await step('the state lock', () => releaseLock())
+      await step('systemd notification', () => notifier.close())
       log.info({ event: 'shutdown' }, 'all instances stopped; exiting')
-      await unified.close()
-      undoSignals()
-      resolveDone(forced ? 1 : 0)
+      await step('the log', () => unified.close())
+      open.signals?.()
+      resolveDone(forced || failed ? 1 : 0)
     })())
 
   const act = async (body: Record<string, unknown>, action: (ids: string[]) => Promise<void>) => {
@@ -483,96 +512,107 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       `${what} needs an "ha" section with backend {"type": "external"} in ${plan.configFile}: this node is standalone`,
     )
   }
-  const closeControl = await startControlServer(
-    socketPath(plan.stateDir),
-    {
-      'GET /status': statusReply,
-      'POST /logs/reopen': () => {
-        unified.reopen()
-        log.info({ event: 'log-reopen' }, 'log files reopened (tandem logs --reopen)')
-        return { ok: true, files: unified.status().map((w) => w.path) }
-      },
-      'POST /upgrade': (b) =>
-        new Streamed((emit) =>
-          runRollout(
-            'upgrade',
-            {
-              all: b.all === true,
-              addRemove: false,
-              ...(Array.isArray(b.components) && b.components.length
-                ? { components: b.components.map(String) }
-                : {}),
-            },
-            emit,
-          ),
-        ),
-      'POST /reload': () =>
-        new Streamed((emit) => runRollout('reload', { all: false, addRemove: true }, emit)),
-      'POST /stop': (b) => act(b, (ids) => reconciler.stopInstances(ids)),
-      'POST /start': (b) => act(b, (ids) => reconciler.startInstances(ids)),
-      'POST /restart': (b) => act(b, (ids) => serially(() => reconciler.restartInstances(ids))),
-      'POST /switchover': async () => {
-        if (!ha) {
-          throw new TandemError(
-            'EUSAGE',
-            `switchover needs an "ha" section in ${plan.configFile}: this node is standalone`,
-          )
-        }
-        if (plan.ha!.backend.type === 'external') {
-          throw new TandemError(
-            'EUSAGE',
-            `switchover is not for ha.backend {"type": "external"}: the cluster manager decides which node is active (pcs resource move)`,
-          )
-        }
-        const { epoch } = await ha.switchover()
-        const { name, backend: where, renewMs, selfFenceMs, takeoverMs, pollMs } = plan.ha!
-        // What the CLI needs to follow the handover, so that it need not load the config.
-        return {
-          released: epoch,
-          node: plan.node,
-          cluster: name,
-          backend: where,
-          renewMs,
-          selfFenceMs,
-          takeoverMs,
-          pollMs,
-        }
-      },
-      'POST /promote': () => haOnly('promote').promote(),
-      'POST /demote': () => haOnly('demote').demote(),
-      'POST /shutdown': () => {
-        void shutdown('tandem shutdown')
-        return { ok: true, pid: process.pid }
-      },
-    },
-    (m) => log.error({ event: 'control' }, m),
-  ).catch(giveUp())
-  const http = plan.control.http
-  const closeHttp = http
-    ? await startHttpEndpoints(
-        http,
-        {
-          status: statusReply,
-          ready: allWantedReady,
-          leader: () => (ha ? ha.leader() : { node: plan.node, epoch: 0 }),
-          self: () => ({
-            rssBytes: process.memoryUsage().rss,
-            eventLoopLagMs: eventLoopLag(),
-            uptimeMs: Math.round(process.uptime() * 1000),
-          }),
+  open.control = once(
+    await startControlServer(
+      socketPath(plan.stateDir),
+      {
+        'GET /status': statusReply,
+        'POST /logs/reopen': () => {
+          unified.reopen()
+          log.info({ event: 'log-reopen' }, 'log files reopened (tandem logs --reopen)')
+          return { ok: true, files: unified.status().map((w) => w.path) }
         },
-        (m) => log.error({ event: 'control' }, m),
-      ).catch(giveUp(closeControl))
-    : () => Promise.resolve()
-  const agent = plan.control.agent
-  const closeAgent = agent
-    ? await startLbAgent(agent, statusReply, (m) => log.error({ event: 'control' }, m)).catch(
-        giveUp(closeHttp, closeControl),
+        'POST /upgrade': (b) =>
+          new Streamed((emit) =>
+            runRollout(
+              'upgrade',
+              {
+                all: b.all === true,
+                addRemove: false,
+                ...(Array.isArray(b.components) && b.components.length
+                  ? { components: b.components.map(String) }
+                  : {}),
+              },
+              emit,
+            ),
+          ),
+        'POST /reload': () =>
+          new Streamed((emit) => runRollout('reload', { all: false, addRemove: true }, emit)),
+        'POST /stop': (b) => act(b, (ids) => reconciler.stopInstances(ids)),
+        'POST /start': (b) => act(b, (ids) => reconciler.startInstances(ids)),
+        'POST /restart': (b) => act(b, (ids) => serially(() => reconciler.restartInstances(ids))),
+        'POST /switchover': async () => {
+          if (!ha) {
+            throw new TandemError(
+              'EUSAGE',
+              `switchover needs an "ha" section in ${plan.configFile}: this node is standalone`,
+            )
+          }
+          if (plan.ha!.backend.type === 'external') {
+            throw new TandemError(
+              'EUSAGE',
+              `switchover is not for ha.backend {"type": "external"}: the cluster manager decides which node is active (pcs resource move)`,
+            )
+          }
+          const { epoch } = await ha.switchover()
+          const { name, backend: where, renewMs, selfFenceMs, takeoverMs, pollMs } = plan.ha!
+          // What the CLI needs to follow the handover, so that it need not load the config.
+          return {
+            released: epoch,
+            node: plan.node,
+            cluster: name,
+            backend: where,
+            renewMs,
+            selfFenceMs,
+            takeoverMs,
+            pollMs,
+          }
+        },
+        'POST /promote': () => haOnly('promote').promote(),
+        'POST /demote': () => haOnly('demote').demote(),
+        'POST /shutdown': () => {
+          void shutdown('tandem shutdown')
+          return { ok: true, pid: process.pid }
+        },
+      },
+      (m) => log.error({ event: 'control' }, m),
+    ).catch(giveUp()),
+  )
+  const http = plan.control.http
+  open.http = http
+    ? once(
+        await startHttpEndpoints(
+          http,
+          {
+            status: statusReply,
+            ready: allWantedReady,
+            leader: () => (ha ? ha.leader() : { node: plan.node, epoch: 0 }),
+            self: () => ({
+              rssBytes: process.memoryUsage().rss,
+              eventLoopLagMs: eventLoopLag(),
+              uptimeMs: Math.round(process.uptime() * 1000),
+            }),
+          },
+          (m) => log.error({ event: 'control' }, m),
+        ).catch(giveUp(open.control)),
       )
-    : () => Promise.resolve()
+    : undefined
+  const agent = plan.control.agent
+  open.agent = agent
+    ? once(
+        await startLbAgent(agent, statusReply, (m) => log.error({ event: 'control' }, m)).catch(
+          giveUp(...[open.http, open.control].filter((c) => c !== undefined)),
+        ),
+      )
+    : undefined
+  // A shutdown asked while the listeners were starting has closed what was open then.
+  if (stopping) {
+    await open.http?.()
+    await open.agent?.()
+    return done
+  }
 
   let interrupts = 0
-  let forced = false
   const onSignal = (signal: NodeJS.Signals) => {
     if (signal === 'SIGINT' && ++interrupts > 1) {
       // The stop sequence goes on and finishes at once, since every group is now dead.
@@ -602,7 +642,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     ],
   ]
   handlers.forEach(([s, h]) => process.on(s, h))
-  const undoSignals = () => handlers.forEach(([s, h]) => process.off(s, h))
+  open.signals = () => handlers.forEach(([s, h]) => process.off(s, h))
 
   log.info(
     {
@@ -622,10 +662,12 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       `terminated leftover ${r.id} (pid ${r.pid}, port ${r.port ?? '-'}) of a previous supervisor`,
     )
   }
+  // Asked to stop while leftovers were terminated: nothing was started; nothing starts now.
+  if (stopping) return done
   reconciler.schedule()
   notifier.start()
   ha?.start()
-  later.clusterRequests =
+  open.clusterRequests =
     ha && backend?.kv
       ? watchUpgradeRequests(
           backend.kv,
@@ -648,12 +690,6 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
         )
       : undefined
   monitor.start()
-  later.configWatcher = plan.watchConfig ? watchConfig(plan.configFile, reload, log) : undefined
-  try {
-    return await done
-  } catch (err) {
-    log.fatal({ event: 'fatal' }, errorMessage(err))
-    await unified.close()
-    return 1
-  }
+  open.configWatcher = plan.watchConfig ? watchConfig(plan.configFile, reload, log) : undefined
+  return done
 }

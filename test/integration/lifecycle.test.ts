@@ -406,3 +406,49 @@ t.test(
     t.equal(ready.status, 200, JSON.stringify(await ready.json()))
   },
 )
+
+t.test(
+  'tandem shutdown during start-up (leftovers still being stopped): exits 0, starts nothing',
+  async (t) => {
+    const dir = tempDir(t)
+    const config = writeConfig(dir, { web: fixture({ port: 24272 }) })
+    // A leftover that ignores SIGTERM holds start-up for its whole stop timeout (3 s).
+    const leftover = spawn(
+      process.execPath,
+      ['-e', "process.on('SIGTERM', () => {}); setInterval(() => {}, 1000)"],
+      { detached: true, stdio: 'ignore' },
+    )
+    t.teardown(() => killGroup(leftover.pid!))
+    const { mkdirSync } = await import('node:fs')
+    mkdirSync(join(dir, 'state'))
+    writeFileSync(
+      join(dir, 'state/pids.json'),
+      JSON.stringify([
+        {
+          id: 'web#0',
+          pid: leftover.pid,
+          startTime: processStartTime(leftover.pid!),
+          port: 24272,
+          stopSignal: 'SIGTERM',
+          stopTimeoutMs: 3000,
+        },
+      ]),
+    )
+    const sup = new Supervisor(config)
+    t.teardown(() => sup.kill())
+    await sup.waitLog('start', (r) => r.event === 'start')
+    const r = await cli(['shutdown', '-c', config])
+    t.equal(r.code, 0, r.err)
+    t.same(await sup.exited, { code: 0, signal: null })
+    t.notOk(
+      sup.records.some((x) => x.event === 'spawned'),
+      'no instance spawned after the shutdown',
+    )
+    t.ok(
+      sup.records.some((x) => x.event === 'shutdown'),
+      'the shutdown is logged',
+    )
+    t.notOk(alive(leftover.pid!), 'the leftover was still terminated')
+    t.notOk(await accepting(24272), 'nothing listens on the port')
+  },
+)

@@ -22,6 +22,9 @@ const instance = (spec: Partial<Instance['spec']>) => {
     pid: 100 as number | undefined,
     state: 'ready',
     usage: undefined as Usage | undefined,
+    recordUsage(u: Usage | undefined) {
+      this.usage = u
+    },
     spec: { host: '127.0.0.1', port: 8000, ...spec },
     fail: (reason: string, detail: string) => failures.push(`${reason}: ${detail}`),
   }
@@ -147,7 +150,7 @@ t.test(
     const c = instance({})
     b.inst.pid = 200
     c.inst.pid = undefined // stopped
-    a.inst.usage = b.inst.usage = c.inst.usage = { cpuPercent: 9, rssBytes: 9 }
+    for (const x of [a, b, c]) x.inst.recordUsage({ cpuPercent: 9, rssBytes: 9 })
     const calls: number[][] = []
     const monitor = new Monitor(() => [a.asInstance, b.asInstance, c.asInstance], {
       intervalMs: 1000,
