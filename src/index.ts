@@ -24,10 +24,9 @@ export { runSupervisor, type SupervisorOptions } from './supervisor/supervisor.j
 
 // A running supervisor: `controlRequest(plan.stateDir, 'GET', '/status')` answers a StatusReply.
 export { controlRequest } from './control/client.js'
-export type { StatusReply } from './cli/format-status.js'
-export type { InstanceStatus } from './supervisor/instance.js'
-export type { InstanceState } from './supervisor/instance-state.js'
-export type { ExitRecord } from './supervisor/restart-policy.js'
+export type { StatusReply } from './status.js'
+export type { InstanceStatus } from './status.js'
+export type { InstanceState, ExitRecord } from './status.js'
 
 // Errors: match them by `code` (hasCode), not by class.
 export { ConfigError, hasCode, TandemError, type ConfigProblem, type ErrorCode } from './errors.js'

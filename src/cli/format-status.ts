@@ -1,18 +1,6 @@
-import type { ClusterStatus } from '../ha/ha-node.js'
 import { describeBackend } from '../ha/backend.js'
-import type { InstanceStatus } from '../supervisor/instance.js'
 import { describeExit } from '../supervisor/instance.js'
-import type { WriterStatus } from '../logging/log-writer.js'
-
-export interface StatusReply {
-  node: string
-  role: string
-  cluster?: ClusterStatus
-  pid: number
-  config: string
-  instances: (InstanceStatus & { stoppedByOperator: boolean })[]
-  logs?: WriterStatus[]
-}
+import type { StatusReply } from '../status.js'
 
 /** 1h2m, 3m4s, 5.1s: uptimes an operator reads at a glance. */
 export const formatDuration = (ms: number | undefined): string => {

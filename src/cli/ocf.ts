@@ -11,7 +11,7 @@ import {
 import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { InstanceSpec, Plan } from '../config/plan.js'
-import { controlStateDir } from '../config/state-dir.js'
+import { controlStateDir } from '../config/control-state-dir.js'
 import { controlRequest } from '../control/client.js'
 import { checkSocketPath } from '../control/socket-path.js'
 import { errorMessage, hasCode } from '../errors.js'
@@ -20,7 +20,7 @@ import { groupAlive, processAlive, signalGroup } from '../process/process-group.
 import { processStartTime } from '../process/process-start-time.js'
 import { systemClock, type Clock } from '../seams/clock.js'
 import { isFailure, shouldRestart } from '../supervisor/restart-policy.js'
-import type { StatusReply } from './format-status.js'
+import type { StatusReply } from '../status.js'
 import { ocfMetaData, type OcfParameter } from './ocf-meta-data.js'
 
 /**

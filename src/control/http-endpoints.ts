@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
-import type { StatusReply } from '../cli/format-status.js'
+import type { StatusReply } from '../status.js'
 import { errorMessage } from '../errors.js'
 import { hostMonotonic } from '../seams/clock.js'
 import { listenOn } from './listen.js'

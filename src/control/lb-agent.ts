@@ -1,5 +1,5 @@
 import { createServer, type Socket } from 'node:net'
-import type { StatusReply } from '../cli/format-status.js'
+import type { StatusReply } from '../status.js'
 import { errorMessage } from '../errors.js'
 import { listenOn } from './listen.js'
 

@@ -1,6 +1,6 @@
-import type { StatusReply } from '../cli/format-status.js'
-import type { InstanceStatus } from '../supervisor/instance.js'
-import type { InstanceState } from '../supervisor/instance-state.js'
+import type { StatusReply } from '../status.js'
+import type { InstanceStatus } from '../status.js'
+import type { InstanceState } from '../status.js'
 
 /** Event-loop delay of the supervisor beyond the monitor's own interval, in milliseconds. */
 export interface EventLoopLag {

@@ -11,24 +11,7 @@ import { FsLeaseStore } from './fs-store.js'
 import type { LeaseStore } from './lease.js'
 import { localSharedFs, type SharedFs } from './shared-fs.js'
 import { startSharedFsProcess } from './shared-fs-process.js'
-
-/** One etcd member as `tandem status` shows it. */
-export interface EndpointHealth {
-  endpoint: string
-  /** Undefined until the first check has answered. */
-  ok?: boolean
-  leader?: boolean
-  version?: string
-  error?: string
-}
-
-/** Where the cluster's lease is, for `status`: never a secret (no password, no key). */
-export interface BackendStatus {
-  type: HaBackendSpec['type']
-  sharedDir?: string
-  prefix?: string
-  endpoints?: EndpointHealth[]
-}
+import type { BackendStatus, EndpointHealth } from '../status.js'
 
 /**
  * A cluster's backend as the supervisor uses it: the lease store, the keys for presence and

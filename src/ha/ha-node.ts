@@ -6,23 +6,11 @@ import { watchdogMarginMs, type Watchdog } from '../process/watchdog.js'
 import type { CommandRequest, CommandResult } from '../process/run-command.js'
 import type { Instance } from '../supervisor/instance.js'
 import type { Reconciler, RoleSnapshot } from '../supervisor/reconciler.js'
-import type { BackendStatus } from './backend.js'
+import type { BackendStatus, ClusterStatus } from '../status.js'
 import type { ClusterKv } from './cluster-kv.js'
 import { ExternalRole } from './external-role.js'
 import type { NodeRole } from './node-role.js'
-import { Presence, type Peer } from './presence.js'
-
-/** What status shows of the cluster. */
-export interface ClusterStatus {
-  name: string
-  epoch: number
-  /** Where the lease is held (the shared dir, etcd and its members' health, or external). */
-  backend: BackendStatus
-  /** On a standby: the epoch it watches, and how long its heartbeat has not changed. */
-  heartbeat?: { epoch: number; quietMs: number }
-  /** The other nodes seen (shared dir or etcd), with the age of their last presence change. */
-  peers: Peer[]
-}
+import { Presence } from './presence.js'
 
 /**
  * The IPC messages an active-only child receives (see the child helper). `deadline` is the

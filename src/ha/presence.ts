@@ -2,23 +2,10 @@ import { join } from 'node:path'
 import { errorMessage } from '../errors.js'
 import type { Cancel, Clock } from '../seams/clock.js'
 import type { ClusterKv } from './cluster-kv.js'
+import type { Peer, PresenceRecord } from '../status.js'
 
 /** How often each node rewrites its presence file, and reads the others'. */
 export const PRESENCE_MS = 500
-
-/** What a node says of itself in `<sharedDir>/nodes/<node>`. */
-export interface PresenceRecord {
-  node: string
-  pid: number
-  seq: number
-  role: string
-  epoch: number
-}
-
-/** A peer as this node sees it: its last record, and how long ago it last changed (own clock). */
-export interface Peer extends PresenceRecord {
-  lastChangeAgoMs: number
-}
 
 /**
  * Who is in the cluster, for `status` and `tandem upgrade --cluster`: every node rewrites its own

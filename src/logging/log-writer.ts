@@ -3,17 +3,7 @@ import { closeSync, fstatSync, mkdirSync, openSync, renameSync, rmSync, write } 
 import { dirname } from 'node:path'
 import { errorMessage } from '../errors.js'
 import type { RecordSink } from './record-sink.js'
-
-/** What `status` shows of one log destination. */
-export interface WriterStatus {
-  path: string
-  /** Set while the destination cannot be written; cleared when writing resumes. */
-  error?: string
-  /** Epoch ms when the current error began. */
-  errorSince?: number
-  /** Lines dropped because the destination stayed unwritable past `maxBufferBytes`. */
-  droppedLines: number
-}
+import type { WriterStatus } from '../status.js'
 
 export interface LogWriterOptions {
   /** A file to append to (created with its directory), or an open fd (stdout) when `fd` is set. */

@@ -4,7 +4,8 @@ import { pino, type Logger } from 'pino'
 import { prettyFactory } from 'pino-pretty'
 import type { LogsSpec } from '../config/plan.js'
 import { ChildRecords, type LineSource } from './child-record.js'
-import { LogWriter, type WriterStatus } from './log-writer.js'
+import type { WriterStatus } from '../status.js'
+import { LogWriter } from './log-writer.js'
 import { RecordBuffer } from './record-sink.js'
 
 /** How a record looks on a terminal: one line, a child's line prefixed with where it came from. */

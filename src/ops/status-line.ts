@@ -1,4 +1,4 @@
-import type { InstanceState } from '../supervisor/instance-state.js'
+import type { InstanceState } from '../status.js'
 
 /** One instance as the status line counts it. */
 export interface InstanceView {

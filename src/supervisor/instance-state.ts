@@ -1,17 +1,8 @@
 import { TandemError } from '../errors.js'
+import type { InstanceState } from '../status.js'
 
-/**
- * The lifecycle of one instance.
- * - stopped:  not running and not wanted running now (initial state, operator stop, clean exit).
- * - starting: port checked, process spawned, waiting for readiness.
- * - ready:    readiness passed: serving.
- * - stopping: stop signal sent to its process group; SIGKILL follows after stop.timeoutMs.
- * - exited:   the process ended (or the start failed); the restart policy decides what follows.
- * - backoff:  waiting for the restart delay.
- * - failed:   given up (crash loop, spawn error, restart "never"); an operator restart clears it.
- */
-export type InstanceState =
-  'stopped' | 'starting' | 'ready' | 'stopping' | 'exited' | 'backoff' | 'failed'
+/** The lifecycle of one instance: see InstanceState in ../status.ts. */
+export type { InstanceState }
 
 /** Every legal move. Anything else is a bug, rejected loudly. */
 export const TRANSITIONS: Readonly<Record<InstanceState, readonly InstanceState[]>> = {

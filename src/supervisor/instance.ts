@@ -14,8 +14,8 @@ import {
   recordFailure,
   restartDelay,
   shouldRestart,
-  type ExitRecord,
 } from './restart-policy.js'
+import type { ExitRecord, InstanceStatus } from '../status.js'
 
 /** How many stderr lines an instance keeps for the crash report. */
 export const STDERR_TAIL_LINES = 20
@@ -86,24 +86,6 @@ export interface InstanceDeps {
 /** Whether an instance's child gets an IPC channel: for readiness, activation or its lease. */
 export const wantsIpc = (spec: InstanceSpec): boolean =>
   spec.readiness.type === 'ipc' || (spec.runOn === 'active' && spec.activate.type === 'ipc')
-
-/** Status of one instance as `tandem status` shows it. */
-export interface InstanceStatus {
-  id: string
-  component: string
-  index: number
-  port: number | undefined
-  pid: number | undefined
-  state: InstanceState
-  restarts: number
-  uptimeMs: number | undefined
-  lastExit: ExitRecord | undefined
-  reason: string | undefined
-  cpuPercent?: number
-  rssBytes?: number
-  /** Being drained before a rollout stops it: load balancers should send it nothing new. */
-  draining?: boolean
-}
 
 interface Run {
   abort: AbortController

@@ -3,7 +3,8 @@ import { isDeepStrictEqual } from 'node:util'
 import type { Cancel } from '../seams/clock.js'
 import type { InstanceSpec, Plan } from '../config/plan.js'
 import { planInstances } from '../config/plan.js'
-import { Instance, type InstanceDeps, type InstanceEvent, type InstanceStatus } from './instance.js'
+import type { InstanceStatus } from '../status.js'
+import { Instance, type InstanceDeps, type InstanceEvent } from './instance.js'
 
 /** The node's role as HA last published it (no side effect in reading it). */
 export interface RoleSnapshot {

@@ -1,30 +1,5 @@
+import type { ExitRecord } from '../status.js'
 import type { InstanceSpec } from '../config/plan.js'
-
-/**
- * How a run ended:
- * - exited: the process ended on its own (code or signal);
- * - stopped: we stopped it on purpose (operator, shutdown): never a failure;
- * - not-ready: it did not become ready within its readiness timeout, so we stopped it;
- * - port-in-use: its port was held by another process, so it was not spawned;
- * - spawn-error: the program could not be started (ENOENT, EACCES);
- * - memory: we stopped it because its RSS stayed above maxMemoryMb;
- * - unhealthy: we stopped it because it failed its liveness check while running.
- */
-export type EndReason =
-  'exited' | 'stopped' | 'not-ready' | 'port-in-use' | 'spawn-error' | 'memory' | 'unhealthy'
-
-/** Why a run ended: one record drives the restart decision, the log line and `status`. */
-export interface ExitRecord {
-  reason: EndReason
-  code: number | null
-  signal: string | null
-  /** It ignored the stop signal and its group was killed after stop.timeoutMs. */
-  killedAfterTimeout: boolean
-  /** Monotonic ms the process ran (0 when it never ran). */
-  uptimeMs: number
-  /** Human detail: the spawn error, the port holder, the readiness probe's last error. */
-  detail?: string
-}
 
 /** A failure is any end we did not ask for, except a clean `exit 0`. */
 export const isFailure = (exit: ExitRecord): boolean =>

@@ -4,7 +4,7 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import type { StatusReply } from '../../src/cli/format-status.js'
+import type { StatusReply } from '../../src/status.js'
 import { actionMarginMs, DEFAULT_ACTION_TIMEOUT_MS, notReady, OCF } from '../../src/cli/ocf.js'
 import { loadConfig } from '../../src/config/load-config.js'
 import { planInstances } from '../../src/config/plan.js'

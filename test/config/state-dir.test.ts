@@ -2,7 +2,8 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import t from 'tap'
 import { loadConfig } from '../../src/config/load-config.js'
-import { controlStateDir, DEFAULT_STATE_DIR } from '../../src/config/state-dir.js'
+import { controlStateDir } from '../../src/config/control-state-dir.js'
+import { DEFAULT_STATE_DIR } from '../../src/config/state-dir.js'
 
 const components = { web: { command: ['node', 'server.js'] } }
 

@@ -3,7 +3,7 @@ import { request } from 'node:http'
 import { connect, createServer } from 'node:net'
 import { statusInstance } from '../helpers/status.js'
 import t, { type Test } from 'tap'
-import type { StatusReply } from '../../src/cli/format-status.js'
+import type { StatusReply } from '../../src/status.js'
 import {
   CLOSE_GRACE_MS,
   CONNECTIONS_CHECK_MS,

@@ -3,7 +3,7 @@
 // rest of 24900-24999).
 import { connect } from 'node:net'
 import t from 'tap'
-import type { StatusReply } from '../../src/cli/format-status.js'
+import type { StatusReply } from '../../src/status.js'
 import { AGENT_MAX_REQUEST, agentReply, startLbAgent } from '../../src/control/lb-agent.js'
 import { statusInstance as inst } from '../helpers/status.js'
 

@@ -1,6 +1,6 @@
 import { statusInstance, type StatusInstance } from '../helpers/status.js'
 import t from 'tap'
-import type { StatusReply } from '../../src/cli/format-status.js'
+import type { StatusReply } from '../../src/status.js'
 import {
   escapeLabelValue,
   formatMetrics,

@@ -1,4 +1,4 @@
-import type { StatusReply } from '../../src/cli/format-status.js'
+import type { StatusReply } from '../../src/status.js'
 
 export type StatusInstance = StatusReply['instances'][number]
 

@@ -9,7 +9,7 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import type { StatusReply } from '../../src/cli/format-status.js'
+import type { StatusReply } from '../../src/status.js'
 import { b64, prefixEnd, unb64 } from '../../src/ha/etcd-client.js'
 import { EtcdCluster, needEtcd } from '../helpers/etcd.js'
 import {

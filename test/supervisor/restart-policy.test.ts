@@ -7,9 +7,8 @@ import {
   recordFailure,
   restartDelay,
   shouldRestart,
-  type EndReason,
-  type ExitRecord,
 } from '../../src/supervisor/restart-policy.js'
+import type { EndReason, ExitRecord } from '../../src/status.js'
 
 type Backoff = InstanceSpec['backoff']
 type CrashLoop = InstanceSpec['crashLoop']

@@ -1,0 +1,121 @@
+/**
+ * What a supervisor reports of itself: `GET /status` on the control socket and HTTP, the load
+ * balancer agent, Prometheus, systemd's status line and `tandem status` all read these shapes.
+ * Types only, depending on nothing above config/: the modules that produce them (supervisor/,
+ * ha/, logging/) and those that read them (control/, ops/, cli/) both point down here.
+ */
+import type { HaBackendSpec } from './config/plan.js'
+
+/**
+ * The lifecycle of one instance.
+ * - stopped:  not running and not wanted running now (initial state, operator stop, clean exit).
+ * - starting: port checked, process spawned, waiting for readiness.
+ * - ready:    readiness passed: serving.
+ * - stopping: stop signal sent to its process group; SIGKILL follows after stop.timeoutMs.
+ * - exited:   the process ended (or the start failed); the restart policy decides what follows.
+ * - backoff:  waiting for the restart delay.
+ * - failed:   given up (crash loop, spawn error, restart "never"); an operator restart clears it.
+ */
+export type InstanceState =
+  'stopped' | 'starting' | 'ready' | 'stopping' | 'exited' | 'backoff' | 'failed'
+
+/** Why a run ended. */
+export type EndReason =
+  'exited' | 'stopped' | 'not-ready' | 'port-in-use' | 'spawn-error' | 'memory' | 'unhealthy'
+
+/** Why a run ended: one record drives the restart decision, the log line and `status`. */
+export interface ExitRecord {
+  reason: EndReason
+  code: number | null
+  signal: string | null
+  /** It ignored the stop signal and its group was killed after stop.timeoutMs. */
+  killedAfterTimeout: boolean
+  /** Monotonic ms the process ran (0 when it never ran). */
+  uptimeMs: number
+  /** Human detail: the spawn error, the port holder, the readiness probe's last error. */
+  detail?: string
+}
+
+/** Status of one instance as `tandem status` shows it. */
+export interface InstanceStatus {
+  id: string
+  component: string
+  index: number
+  port: number | undefined
+  pid: number | undefined
+  state: InstanceState
+  restarts: number
+  uptimeMs: number | undefined
+  lastExit: ExitRecord | undefined
+  reason: string | undefined
+  cpuPercent?: number
+  rssBytes?: number
+  /** Being drained before a rollout stops it: load balancers should send it nothing new. */
+  draining?: boolean
+}
+
+/** One log destination (file or stdout) and whether it can be written. */
+export interface WriterStatus {
+  path: string
+  /** Set while the destination cannot be written; cleared when writing resumes. */
+  error?: string
+  /** Epoch ms when the current error began. */
+  errorSince?: number
+  /** Lines dropped because the destination stayed unwritable past `maxBufferBytes`. */
+  droppedLines: number
+}
+
+/** What a node writes of itself for the others to see (presence). */
+export interface PresenceRecord {
+  node: string
+  pid: number
+  seq: number
+  role: string
+  epoch: number
+}
+
+/** A peer as this node sees it: its last record, and how long ago it last changed (own clock). */
+export interface Peer extends PresenceRecord {
+  lastChangeAgoMs: number
+}
+
+/** One etcd member as the last health check saw it. */
+export interface EndpointHealth {
+  endpoint: string
+  /** Undefined until the first check has answered. */
+  ok?: boolean
+  leader?: boolean
+  version?: string
+  error?: string
+}
+
+/** Where a cluster's lease is held. */
+export interface BackendStatus {
+  type: HaBackendSpec['type']
+  sharedDir?: string
+  prefix?: string
+  endpoints?: EndpointHealth[]
+}
+
+/** What status shows of the cluster. */
+export interface ClusterStatus {
+  name: string
+  epoch: number
+  /** Where the lease is held (the shared dir, etcd and its members' health, or external). */
+  backend: BackendStatus
+  /** On a standby: the epoch it watches, and how long its heartbeat has not changed. */
+  heartbeat?: { epoch: number; quietMs: number }
+  /** The other nodes seen (shared dir or etcd), with the age of their last presence change. */
+  peers: Peer[]
+}
+
+/** `GET /status`. */
+export interface StatusReply {
+  node: string
+  role: string
+  cluster?: ClusterStatus
+  pid: number
+  config: string
+  instances: (InstanceStatus & { stoppedByOperator: boolean })[]
+  logs?: WriterStatus[]
+}
