@@ -38,6 +38,7 @@ export const formatStatus = (s: StatusReply): string => {
   const head = [
     'INSTANCE',
     'PORT',
+    'USER',
     'PID',
     'STATE',
     'RESTARTS',
@@ -49,6 +50,7 @@ export const formatStatus = (s: StatusReply): string => {
   const rows = s.instances.map((i) => [
     i.id,
     i.port === undefined ? '-' : String(i.port),
+    i.user ?? '-',
     i.pid === undefined ? '-' : String(i.pid),
     i.stoppedByOperator && i.state === 'stopped' ? 'stopped (by operator)' : i.state,
     String(i.restarts),

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url'
 import { controlStateDir } from '../config/state-dir.js'
 import { COMPLETE_COMMAND } from './complete-command.js'
 import { planInstances, planPorts, type HaSpec } from '../config/plan.js'
+import { redactPlan } from '../config/secrets.js'
 import { commandAccess, describeBackend } from '../ha/backend.js'
 import type { ClusterKv } from '../ha/cluster-kv.js'
 import type { Plan } from '../config/plan.js'
@@ -515,7 +516,7 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
       const instances = planInstances(plan)
       const portWarning = ephemeralPortWarning(planPorts(plan))
       if (o.json) {
-        io.out(JSON.stringify(plan))
+        io.out(JSON.stringify(redactPlan(plan)))
       } else {
         io.out(
           `${plan.configFile} is valid: node ${plan.node}, ${instances.length} instances, state dir ${plan.stateDir}`,

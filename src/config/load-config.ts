@@ -4,10 +4,12 @@ import { dirname, resolve } from 'node:path'
 import type { z } from 'zod'
 import { ConfigError, errorMessage, type ConfigProblem } from '../errors.js'
 import { checkConfig, componentPorts } from './check-config.js'
+import { checkHost, envFilesOf, limitPair, type HostFacts } from './check-host.js'
 import { pathText } from './json-path.js'
 import { parseJson } from './parse-json.js'
 import type { ComponentSpec, HaBackendSpec, HaSpec, Plan } from './plan.js'
 import { configSchema, DEFAULTS, type Config } from './schema.js'
+import { isSecretKey } from './secrets.js'
 import { resolveStateDir } from './state-dir.js'
 import { fillTemplate } from './template.js'
 
@@ -33,13 +35,14 @@ const schemaProblems = (input: unknown, issues: z.core.$ZodIssue[]): ConfigProbl
       }))
     }
     const value = valueAt(input, i.path)
-    // The value itself, where the message does not say it.
-    const got =
-      (i.code === 'invalid_type' ||
-        i.code === 'invalid_format' ||
-        i.code === 'invalid_union' ||
-        i.code === 'invalid_value') &&
-      value !== undefined
+    // The value itself, where the message does not say it; never an env value (a secret?).
+    const got = i.path.includes('env')
+      ? ''
+      : (i.code === 'invalid_type' ||
+            i.code === 'invalid_format' ||
+            i.code === 'invalid_union' ||
+            i.code === 'invalid_value') &&
+          value !== undefined
         ? ` (got ${describeValue(value)})`
         : i.code === 'too_big' || i.code === 'too_small'
           ? ` (got ${describeValue(value)})`
@@ -68,12 +71,18 @@ const dependencyOrder = (config: Config): string[] => {
   return order
 }
 
-/** Turns a valid config into the plan of instances, with ports, templates and paths resolved. */
+/**
+ * Turns a valid config into the plan of instances, with ports, templates and paths resolved.
+ * `host` holds what checkHost found out (accounts); without it, it is found out here and a
+ * problem throws ConfigError.
+ */
 export const buildPlan = (
   config: Config,
   file: string,
   env: NodeJS.ProcessEnv = process.env,
+  host?: HostFacts,
 ): Plan => {
+  const facts = host ?? hostFacts(config, file)
   const base = dirname(file)
   const node = config.node ?? env.TANDEM_NODE ?? hostname()
   const components: ComponentSpec[] = dependencyOrder(config).map((name) => {
@@ -113,6 +122,17 @@ export const buildPlan = (
             ...(port ? { TANDEM_PORT: String(port) } : {}),
             ...Object.fromEntries(
               Object.entries(c.env).map(([k, v]) => [k, fillTemplate(v, vars)]),
+            ),
+          },
+          secretEnv: Object.keys(c.env).filter((k) => isSecretKey(k, c.secretEnv)),
+          envFiles: envFilesOf(config, name, base),
+          exec: {
+            ...(facts.accounts.has(name) ? { account: facts.accounts.get(name)! } : {}),
+            ...(c.umask !== undefined ? { umask: c.umask.padStart(4, '0') } : {}),
+            limits: Object.fromEntries(
+              Object.entries(c.limits).flatMap(([k, v]) =>
+                v === undefined ? [] : [[k, limitPair(v)]],
+              ),
             ),
           },
           cwd: resolve(base, c.cwd ?? '.'),
@@ -193,5 +213,13 @@ export const loadConfig = (path: string, env: NodeJS.ProcessEnv = process.env): 
   }
   const { value, problems } = parseJson(text)
   if (problems.length) throw new ConfigError(file, problems)
-  return buildPlan(validateConfig(value, file), file, env)
+  const config = validateConfig(value, file)
+  return buildPlan(config, file, env, hostFacts(config, file))
+}
+
+/** checkHost's facts, or ConfigError with its problems. */
+const hostFacts = (config: Config, file: string): HostFacts => {
+  const { problems, facts } = checkHost(config, file)
+  if (problems.length) throw new ConfigError(file, problems)
+  return facts
 }

@@ -2,6 +2,8 @@ import type { InstanceSpec } from '../config/plan.js'
 import { errorMessage, hasCode } from '../errors.js'
 import { LineSplitter } from '../logging/line-splitter.js'
 import { osGroups, terminateGroup, type GroupOps } from '../process/process-group.js'
+import { supervisorUser } from '../process/account.js'
+import { instanceEnv } from '../process/child-env.js'
 import type { ChildHandle, ProcessExit, Spawn } from '../process/spawn-child.js'
 import type { Usage } from '../process/group-usage.js'
 import type { Cancel, Clock } from '../seams/clock.js'
@@ -93,6 +95,8 @@ export interface InstanceStatus {
   component: string
   index: number
   port: number | undefined
+  /** The account its process runs as: its component's user, else the supervisor's. */
+  user: string
   pid: number | undefined
   state: InstanceState
   restarts: number
@@ -237,6 +241,7 @@ export class Instance {
       component: this.#spec.component,
       index: this.#spec.index,
       port: this.#spec.port,
+      user: this.#spec.exec.account?.user ?? supervisorUser(),
       pid: this.pid,
       state: this.#state,
       restarts: this.#restarts,
@@ -343,7 +348,9 @@ export class Instance {
         cwd: spec.cwd,
         env: {
           ...this.#deps.baseEnv,
-          ...spec.env,
+          // The account's HOME/USER/LOGNAME/SHELL, env files (read now: a rotated secret needs a
+          // restart only), then env; a bad env file throws here: a spawn-error, failed.
+          ...instanceEnv(spec),
           TANDEM_ROLE: role.role,
           TANDEM_EPOCH: String(role.epoch),
           // Only a child with an IPC channel can get the messages that renew its deadline.
@@ -353,6 +360,7 @@ export class Instance {
         },
         ipc: wantsIpc(spec),
         parentDeathSignal: spec.stop.signal as NodeJS.Signals,
+        exec: spec.exec,
       })
     } catch (err) {
       return this.#ended(run, {
