@@ -38,25 +38,25 @@ export const formatStatus = (s: StatusReply): string => {
   const head = [
     'INSTANCE',
     'PORT',
-    'USER',
     'PID',
     'STATE',
     'RESTARTS',
     'UPTIME',
     'CPU',
     'MEM',
+    'USER',
     'LAST EXIT / REASON',
   ]
   const rows = s.instances.map((i) => [
     i.id,
     i.port === undefined ? '-' : String(i.port),
-    i.user ?? '-',
     i.pid === undefined ? '-' : String(i.pid),
     i.stoppedByOperator && i.state === 'stopped' ? 'stopped (by operator)' : i.state,
     String(i.restarts),
     formatDuration(i.uptimeMs),
     i.cpuPercent === undefined ? '-' : `${i.cpuPercent.toFixed(1)}%`,
     i.rssBytes === undefined ? '-' : formatBytes(i.rssBytes),
+    i.user ?? '-',
     i.reason ?? (i.lastExit ? describeExit(i.lastExit) : '-'),
   ])
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)))
