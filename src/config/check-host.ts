@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import type { ConfigProblem } from '../errors.js'
 import { errorMessage } from '../errors.js'
+import { cgroupProblem, neededControllers } from '../process/cgroup.js'
 import { lookupGroup, lookupUser, switchUserProblem } from '../process/account.js'
 import { readEnvFiles } from '../process/env-file.js'
 import { PRLIMIT, type ChildAccount, type RlimitValue } from '../process/exec-chain.js'
@@ -34,6 +35,7 @@ export const limitPair = (
 export const checkHost = (
   config: Config,
   file: string,
+  options: { cgroups?: boolean } = {},
 ): { problems: ConfigProblem[]; facts: HostFacts } => {
   const problems: ConfigProblem[] = []
   const accounts = new Map<string, ChildAccount>()
@@ -66,6 +68,15 @@ export const checkHost = (
     if (c.user !== undefined || c.group !== undefined) {
       const account = resolveAccount(name, c.user, c.group, at, problems)
       if (account) accounts.set(name, account)
+    }
+    if (c.cgroup && options.cgroups !== false) {
+      const problem = cgroupProblem(neededControllers(c.cgroup))
+      if (problem) {
+        problems.push({
+          path: `${at}.cgroup`,
+          message: `${name} asks for cgroup settings, but ${problem}`,
+        })
+      }
     }
     const limits = Object.entries(c.limits).filter(([, v]) => v !== undefined)
     if (limits.length && !existsSync(PRLIMIT)) {

@@ -129,6 +129,7 @@ export const buildPlan = (
           exec: {
             ...(facts.accounts.has(name) ? { account: facts.accounts.get(name)! } : {}),
             ...(c.umask !== undefined ? { umask: c.umask.padStart(4, '0') } : {}),
+            ...(c.cgroup ? { cgroup: { name: `${name}.${index}`, ...c.cgroup } } : {}),
             limits: Object.fromEntries(
               Object.entries(c.limits).flatMap(([k, v]) =>
                 v === undefined ? [] : [[k, limitPair(v)]],
@@ -196,8 +197,24 @@ const haSpec = (ha: NonNullable<Config['ha']>, base: string): HaSpec => {
   return { ...timings, backend: resolved }
 }
 
+/** What loadConfig checks beyond the file itself. */
+export interface LoadOptions {
+  /**
+   * `all` (the default: start, reload, validate): accounts, limits, env files and cgroup
+   * delegation against this host; `no-cgroups`: all but the delegation, which the unit being
+   * generated will provide (`tandem unit systemd`); `none`: the file alone, for commands that
+   * spawn nothing and may be run by an operator who cannot read the env files (`tandem logs`,
+   * `lb-config`, finding the state dir): accounts are then left unresolved.
+   */
+  host?: 'all' | 'no-cgroups' | 'none'
+}
+
 /** Reads, parses, validates and normalizes a config file. Throws ConfigError (code ECONFIG). */
-export const loadConfig = (path: string, env: NodeJS.ProcessEnv = process.env): Plan => {
+export const loadConfig = (
+  path: string,
+  env: NodeJS.ProcessEnv = process.env,
+  options: LoadOptions = {},
+): Plan => {
   const file = resolve(path)
   let text: string
   try {
@@ -214,12 +231,18 @@ export const loadConfig = (path: string, env: NodeJS.ProcessEnv = process.env): 
   const { value, problems } = parseJson(text)
   if (problems.length) throw new ConfigError(file, problems)
   const config = validateConfig(value, file)
-  return buildPlan(config, file, env, hostFacts(config, file))
+  const host = options.host ?? 'all'
+  return buildPlan(
+    config,
+    file,
+    env,
+    host === 'none' ? { accounts: new Map() } : hostFacts(config, file, host === 'all'),
+  )
 }
 
 /** checkHost's facts, or ConfigError with its problems. */
-const hostFacts = (config: Config, file: string): HostFacts => {
-  const { problems, facts } = checkHost(config, file)
+const hostFacts = (config: Config, file: string, cgroups = true): HostFacts => {
+  const { problems, facts } = checkHost(config, file, { cgroups })
   if (problems.length) throw new ConfigError(file, problems)
   return facts
 }

@@ -38,5 +38,5 @@ export const controlStateDir = async (file: string): Promise<string> => {
     return resolveStateDir(file, dir)
 
   const { loadConfig } = await import('./load-config.js')
-  return loadConfig(file).stateDir
+  return loadConfig(file, process.env, { host: 'none' }).stateDir
 }

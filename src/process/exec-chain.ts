@@ -1,3 +1,5 @@
+import type { CgroupSpec } from './cgroup.js'
+
 /** A resource limit value: a number, or no limit (RLIM_INFINITY). */
 export type RlimitValue = number | 'unlimited'
 
@@ -25,6 +27,8 @@ export interface ExecSpec {
   umask?: string
   /** [soft, hard] by prlimit(1) resource name (nofile, nproc, core, memlock, as, cpu). */
   limits: Record<string, [RlimitValue, RlimitValue]>
+  /** Its own cgroup v2 cgroup (only where the host delegates a subtree; checked at load). */
+  cgroup?: CgroupSpec
 }
 
 /** util-linux prlimit, which execs a program with resource limits set. */

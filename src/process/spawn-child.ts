@@ -28,6 +28,8 @@ export interface ProcessExit {
   signal: NodeJS.Signals | null
   /** Set when the OS refused to start the process at all. */
   error?: string
+  /** The kernel's OOM killer killed a process of its cgroup (cgroup v2 memory.events). */
+  oomKilled?: boolean
 }
 
 /** A spawned child: the leader of its own process group (pgid == pid). */

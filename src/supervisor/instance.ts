@@ -434,7 +434,8 @@ export class Instance {
     }
     return this.#ended(run, {
       reason:
-        run.failure?.reason ?? (notReady ? 'not-ready' : exit.error ? 'spawn-error' : 'exited'),
+        run.failure?.reason ??
+        (notReady ? 'not-ready' : exit.error ? 'spawn-error' : exit.oomKilled ? 'oom' : 'exited'),
       code: exit.code,
       signal: exit.signal,
       killedAfterTimeout: killed,
@@ -643,6 +644,9 @@ export const describeExit = (exit: ExitRecord): string => {
     exit.reason === 'not-ready'
   ) {
     return exit.detail ?? exit.reason
+  }
+  if (exit.reason === 'oom') {
+    return `killed by the kernel's OOM killer (cgroup memory.max) after ${exit.uptimeMs} ms`
   }
   if (exit.reason === 'memory' || exit.reason === 'unhealthy') {
     return `${exit.reason}: ${exit.detail ?? ''}${exit.killedAfterTimeout ? ' (killed after stop timeout)' : ''}`

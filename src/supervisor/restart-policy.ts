@@ -8,10 +8,18 @@ import type { InstanceSpec } from '../config/plan.js'
  * - port-in-use: its port was held by another process, so it was not spawned;
  * - spawn-error: the program could not be started (ENOENT, EACCES);
  * - memory: we stopped it because its RSS stayed above maxMemoryMb;
- * - unhealthy: we stopped it because it failed its liveness check while running.
+ * - unhealthy: we stopped it because it failed its liveness check while running;
+ * - oom: the kernel's OOM killer killed it inside its cgroup (cgroup.memoryMax).
  */
 export type EndReason =
-  'exited' | 'stopped' | 'not-ready' | 'port-in-use' | 'spawn-error' | 'memory' | 'unhealthy'
+  | 'exited'
+  | 'stopped'
+  | 'not-ready'
+  | 'port-in-use'
+  | 'spawn-error'
+  | 'memory'
+  | 'unhealthy'
+  | 'oom'
 
 /** Why a run ended: one record drives the restart decision, the log line and `status`. */
 export interface ExitRecord {

@@ -15,6 +15,7 @@ import { groupUsageSampler } from '../process/group-usage.js'
 import { PidRecords, terminateLeftovers } from '../process/pid-records.js'
 import { describePortHolder, ephemeralPortWarning, portFree } from '../process/port-holder.js'
 import { processStartTime } from '../process/process-start-time.js'
+import { cgroupSpawner } from '../process/cgroup-spawn.js'
 import { runCommand } from '../process/run-command.js'
 import { spawnChild } from '../process/spawn-child.js'
 import { startWatchdog } from '../process/watchdog.js'
@@ -158,7 +159,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     plan,
     {
       clock: systemClock,
-      spawn: spawnChild,
+      spawn: cgroupSpawner(spawnChild),
       portFree,
       describePortHolder,
       random: Math.random,
