@@ -90,3 +90,13 @@ export const accountEnv = (account: ChildAccount | undefined): Record<string, st
   account
     ? { HOME: account.home, USER: account.user, LOGNAME: account.user, SHELL: account.shell }
     : {}
+
+/**
+ * The account, umask and limits of an instance for a command run on its behalf (an activation
+ * hook): the same privileges as the instance, outside its cgroup (the hook is not the server).
+ */
+export const hookExec = (exec: ExecSpec): ExecSpec => ({
+  ...(exec.account ? { account: exec.account } : {}),
+  ...(exec.umask !== undefined ? { umask: exec.umask } : {}),
+  limits: exec.limits,
+})

@@ -17,6 +17,7 @@ import {
   waitUntil,
   writeConfig,
 } from '../helpers/supervisor.js'
+import { cluster, HA, node } from '../helpers/ha-cluster.js'
 
 const root = process.geteuid?.() === 0
 if (!root) {
@@ -440,5 +441,30 @@ t.test(
       statSync(join(dir, 'state'), { throwIfNoEntry: false }),
       'nothing was started or created',
     )
+  },
+)
+
+t.test(
+  "an activation hook runs as its instance's user, with its umask and limits",
+  { skip: !root && 'needs root' },
+  async (t) => {
+    const shared = await cluster(t)
+    const a = node(t, shared, 'a', 29560, HA, {
+      svc: fixture({
+        port: 29561,
+        runOn: 'active',
+        standby: 'hot',
+        user: 'nobody',
+        umask: '077',
+        limits: { nofile: [512, 1024] },
+        activate: {
+          type: 'command',
+          command: ['/bin/sh', '-c', 'echo "hook uid $(id -u) umask $(umask) nofile $(ulimit -n)"'],
+          timeoutMs: 5000,
+        },
+      }),
+    })
+    const said = await a.sup.waitLog('the hook spoke', (r) => /^hook uid /.test(String(r.msg)))
+    t.equal(said.msg, 'hook uid 65534 umask 0077 nofile 512')
   },
 )
