@@ -38,6 +38,11 @@ check() {
   # store (issue 12). The tests start their own members; an etcd the package may start as a
   # service (on 2379) is left alone and never used.
   need etcd-server has etcd /usr/bin/etcd
+  # util-linux: setpriv and prlimit run instances as their component's user with its limits
+  # (issue 14); passwd: useradd/groupadd make the user the tests run an instance as.
+  need util-linux has prlimit /usr/bin/prlimit
+  need util-linux has setpriv /usr/bin/setpriv
+  need passwd has useradd /usr/sbin/useradd
   # openssl: a throwaway CA, server and client certificates for the etcd client's TLS tests.
   need openssl has openssl /usr/bin/openssl
   # resource-agents: ocf-tester runs tandem's OCF resource agent (tandem ocf) through Pacemaker's

@@ -19,9 +19,26 @@ import type { HaBackendSpec } from './config/plan.js'
 export type InstanceState =
   'stopped' | 'starting' | 'ready' | 'stopping' | 'exited' | 'backoff' | 'failed'
 
-/** Why a run ended. */
+/**
+ * How a run ended:
+ * - exited: the process ended on its own (code or signal);
+ * - stopped: we stopped it on purpose (operator, shutdown): never a failure;
+ * - not-ready: it did not become ready within its readiness timeout, so we stopped it;
+ * - port-in-use: its port was held by another process, so it was not spawned;
+ * - spawn-error: the program could not be started (ENOENT, EACCES);
+ * - memory: we stopped it because its RSS stayed above maxMemoryMb;
+ * - unhealthy: we stopped it because it failed its liveness check while running;
+ * - oom: the kernel's OOM killer killed it inside its cgroup (cgroup.memoryMax).
+ */
 export type EndReason =
-  'exited' | 'stopped' | 'not-ready' | 'port-in-use' | 'spawn-error' | 'memory' | 'unhealthy'
+  | 'exited'
+  | 'stopped'
+  | 'not-ready'
+  | 'port-in-use'
+  | 'spawn-error'
+  | 'memory'
+  | 'unhealthy'
+  | 'oom'
 
 /** Why a run ended: one record drives the restart decision, the log line and `status`. */
 export interface ExitRecord {
@@ -42,6 +59,8 @@ export interface InstanceStatus {
   component: string
   index: number
   port: number | undefined
+  /** The account its process runs as: its component's user, else the supervisor's. */
+  user: string
   pid: number | undefined
   state: InstanceState
   restarts: number

@@ -41,7 +41,9 @@ const NO_NAMES: ConfigNames = { components: [], instances: [] }
  */
 export const configNames = (file: string): ConfigNames => {
   try {
-    const plan = loadConfig(file.startsWith('~/') ? homedir() + file.slice(1) : file)
+    const plan = loadConfig(file.startsWith('~/') ? homedir() + file.slice(1) : file, process.env, {
+      host: 'none',
+    })
     return {
       components: plan.components.map((c) => ({ name: c.name, instances: c.instances.length })),
       instances: planInstances(plan).map((i) => ({ id: i.id, port: i.port })),

@@ -32,6 +32,7 @@ export const formatStatus = (s: StatusReply): string => {
     'UPTIME',
     'CPU',
     'MEM',
+    'USER',
     'LAST EXIT / REASON',
   ]
   const rows = s.instances.map((i) => [
@@ -43,6 +44,7 @@ export const formatStatus = (s: StatusReply): string => {
     formatDuration(i.uptimeMs),
     i.cpuPercent === undefined ? '-' : `${i.cpuPercent.toFixed(1)}%`,
     i.rssBytes === undefined ? '-' : formatBytes(i.rssBytes),
+    i.user ?? '-',
     i.reason ?? (i.lastExit ? describeExit(i.lastExit) : '-'),
   ])
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)))

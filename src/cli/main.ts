@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url'
 import { controlStateDir } from '../config/control-state-dir.js'
 import { COMPLETE_COMMAND } from './complete-command.js'
 import { planInstances, planPorts, type HaSpec } from '../config/plan.js'
+import { redactPlan } from '../config/secrets.js'
 import { commandAccess, describeBackend } from '../ha/backend.js'
 import type { ClusterKv } from '../ha/cluster-kv.js'
 import type { Plan } from '../config/plan.js'
@@ -33,8 +34,11 @@ const packageVersion = (): string =>
  * the whole config: building it is most of a command's start-up, and the commands that only talk
  * to a running supervisor (status, switchover, restart...) read the state dir alone.
  */
-const loadPlan = async (file: string): Promise<Plan> =>
-  (await import('../config/load-config.js')).loadConfig(file)
+const loadPlan = async (
+  file: string,
+  host: 'all' | 'no-cgroups' | 'none' = 'none',
+): Promise<Plan> =>
+  (await import('../config/load-config.js')).loadConfig(file, process.env, { host })
 
 /** Exit codes: 0 success, 1 runtime failure, 2 usage, 78 configuration error (EX_CONFIG). */
 export const EXIT = { ok: 0, failure: 1, usage: 2, config: 78 } as const
@@ -494,7 +498,7 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
             `--node expects an absolute path (systemd runs no shell to find it), got ${JSON.stringify(o.node)}`,
           )
         }
-        const plan = await loadPlan(configPath())
+        const plan = await loadPlan(configPath(), 'no-cgroups')
         io.out(
           systemdUnit(plan, {
             node: o.node,
@@ -511,12 +515,12 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
     .description('check a config file and print its instances with their ports')
     .option('--json', 'print the plan as JSON')
     .action(async (o: { json?: boolean }) => {
-      const plan = await loadPlan(configPath())
+      const plan = await loadPlan(configPath(), 'all')
       checkSocketPath(plan)
       const instances = planInstances(plan)
       const portWarning = ephemeralPortWarning(planPorts(plan))
       if (o.json) {
-        io.out(JSON.stringify(plan))
+        io.out(JSON.stringify(redactPlan(plan)))
       } else {
         io.out(
           `${plan.configFile} is valid: node ${plan.node}, ${instances.length} instances, state dir ${plan.stateDir}`,

@@ -1,5 +1,6 @@
 import type { ConfigProblem } from '../errors.js'
 import { DEFAULTS, type ComponentConfig, type Config } from './schema.js'
+import { isSecretKey } from './secrets.js'
 import { TEMPLATE_VARIABLES, templateVariablesIn } from './template.js'
 
 /** The ports of a component's instances: `ports` as given, or `port + index`. */
@@ -58,12 +59,18 @@ export const checkConfig = (config: Config): ConfigProblem[] => {
       ...c.command.map((a, i): [string, string] => [`${at}.command[${i}]`, a]),
       ...Object.entries(c.env).map(([k, v]): [string, string] => [`${at}.env.${k}`, v]),
     ]
+    const secretPaths = new Set(
+      Object.keys(c.env)
+        .filter((k) => isSecretKey(k, c.secretEnv))
+        .map((k) => `${at}.env.${k}`),
+    )
     for (const [path, text] of templated) {
       for (const v of templateVariablesIn(text)) {
         if (!(TEMPLATE_VARIABLES as readonly string[]).includes(v)) {
           problems.push({
             path,
-            message: `unknown template variable {${v}}; expected one of ${TEMPLATE_VARIABLES.map((t) => `{${t}}`).join(', ')}`,
+            // Not even a part of a secret value in an error message.
+            message: `unknown template variable ${secretPaths.has(path) ? 'in a secret value' : `{${v}}`}; expected one of ${TEMPLATE_VARIABLES.map((t) => `{${t}}`).join(', ')}`,
           })
         } else if (v === 'port' && ports === undefined) {
           problems.push({ path, message: 'uses {port} but the component has no port or ports' })

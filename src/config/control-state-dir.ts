@@ -32,5 +32,5 @@ export const controlStateDir = async (file: string): Promise<string> => {
 
   // Loaded only here: building the schema is what this function spares the other commands.
   const { loadConfig } = await import('./load-config.js')
-  return loadConfig(file).stateDir
+  return loadConfig(file, process.env, { host: 'none' }).stateDir
 }

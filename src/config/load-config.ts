@@ -4,10 +4,12 @@ import { dirname, resolve } from 'node:path'
 import type { z } from 'zod'
 import { ConfigError, errorMessage, type ConfigProblem } from '../errors.js'
 import { checkConfig, componentPorts } from './check-config.js'
+import { checkHost, envFilesOf, limitPair, type HostFacts } from './check-host.js'
 import { pathText } from './json-path.js'
 import { parseJson } from './parse-json.js'
 import type { ComponentSpec, HaBackendSpec, HaSpec, Plan } from './plan.js'
 import { configSchema, DEFAULTS, type Config } from './schema.js'
+import { isSecretKey } from './secrets.js'
 import { resolveStateDir } from './state-dir.js'
 import { fillTemplate } from './template.js'
 
@@ -33,13 +35,14 @@ const schemaProblems = (input: unknown, issues: z.core.$ZodIssue[]): ConfigProbl
       }))
     }
     const value = valueAt(input, i.path)
-    // The value itself, where the message does not say it.
-    const got =
-      (i.code === 'invalid_type' ||
-        i.code === 'invalid_format' ||
-        i.code === 'invalid_union' ||
-        i.code === 'invalid_value') &&
-      value !== undefined
+    // The value itself, where the message does not say it; never an env value (a secret?).
+    const got = i.path.includes('env')
+      ? ''
+      : (i.code === 'invalid_type' ||
+            i.code === 'invalid_format' ||
+            i.code === 'invalid_union' ||
+            i.code === 'invalid_value') &&
+          value !== undefined
         ? ` (got ${describeValue(value)})`
         : i.code === 'too_big' || i.code === 'too_small'
           ? ` (got ${describeValue(value)})`
@@ -68,12 +71,18 @@ const dependencyOrder = (config: Config): string[] => {
   return order
 }
 
-/** Turns a valid config into the plan of instances, with ports, templates and paths resolved. */
+/**
+ * Turns a valid config into the plan of instances, with ports, templates and paths resolved.
+ * `host` holds what checkHost found out (accounts); without it, it is found out here and a
+ * problem throws ConfigError.
+ */
 export const buildPlan = (
   config: Config,
   file: string,
   env: NodeJS.ProcessEnv = process.env,
+  host?: HostFacts,
 ): Plan => {
+  const facts = host ?? hostFacts(config, file)
   const base = dirname(file)
   const node = config.node ?? env.TANDEM_NODE ?? hostname()
   const components: ComponentSpec[] = dependencyOrder(config).map((name) => {
@@ -113,6 +122,18 @@ export const buildPlan = (
             ...(port ? { TANDEM_PORT: String(port) } : {}),
             ...Object.fromEntries(
               Object.entries(c.env).map(([k, v]) => [k, fillTemplate(v, vars)]),
+            ),
+          },
+          secretEnv: Object.keys(c.env).filter((k) => isSecretKey(k, c.secretEnv)),
+          envFiles: envFilesOf(config, name, base),
+          exec: {
+            ...(facts.accounts.has(name) ? { account: facts.accounts.get(name)! } : {}),
+            ...(c.umask !== undefined ? { umask: c.umask.padStart(4, '0') } : {}),
+            ...(c.cgroup ? { cgroup: { name: `${name}.${index}`, ...c.cgroup } } : {}),
+            limits: Object.fromEntries(
+              Object.entries(c.limits).flatMap(([k, v]) =>
+                v === undefined ? [] : [[k, limitPair(v)]],
+              ),
             ),
           },
           cwd: resolve(base, c.cwd ?? '.'),
@@ -176,8 +197,24 @@ const haSpec = (ha: NonNullable<Config['ha']>, base: string): HaSpec => {
   return { ...timings, backend: resolved }
 }
 
+/** What loadConfig checks beyond the file itself. */
+export interface LoadOptions {
+  /**
+   * `all` (the default: start, reload, validate): accounts, limits, env files and cgroup
+   * delegation against this host; `no-cgroups`: all but the delegation, which the unit being
+   * generated will provide (`tandem unit systemd`); `none`: the file alone, for commands that
+   * spawn nothing and may be run by an operator who cannot read the env files (`tandem logs`,
+   * `lb-config`, finding the state dir): accounts are then left unresolved.
+   */
+  host?: 'all' | 'no-cgroups' | 'none'
+}
+
 /** Reads, parses, validates and normalizes a config file. Throws ConfigError (code ECONFIG). */
-export const loadConfig = (path: string, env: NodeJS.ProcessEnv = process.env): Plan => {
+export const loadConfig = (
+  path: string,
+  env: NodeJS.ProcessEnv = process.env,
+  options: LoadOptions = {},
+): Plan => {
   const file = resolve(path)
   let text: string
   try {
@@ -193,5 +230,19 @@ export const loadConfig = (path: string, env: NodeJS.ProcessEnv = process.env): 
   }
   const { value, problems } = parseJson(text)
   if (problems.length) throw new ConfigError(file, problems)
-  return buildPlan(validateConfig(value, file), file, env)
+  const config = validateConfig(value, file)
+  const host = options.host ?? 'all'
+  return buildPlan(
+    config,
+    file,
+    env,
+    host === 'none' ? { accounts: new Map() } : hostFacts(config, file, host === 'all'),
+  )
+}
+
+/** checkHost's facts, or ConfigError with its problems. */
+const hostFacts = (config: Config, file: string, cgroups = true): HostFacts => {
+  const { problems, facts } = checkHost(config, file, { cgroups })
+  if (problems.length) throw new ConfigError(file, problems)
+  return facts
 }

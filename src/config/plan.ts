@@ -1,3 +1,4 @@
+import type { ExecSpec } from '../process/exec-chain.js'
 import type { ComponentConfig, ReadinessConfig } from './schema.js'
 
 /** One instance the config asks for: everything needed to spawn, probe, restart and stop it. */
@@ -9,6 +10,15 @@ export interface InstanceSpec {
   port: number | undefined
   argv: string[]
   env: Record<string, string>
+  /** Keys of `env` whose values are secrets: shown as REDACTED wherever the spec is printed. */
+  secretEnv: string[]
+  /**
+   * Env files (absolute paths, top level first), read at every spawn: their values are never
+   * part of the spec, so nothing that prints a spec can show them.
+   */
+  envFiles: string[]
+  /** Account, umask and resource limits of the child. */
+  exec: ExecSpec
   cwd: string
   host: string
   readiness: ReadinessConfig

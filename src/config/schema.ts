@@ -123,6 +123,36 @@ const health = z.discriminatedUnion('type', [
   }),
 ])
 
+/** A POSIX account, by name or by numeric id (as in /etc/passwd, /etc/group or NSS). */
+const account = z.union([
+  z.string().regex(/^([0-9]+|[A-Za-z_][A-Za-z0-9_.-]*\$?)$/, {
+    error: 'expected a user or group name (letters, digits, "_", "." and "-") or a numeric id',
+  }),
+  z.number().int().min(0).max(4_294_967_294),
+])
+
+/** One resource limit: a number (soft = hard) or [soft, hard]; "unlimited" for RLIM_INFINITY. */
+const limitValue = z.union([z.number().int().min(0), z.literal('unlimited')])
+const limit = z.union([limitValue, z.tuple([limitValue, limitValue])])
+
+/** The resource limits a component may set, with their units (setrlimit(2), prlimit(1)). */
+export const LIMITS = {
+  nofile: 'open files',
+  nproc: 'processes of the user',
+  core: 'core file size, bytes',
+  memlock: 'locked memory, bytes',
+  as: 'address space, bytes',
+  cpu: 'CPU time, seconds',
+} as const
+export type LimitName = keyof typeof LIMITS
+
+/** One env file path or several, read in order (a later file wins). */
+const envFile = z
+  .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+  .describe(
+    "KEY=VALUE file(s) in systemd EnvironmentFile syntax, relative to the config file, read at every spawn; each must be a regular file owned by the supervisor's user or root and not readable by group or others. Its values are secrets: never shown.",
+  )
+
 export const componentSchema = z.strictObject({
   command: z
     .array(z.string().min(1))
@@ -134,6 +164,56 @@ export const componentSchema = z.strictObject({
     .default({})
     .describe('Extra environment; values may use {port}, {instance}, {node}, {component}.'),
   instances: z.number().int().min(1).max(1000).default(1).describe('How many instances.'),
+  envFile: envFile.optional(),
+  secretEnv: z
+    .array(z.string().min(1))
+    .default([])
+    .describe(
+      'Keys of env whose values are secrets, never shown (names containing PASSWORD, SECRET, TOKEN or KEY always are).',
+    ),
+  user: account
+    .optional()
+    .describe(
+      'Run the instances as this user (name or uid), with its HOME, USER, LOGNAME, SHELL and supplementary groups; needs a supervisor that may switch users (root or CAP_SETUID and CAP_SETGID).',
+    ),
+  group: account.optional().describe("Primary group (name or gid); default the user's own group."),
+  umask: z
+    .string()
+    .regex(/^0?[0-7]{3}$/, { error: 'expected an octal umask such as "027" or "0077"' })
+    .optional()
+    .describe("File mode creation mask of the instances, in octal; default the supervisor's."),
+  limits: z
+    .strictObject(
+      Object.fromEntries(
+        Object.entries(LIMITS).map(([k, unit]) => [k, limit.optional().describe(unit)]),
+      ) as Record<LimitName, z.ZodOptional<typeof limit>>,
+    )
+    .default({})
+    .describe(
+      'Resource limits of the instances: a number (soft and hard) or [soft, hard], "unlimited" for none; at most the supervisor\'s own hard limits.',
+    ),
+  cgroup: z
+    .strictObject({
+      memoryMax: z
+        .number()
+        .int()
+        .min(4096)
+        .optional()
+        .describe('memory.max in bytes: the kernel OOM-kills the instance above it (reason oom).'),
+      cpuWeight: z
+        .number()
+        .int()
+        .min(1)
+        .max(10000)
+        .optional()
+        .describe('cpu.weight, 1-10000 (default 100).'),
+      pidsMax: z.number().int().min(1).optional().describe('pids.max: most processes and threads.'),
+    })
+    .optional()
+    .describe(
+      'cgroup v2 controls, one cgroup per instance; only where the host delegates a cgroup v2 subtree to tandem (systemd Delegate=yes).',
+    ),
+
   port: port.optional().describe('Port of instance 0; instance i gets port + i.'),
   ports: z.array(port).min(1).optional().describe('Explicit port per instance (instead of port).'),
   host: z.string().default('127.0.0.1').describe('Address the readiness probe connects to.'),
@@ -463,6 +543,7 @@ export const configSchema = z.strictObject({
     .describe(
       'Hot standby across nodes: exactly one active node, by a lease on shared storage or etcd, or as a cluster manager decides.',
     ),
+  envFile: envFile.optional(),
   watchConfig: z
     .boolean()
     .default(false)

@@ -1,5 +1,5 @@
 import { dirname } from 'node:path'
-import type { Plan } from '../config/plan.js'
+import { planInstances, type Plan } from '../config/plan.js'
 import { serviceTimeouts, type ServiceTimeouts } from './service-timeouts.js'
 import { READY_REPEAT_MS } from './systemd-notifier.js'
 
@@ -207,8 +207,21 @@ export const systemdUnit = (plan: Plan, options: SystemdUnitOptions): string => 
       "An instance killed by the kernel's OOM killer is tandem's to restart; systemd's default, stop, would stop the whole service with every other instance.",
     ),
     'OOMPolicy=continue',
+    ...(planInstances(plan).some((i) => i.exec.cgroup)
+      ? [
+          ...comment(
+            `Delegate=yes: ${plan.components
+              .filter((c) => c.instances[0]?.exec.cgroup)
+              .map((c) => c.name)
+              .join(
+                ', ',
+              )} set cgroup limits (components.*.cgroup), so tandem needs the service's cgroup v2 subtree: it moves itself into a "supervisor" leaf of it and gives each such instance a cgroup of its own. Without delegation it refuses that config (exit 78).`,
+          ),
+          'Delegate=yes',
+        ]
+      : []),
     ...comment(
-      "Instances inherit the service's limits: raise this one for servers with many connections.",
+      "Instances inherit the service's limits unless their components.*.limits set others (at most these hard limits): raise this one for servers with many connections.",
     ),
     '#LimitNOFILE=65536',
     '',

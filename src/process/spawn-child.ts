@@ -2,7 +2,10 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import type { Readable } from 'node:stream'
 import { TandemError } from '../errors.js'
+import { execChain, SETPRIV, type ExecSpec } from './exec-chain.js'
 import { resolveCommand } from './resolve-command.js'
+
+export { SETPRIV }
 
 /** What to run for one instance. */
 export interface SpawnRequest {
@@ -13,6 +16,10 @@ export interface SpawnRequest {
   ipc: boolean
   /** Signal the kernel sends the child if the supervisor dies (Linux parent-death signal). */
   parentDeathSignal: NodeJS.Signals
+  /** Account, umask, resource limits (absent: as the supervisor). */
+  exec?: ExecSpec
+  /** The cgroup.procs file of the cgroup the child joins before its program runs. */
+  cgroupProcs?: string
 }
 
 /** How a child process ended, as the OS reported it. */
@@ -21,6 +28,8 @@ export interface ProcessExit {
   signal: NodeJS.Signals | null
   /** Set when the OS refused to start the process at all. */
   error?: string
+  /** The kernel's OOM killer killed a process of its cgroup (cgroup v2 memory.events). */
+  oomKilled?: boolean
 }
 
 /** A spawned child: the leader of its own process group (pgid == pid). */
@@ -37,9 +46,6 @@ export interface ChildHandle {
 }
 
 export type Spawn = (req: SpawnRequest) => ChildHandle
-
-/** util-linux setpriv, which execs a program with a parent-death signal set. */
-export const SETPRIV = '/usr/bin/setpriv'
 
 /**
  * Whether util-linux setpriv can give children a parent-death signal: then a SIGKILLed
@@ -61,12 +67,16 @@ export const spawnChild: Spawn = (req) => {
     )
   }
   const file = resolveCommand(program!, req.cwd, req.env.PATH)
-  const [cmd, cmdArgs] = hasParentDeathSignal()
-    ? [SETPRIV, ['--pdeathsig', req.parentDeathSignal.replace(/^SIG/, ''), '--', file, ...args]]
-    : [file, args]
+  const [cmd, ...cmdArgs] = execChain(
+    req.exec,
+    hasParentDeathSignal() ? req.parentDeathSignal : undefined,
+    req.cgroupProcs,
+    file,
+    args,
+  )
   let child: ChildProcess
   try {
-    child = spawn(cmd, cmdArgs, {
+    child = spawn(cmd!, cmdArgs, {
       cwd: req.cwd,
       env: req.env,
       detached: true,

@@ -2,6 +2,8 @@ import type { InstanceSpec } from '../config/plan.js'
 import { errorMessage, hasCode } from '../errors.js'
 import { LineSplitter } from '../logging/line-splitter.js'
 import { osGroups, terminateGroup, type GroupOps } from '../process/process-group.js'
+import { supervisorUser } from '../process/account.js'
+import { instanceEnv } from '../process/child-env.js'
 import type { ChildHandle, ProcessExit, Spawn } from '../process/spawn-child.js'
 import type { Usage } from '../process/group-usage.js'
 import type { Cancel, Clock } from '../seams/clock.js'
@@ -219,6 +221,7 @@ export class Instance {
       component: this.#spec.component,
       index: this.#spec.index,
       port: this.#spec.port,
+      user: this.#spec.exec.account?.user ?? supervisorUser(),
       pid: this.pid,
       state: this.#state,
       restarts: this.#restarts,
@@ -325,7 +328,9 @@ export class Instance {
         cwd: spec.cwd,
         env: {
           ...this.#deps.baseEnv,
-          ...spec.env,
+          // The account's HOME/USER/LOGNAME/SHELL, env files (read now: a rotated secret needs a
+          // restart only), then env; a bad env file throws here: a spawn-error, failed.
+          ...instanceEnv(spec),
           TANDEM_ROLE: role.role,
           TANDEM_EPOCH: String(role.epoch),
           // Only a child with an IPC channel can get the messages that renew its deadline.
@@ -335,6 +340,7 @@ export class Instance {
         },
         ipc: wantsIpc(spec),
         parentDeathSignal: spec.stop.signal as NodeJS.Signals,
+        exec: spec.exec,
       })
     } catch (err) {
       return this.#ended(run, {
@@ -408,7 +414,8 @@ export class Instance {
     }
     return this.#ended(run, {
       reason:
-        run.failure?.reason ?? (notReady ? 'not-ready' : exit.error ? 'spawn-error' : 'exited'),
+        run.failure?.reason ??
+        (notReady ? 'not-ready' : exit.error ? 'spawn-error' : exit.oomKilled ? 'oom' : 'exited'),
       code: exit.code,
       signal: exit.signal,
       killedAfterTimeout: killed,
@@ -617,6 +624,9 @@ export const describeExit = (exit: ExitRecord): string => {
     exit.reason === 'not-ready'
   ) {
     return exit.detail ?? exit.reason
+  }
+  if (exit.reason === 'oom') {
+    return `killed by the kernel's OOM killer (cgroup memory.max) after ${exit.uptimeMs} ms`
   }
   if (exit.reason === 'memory' || exit.reason === 'unhealthy') {
     return `${exit.reason}: ${exit.detail ?? ''}${exit.killedAfterTimeout ? ' (killed after stop timeout)' : ''}`

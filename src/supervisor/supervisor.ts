@@ -15,7 +15,9 @@ import { groupUsageSampler } from '../process/group-usage.js'
 import { PidRecords, terminateLeftovers } from '../process/pid-records.js'
 import { describePortHolder, ephemeralPortWarning, portFree } from '../process/port-holder.js'
 import { processStartTime } from '../process/process-start-time.js'
+import { cgroupSpawner } from '../process/cgroup-spawn.js'
 import { runCommand } from '../process/run-command.js'
+import { hookExec } from '../process/exec-chain.js'
 import { spawnChild } from '../process/spawn-child.js'
 import { startWatchdog } from '../process/watchdog.js'
 import { systemClock } from '../seams/clock.js'
@@ -158,7 +160,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     plan,
     {
       clock: systemClock,
-      spawn: spawnChild,
+      spawn: cgroupSpawner(spawnChild),
       portFree,
       describePortHolder,
       random: Math.random,
@@ -228,7 +230,8 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
           { ...req, env: { ...process.env, ...req.env }, killAfterMs: stop.timeoutMs },
           {
             clock: systemClock,
-            spawn: spawnChild,
+            // As the instance's user, with its umask and limits: a hook has no more privilege.
+            spawn: (r) => spawnChild({ ...r, exec: hookExec(inst.spec.exec) }),
             maxLineBytes: plan.logs.maxLineBytes,
             output: (stream, childPid) => {
               const pipe = unified.pipe({

@@ -10,6 +10,7 @@ export const statusInstance = (id: string, over: Partial<StatusInstance> = {}): 
     component,
     index: Number(index),
     port: 7554 + Number(index),
+    user: 'tandem',
     pid: 1000 + Number(index),
     state: 'ready',
     restarts: 0,
