@@ -7,7 +7,8 @@
 // `supervisor` package: `apt-get install supervisor`; skipped, saying so, when it is missing)
 // each run the same 20 instances of bench/footprint-server.js, a tiny idle HTTP server, all four
 // at the same time on ports 28200-28279. Once every port accepts, and SETTLE_S more seconds (the
-// starts' own work done), each supervisor's CPU is read from /proc/<pid>/stat (utime + stime, all
+// starts' own work done, and tandem's sampling at its idle rate, which it takes a quiet minute
+// after the last change: the window measures what months of idling cost), each supervisor's CPU is read from /proc/<pid>/stat (utime + stime, all
 // its threads) at the start and the end of a FOOTPRINT_S window (default 60 s), in % of one core;
 // its RSS (VmRSS) at the end. Nothing talks to the supervisors during the window. The figures are
 // in clock ticks (10 ms): over 60 s one tick is 0.017 % of a core, so the table shows the ticks
@@ -29,7 +30,7 @@
 // RSS growth after the first 10 minutes, fds and timers first and last, and whether every
 // killed instance came back (all 8 ready, restarts counted = kills).
 //
-// Environment: FOOTPRINT_S (idle window, s, default 60), SETTLE_S (default 10), BENCH_PM2=0,
+// Environment: FOOTPRINT_S (idle window, s, default 60), SETTLE_S (default 70), BENCH_PM2=0,
 // BENCH_SUPERVISORD=0 (skip a peer), PM2_CACHE (where pm2 is installed; default
 // ~/.cache/tandem-bench/pm2), SOAK_S (default 3600), SOAK_OUT (path without extension),
 // SOAK_BACKOFF_MAX_MS (default 2000), SOAK_PORT (the first of 8, default 28280).
@@ -64,7 +65,7 @@ const SERVER = join(ROOT, 'bench', 'footprint-server.js')
 const PROBE = join(ROOT, 'bench', 'footprint-probe.js')
 const SOAK = process.argv[2] === 'soak'
 const WINDOW_S = Number(process.env.FOOTPRINT_S ?? 60)
-const SETTLE_S = Number(process.env.SETTLE_S ?? 10)
+const SETTLE_S = Number(process.env.SETTLE_S ?? 70)
 const WITH_PM2 = process.env.BENCH_PM2 !== '0'
 const WITH_SUPERVISORD = process.env.BENCH_SUPERVISORD !== '0'
 const SOAK_S = Number(process.env.SOAK_S ?? 3600)

@@ -131,6 +131,13 @@ export const checkConfig = (config: Config): ConfigProblem[] => {
       })
     }
   }
+  const { intervalMs, idleIntervalMs } = config.metrics
+  if (idleIntervalMs < intervalMs) {
+    problems.push({
+      path: 'metrics.idleIntervalMs',
+      message: `expected at least metrics.intervalMs (${intervalMs}); got ${idleIntervalMs}`,
+    })
+  }
   const cycle = findCycle(config)
   if (cycle) {
     problems.push({

@@ -80,7 +80,7 @@ export interface Plan {
   configFile: string
   stateDir: string
   logs: LogsSpec
-  metrics: { intervalMs: number }
+  metrics: { intervalMs: number; idleIntervalMs: number }
   control: { http?: { host: string; port: number }; agent?: { host: string; port: number } }
   watchConfig: boolean
   ha: HaSpec | undefined

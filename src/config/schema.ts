@@ -36,6 +36,7 @@ export const DEFAULTS = {
   logRotateKeep: 5,
   /** CPU and RSS every 5 s: cheap (a /proc read per process), fresh enough for a status table. */
   metricsIntervalMs: 5_000,
+  metricsIdleIntervalMs: 30_000,
   /** A liveness probe every 10 s, 2 s to answer, 3 misses in a row: a hung server is restarted
    * within about half a minute, and one slow answer under load is not enough. */
   healthIntervalMs: 10_000,
@@ -470,8 +471,19 @@ export const configSchema = z.strictObject({
         .min(100)
         .default(DEFAULTS.metricsIntervalMs)
         .describe('How often CPU and RSS of each instance are sampled.'),
+      idleIntervalMs: z
+        .number()
+        .int()
+        .min(100)
+        .default(DEFAULTS.metricsIdleIntervalMs)
+        .describe(
+          'How often they are sampled once nothing has changed for a minute (no instance with maxMemoryMb running); at least intervalMs.',
+        ),
     })
-    .default({ intervalMs: DEFAULTS.metricsIntervalMs }),
+    .default({
+      intervalMs: DEFAULTS.metricsIntervalMs,
+      idleIntervalMs: DEFAULTS.metricsIdleIntervalMs,
+    }),
   control: z
     .strictObject({
       http: z

@@ -100,15 +100,23 @@ interface Run {
 }
 
 /**
+ * An instance's state with the facts that belong to one state only: a stopped instance may have
+ * completed (a one-shot that ran to its clean end: started again only for a new generation); one
+ * backing off or failed may be due (its delay elapsed: the reconciler starts it).
+ */
+type Phase =
+  | { state: 'stopped'; completed: boolean }
+  | { state: 'backoff' | 'failed'; due: boolean }
+  | { state: 'starting' | 'ready' | 'stopping' | 'exited' }
+
+/**
  * One instance's state machine. `transition()` is the only place its state changes, and each
  * change emits an event. The reconciler decides when to start and stop; the instance carries it
  * out and applies the restart policy after an exit (backoff, then `due` for the reconciler).
  */
 export class Instance {
   #spec: InstanceSpec
-  #state: InstanceState = 'stopped'
-  #due = false
-  #completed = false
+  #phase: Phase = { state: 'stopped', completed: false }
   #reason: string | undefined
   #restarts = 0
   #lastExit: ExitRecord | undefined
@@ -122,18 +130,18 @@ export class Instance {
     return this.#spec
   }
   get state(): InstanceState {
-    return this.#state
+    return this.#phase.state
   }
   /** The backoff delay has elapsed: the reconciler should start it again. */
   get due(): boolean {
-    return this.#due
+    return 'due' in this.#phase && this.#phase.due
   }
   /**
    * It ended cleanly and its restart policy does not restart it: it stays stopped until an
    * operator starts it (the reconciler starts it again only for a new generation).
    */
   get completed(): boolean {
-    return this.#completed
+    return 'completed' in this.#phase && this.#phase.completed
   }
   /** Why it is failed or backing off, for status. */
   get reason(): string | undefined {
@@ -178,7 +186,7 @@ export class Instance {
 
   /** The reconciler activated it (a hot standby told the node is active in `epoch`). */
   markActive(epoch: number): void {
-    if (this.#state === 'ready') this.#activeEpoch = epoch
+    if (this.#phase.state === 'ready') this.#activeEpoch = epoch
   }
 
   /** Sends a message on the child's IPC channel; false when there is none or no child. */
@@ -223,7 +231,7 @@ export class Instance {
       port: this.#spec.port,
       user: this.#spec.exec.account?.user ?? supervisorUser(),
       pid: this.pid,
-      state: this.#state,
+      state: this.#phase.state,
       restarts: this.#restarts,
       uptimeMs:
         this.pid === undefined
@@ -241,18 +249,28 @@ export class Instance {
    * failure history. Refused while it runs: a definition is replaced by stopping the old process.
    */
   redefine(spec: InstanceSpec): void {
-    if (this.#state !== 'stopped' && this.#state !== 'failed' && this.#state !== 'backoff')
-      throw new Error(`${this.id}: cannot redefine in state ${this.#state}`)
+    if (
+      this.#phase.state !== 'stopped' &&
+      this.#phase.state !== 'failed' &&
+      this.#phase.state !== 'backoff'
+    )
+      throw new Error(`${this.id}: cannot redefine in state ${this.#phase.state}`)
     this.#spec = spec
     this.#failures = 0
     this.#failureTimes = []
     this.#portConflicts = 0
   }
 
-  #transition(to: InstanceState, details: Partial<InstanceEvent> = {}): void {
-    const from = this.#state
+  /** The only place its state changes; `completed` with `stopped` (a one-shot ran to its end). */
+  #transition(to: InstanceState, details: Partial<InstanceEvent> = {}, completed = false): void {
+    const from = this.#phase.state
     checkTransition(this.id, from, to)
-    this.#state = to
+    this.#phase =
+      to === 'stopped'
+        ? { state: to, completed }
+        : to === 'backoff' || to === 'failed'
+          ? { state: to, due: false }
+          : { state: to }
     // No process, no role: the next one gets its own at spawn.
     if (to !== 'starting' && to !== 'ready' && to !== 'stopping') this.#activeEpoch = undefined
     this.#emit(to, { from, ...details })
@@ -278,10 +296,8 @@ export class Instance {
     this.#generation = generation
     this.#cancelTimer?.()
     this.#cancelTimer = undefined
-    this.#due = false
-    this.#completed = false
     this.#usage = undefined
-    if (this.#state === 'failed') {
+    if (this.#phase.state === 'failed') {
       // An operator restart (or a configured retry) clears the crash-loop history.
       this.#failureTimes = []
       this.#failures = 0
@@ -294,12 +310,12 @@ export class Instance {
       // A bug, not a child's doing: report it and leave the instance failed rather than crash.
       const reason = `internal error: ${errorMessage(err)}`
       if (this.#run === run) this.#run = undefined
-      const from = this.#state
+      const from = this.#phase.state
       // Through the legal moves (a run ends as exited, then failed), never around them.
       if (from === 'starting' || from === 'ready' || from === 'stopping')
         this.#transition('exited', { reason })
       this.#reason = reason
-      if (this.#state === 'exited') this.#transition('failed', { reason })
+      if (this.#phase.state === 'exited') this.#transition('failed', { reason })
       else this.#emit('failed', { reason })
     })
     return run.done
@@ -403,7 +419,7 @@ export class Instance {
     // a surviving grandchild holds open (the group is reaped above, so that ends quickly).
     await Promise.race([Promise.all(lines), this.#deps.clock.sleep(100)])
     const uptimeMs = Math.round(this.#deps.clock.monotonic() - this.#startedAt)
-    if (this.#state === 'stopping') {
+    if (this.#phase.state === 'stopping') {
       return this.#stopped(run, {
         reason: 'stopped',
         code: exit.code,
@@ -494,7 +510,7 @@ export class Instance {
 
   #stopped(run: Run, exit?: ExitRecord): void {
     if (exit) this.#lastExit = exit
-    if (this.#state === 'starting') this.#transition('stopping')
+    if (this.#phase.state === 'starting') this.#transition('stopping')
     this.#transition('stopped', exit ? { exit } : {})
     if (this.#run === run) this.#run = undefined
   }
@@ -526,8 +542,7 @@ export class Instance {
     if (!shouldRestart(spec.restart, exit)) {
       if (!failure) {
         this.#reason = `${what}; restart policy is "${spec.restart}"`
-        this.#completed = true
-        return this.#transition('stopped', { reason: this.#reason })
+        return this.#transition('stopped', { reason: this.#reason }, true)
       }
       this.#reason =
         exit.reason === 'spawn-error' ? exit.detail : `${what}; restart policy is "${spec.restart}"`
@@ -553,15 +568,15 @@ export class Instance {
   }
 
   #schedule(delayMs: number): void {
-    if (delayMs <= 0) {
-      // An immediate restart does not wait for a timer turn (a millisecond or more in Node).
-      this.#due = true
-      return this.#deps.wake()
+    const due = () => {
+      if ('due' in this.#phase) this.#phase.due = true
+      this.#deps.wake()
     }
+    // An immediate restart does not wait for a timer turn (a millisecond or more in Node).
+    if (delayMs <= 0) return due()
     this.#cancelTimer = this.#deps.clock.after(delayMs, () => {
       this.#cancelTimer = undefined
-      this.#due = true
-      this.#deps.wake()
+      due()
     })
   }
 
@@ -572,9 +587,8 @@ export class Instance {
   async stop(): Promise<void> {
     this.#cancelTimer?.()
     this.#cancelTimer = undefined
-    this.#due = false
     const run = this.#run
-    switch (this.#state) {
+    switch (this.#phase.state) {
       case 'stopped':
         return
       case 'backoff':
@@ -602,7 +616,7 @@ export class Instance {
    */
   fail(reason: 'memory' | 'unhealthy', detail: string): void {
     const run = this.#run
-    if (this.#state !== 'ready' || !run || run.failure) return
+    if (this.#phase.state !== 'ready' || !run || run.failure) return
     run.failure = { reason, detail }
     this.#emit('restart', { reason: `${reason}: ${detail}` })
     this.#signalStop(run)
@@ -610,7 +624,7 @@ export class Instance {
 
   /** Milliseconds since it became ready, if it is ready. */
   readyForMs(): number | undefined {
-    return this.#state === 'ready' && this.#readyAt !== undefined
+    return this.#phase.state === 'ready' && this.#readyAt !== undefined
       ? this.#deps.clock.monotonic() - this.#readyAt
       : undefined
   }

@@ -9,6 +9,11 @@ export type { SampleGroups, Usage }
 
 export interface MonitorOptions {
   intervalMs: number
+  /**
+   * How often to sample once nothing has changed for IDLE_AFTER_MS and no running instance has a
+   * `maxMemoryMb` (default: intervalMs): a supervisor runs for months beside idle servers.
+   */
+  idleIntervalMs?: number
   clock: Clock
   /** All running instances' process groups in one call (groupUsageSampler: one /proc pass). */
   sample: SampleGroups
@@ -18,10 +23,13 @@ export interface MonitorOptions {
 
 /** The first CPU and RSS sample comes this soon after the start (or at intervalMs if sooner). */
 export const FIRST_SAMPLE_MS = 1000
+/** Samples come every intervalMs until nothing has changed (no instance event) for this long. */
+export const IDLE_AFTER_MS = 60_000
 
 /**
  * Watches running instances: samples CPU and RSS every `intervalMs` (shown by status and
- * /metrics), restarts an instance whose RSS stays above its `maxMemoryMb` for
+ * /metrics), every `idleIntervalMs` once nothing has changed for a minute (unless an instance
+ * has a memory limit to enforce), and again within a second of any change; restarts an instance whose RSS stays above its `maxMemoryMb` for
  * DEFAULTS.memorySamples samples in a row (reason `memory`), and probes each instance with a
  * `health` check while it is ready, restarting it after `failures` misses in a row (reason
  * `unhealthy`): a server that hangs without exiting is what exit-based supervision misses.
@@ -38,6 +46,10 @@ export class Monitor {
   /** Health misses in a row, per id, with the pid they were counted for. */
   readonly #misses = new Map<string, { pid: number; count: number }>()
   #stopped = false
+  /** Monotonic time of the last instance event (start: the monitor's start). */
+  #lastChange = 0
+  /** When the next sample is due (monotonic), while one is scheduled. */
+  #nextSampleAt: number | undefined
 
   /** `instances` is read at every pass: a reload adds and removes instances. */
   constructor(instances: () => Iterable<Instance>, options: MonitorOptions) {
@@ -46,13 +58,53 @@ export class Monitor {
   }
 
   start(): void {
+    this.#lastChange = this.#opts.clock.monotonic()
     // The first sample within a second: status right after a start should show figures.
-    this.#cancelSampling = this.#every(
-      () => this.#opts.intervalMs,
-      () => this.#sample(),
-      Math.min(FIRST_SAMPLE_MS, this.#opts.intervalMs),
-    )
+    this.#armSampling(Math.min(FIRST_SAMPLE_MS, this.#opts.intervalMs))
     this.sync()
+  }
+
+  /**
+   * Something changed (an instance started, exited, was replaced): back to sampling every
+   * intervalMs, the next sample within a second if the idle rate had put it further away.
+   */
+  changed(): void {
+    if (this.#stopped) return
+    const now = this.#opts.clock.monotonic()
+    this.#lastChange = now
+    const soon = Math.min(FIRST_SAMPLE_MS, this.#opts.intervalMs)
+    if (this.#nextSampleAt !== undefined && this.#nextSampleAt - now > soon) {
+      this.#cancelSampling()
+      this.#armSampling(soon)
+    }
+  }
+
+  /** The delay before the sample after this one. */
+  #sampleDelay(): number {
+    const { intervalMs, idleIntervalMs = intervalMs } = this.#opts
+    const quiet = this.#opts.clock.monotonic() - this.#lastChange >= IDLE_AFTER_MS
+    if (!quiet) return intervalMs
+    for (const inst of this.#instances())
+      if (inst.spec.maxMemoryMb !== undefined && inst.pid !== undefined) return intervalMs
+    return idleIntervalMs
+  }
+
+  #armSampling(delayMs: number): void {
+    this.#nextSampleAt = this.#opts.clock.monotonic() + delayMs
+    const cancel = this.#opts.clock.after(delayMs, () => {
+      this.#nextSampleAt = undefined
+      this.#sample()
+        .catch((err: unknown) => this.#opts.onError(`monitor: ${errorMessage(err)}`))
+        .finally(() => {
+          if (!this.#stopped && this.#cancelSampling === cancelThis)
+            this.#armSampling(this.#sampleDelay())
+        })
+    })
+    const cancelThis = () => {
+      this.#nextSampleAt = undefined
+      cancel()
+    }
+    this.#cancelSampling = cancelThis
   }
 
   /** Starts health loops for instances that have a check, ends those of instances gone. */
@@ -82,18 +134,12 @@ export class Monitor {
     this.#healthLoops.forEach((c) => c())
   }
 
-  /**
-   * Runs `fn` every `ms()` (the first time after `firstMs`, if given), the next run scheduled
-   * when the previous one has finished.
-   */
-  #every(ms: () => number, fn: () => Promise<void>, firstMs?: number): Cancel {
+  /** Runs `fn` every `ms()`, the next run scheduled when the previous one has finished. */
+  #every(ms: () => number, fn: () => Promise<void>): Cancel {
     let cancel: Cancel = () => {}
     let ended = false
-    let first = firstMs
     const arm = () => {
-      const delay = first ?? ms()
-      first = undefined
-      cancel = this.#opts.clock.after(delay, () => {
+      cancel = this.#opts.clock.after(ms(), () => {
         fn()
           .catch((err: unknown) => this.#opts.onError(`monitor: ${errorMessage(err)}`))
           .finally(() => {

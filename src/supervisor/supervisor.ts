@@ -300,6 +300,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     }
   const monitor = new Monitor(() => reconciler.instances.values(), {
     intervalMs: plan.metrics.intervalMs,
+    idleIntervalMs: plan.metrics.idleIntervalMs,
     clock: systemClock,
     sample: groupUsageSampler({ monotonic: () => systemClock.monotonic() }),
     probe: probeOnce,
@@ -344,6 +345,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   )
   reconciler.on('event', (e) => {
     logEvent(log, e)
+    monitor.changed()
     const nowReady = wanted().length > 0 && allWantedReady()
     if (nowReady && !allReady)
       log.info({ event: 'all-ready' }, `all ${wanted().length} wanted instances are ready`)

@@ -458,6 +458,15 @@ const bad: BadCase[] = [
     fragments: [],
   },
   {
+    name: 'rejects metrics.idleIntervalMs below metrics.intervalMs',
+    content: {
+      metrics: { intervalMs: 10_000, idleIntervalMs: 5000 },
+      components: { a: { command: cmd } },
+    },
+    path: 'metrics.idleIntervalMs',
+    fragments: ['expected at least metrics.intervalMs (10000); got 5000'],
+  },
+  {
     name: 'says why a component name is not a name',
     content: { components: { '9lives': { command: cmd } } },
     path: 'components.9lives',

@@ -142,6 +142,57 @@ t.test('the first sample comes after a second, then every intervalMs', async (t)
 })
 
 t.test(
+  'idle: every idleIntervalMs after a quiet minute; a change brings a sample within a second; a memory limit keeps intervalMs',
+  async (t) => {
+    const clock = new FakeClock()
+    const { asInstance } = instance({})
+    const limited = instance({ maxMemoryMb: 100 })
+    let withLimit = false
+    const at: number[] = []
+    const monitor = new Monitor(
+      () => (withLimit ? [asInstance, limited.asInstance] : [asInstance]),
+      {
+        intervalMs: 5000,
+        idleIntervalMs: 30_000,
+        clock,
+        sample: (pgids) => {
+          at.push(clock.monotonic())
+          return each(() => ({ cpuPercent: 1, rssBytes: MB }))(pgids)
+        },
+        probe: () => Promise.resolve(),
+        onError: (m) => t.fail(m),
+      },
+    )
+    const start = clock.monotonic()
+    const gaps = () => at.slice(1).map((x, i) => x - at[i]!)
+    monitor.start()
+    await clock.advance(130_000)
+    const since = at.map((x) => x - start)
+    t.same(
+      since.slice(0, 13),
+      [1000, 6000, 11000, 16000, 21000, 26000, 31000, 36000, 41000, 46000, 51000, 56000, 61000],
+    )
+    t.same(gaps().slice(12), [30_000, 30_000], 'then every idleIntervalMs')
+    const before = at.length
+    const changedAt = clock.monotonic()
+    monitor.changed()
+    await clock.advance(1000)
+    t.equal(at.length, before + 1, 'a change: a sample within a second')
+    t.equal(at.at(-1)! - changedAt, 1000)
+    await clock.advance(10_000)
+    t.same(gaps().slice(-2), [5000, 5000], 'and every intervalMs again')
+    withLimit = true
+    await clock.advance(120_000)
+    t.same(
+      [...new Set(gaps().slice(-20))],
+      [5000],
+      'a running instance with maxMemoryMb: every intervalMs',
+    )
+    monitor.stop()
+  },
+)
+
+t.test(
   'one sampler call a pass for every running instance; a group gone gives no figure',
   async (t) => {
     const clock = new FakeClock()

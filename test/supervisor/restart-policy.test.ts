@@ -54,6 +54,7 @@ t.test('pins the restart and stop defaults', async (t) => {
     logRotateMaxBytes: 52_428_800,
     logRotateKeep: 5,
     metricsIntervalMs: 5_000,
+    metricsIdleIntervalMs: 30_000,
     healthIntervalMs: 10_000,
     healthTimeoutMs: 2_000,
     healthFailures: 3,
