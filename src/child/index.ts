@@ -1,3 +1,4 @@
+import type { ListenOptions } from 'node:net'
 import { hostMonotonic } from '../seams/clock.js'
 
 export type ChildRole = 'active' | 'standby'
@@ -171,4 +172,58 @@ export const tandemChild = (options: TandemChildOptions = {}): TandemChild => {
       if (ipc) process.off('message', onMessage)
     },
   }
+}
+
+/** The fd of the first socket passed systemd's way (SD_LISTEN_FDS_START). */
+export const LISTEN_FDS_START = 3
+
+/** The socket tandem holds for this instance: its fd, and the backlog tandem listens with. */
+export interface InheritedSocket {
+  fd: number
+  /** From TANDEM_SOCKET_BACKLOG (absent: Node's default, 511). */
+  backlog: number | undefined
+}
+
+/**
+ * The listening socket tandem holds for this instance (its component's `socket`): fd 3 when
+ * LISTEN_FDS says a socket was passed to this very process (LISTEN_PID is its pid, as
+ * sd_listen_fds(3) checks), else undefined (run without a held socket: bind the port yourself).
+ * A query: it leaves LISTEN_* in the environment (a process this one starts sees a LISTEN_PID
+ * that is not its own, and ignores it).
+ */
+export const inheritedSocket = (
+  env: NodeJS.ProcessEnv = process.env,
+): InheritedSocket | undefined => {
+  if (!(Number(env.LISTEN_FDS) >= 1 && Number(env.LISTEN_PID) === process.pid)) return undefined
+  const backlog = Number(env.TANDEM_SOCKET_BACKLOG)
+  return { fd: LISTEN_FDS_START, backlog: backlog > 0 ? backlog : undefined }
+}
+
+/** What `listenInherited` listens with: a net.Server, http.Server or https.Server. */
+interface Listener {
+  listen(handle: { fd: number }, backlog?: number, callback?: () => void): unknown
+  listen(options: ListenOptions, callback?: () => void): unknown
+}
+
+/**
+ * The one line for a Node server: it serves the socket tandem holds for it, and `fallback`
+ * (its own port) when run without one:
+ *
+ * ```js
+ * import { listenInherited } from 'tandem/child'
+ * listenInherited(server, { port: Number(process.env.PORT) }, () => console.log('serving'))
+ * ```
+ *
+ * Node calls listen(2) again on the fd: the backlog is passed along so it stays the one tandem
+ * was configured with (Node 20 ignores a backlog given inside the options object of an fd).
+ */
+export const listenInherited = <S extends Listener>(
+  server: S,
+  fallback: ListenOptions,
+  onListening?: () => void,
+): S => {
+  const held = inheritedSocket()
+  if (held) server.listen({ fd: held.fd }, held.backlog, onListening)
+  else server.listen(fallback, onListening)
+  return server
 }

@@ -49,6 +49,22 @@ export const checkConfig = (config: Config): ConfigProblem[] => {
         message: `readiness "${probe}" needs a port; set port or ports, or use "ipc" or "none"`,
       })
     }
+    if (c.socket) {
+      if (ports === undefined) {
+        problems.push({
+          path: `${at}.socket`,
+          message: 'a held socket needs a port; set port or ports',
+        })
+      }
+      // The kernel completes connections into the backlog of a held socket whether a process
+      // serves it or not: a TCP connect proves nothing, not even that the child started.
+      if (probe === undefined || probe === 'tcp' || probe === 'none') {
+        problems.push({
+          path: `${at}.readiness${probe === undefined ? '' : '.type'}`,
+          message: `${name} has a held socket (socket.activation ${c.socket.activation}): readiness must be "http" or "ipc", since the kernel accepts connections into the socket's backlog before the child serves; got ${probe === undefined ? 'the default "tcp"' : `"${probe}"`}`,
+        })
+      }
+    }
     if (ports === undefined && c.health) {
       problems.push({
         path: `${at}.health.type`,

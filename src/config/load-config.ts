@@ -138,6 +138,7 @@ export const buildPlan = (
           },
           cwd: resolve(base, c.cwd ?? '.'),
           host: c.host,
+          ...(c.socket && port ? { socket: c.socket } : {}),
           readiness,
           restart: c.restart,
           backoff: c.backoff,

@@ -1,5 +1,5 @@
 import type { ExecSpec } from '../process/exec-chain.js'
-import type { ComponentConfig, ReadinessConfig } from './schema.js'
+import type { ComponentConfig, ReadinessConfig, SocketConfig } from './schema.js'
 
 /** One instance the config asks for: everything needed to spawn, probe, restart and stop it. */
 export interface InstanceSpec {
@@ -21,6 +21,8 @@ export interface InstanceSpec {
   exec: ExecSpec
   cwd: string
   host: string
+  /** A listening socket tandem holds for the instance's whole life (absent: the child binds). */
+  socket?: SocketConfig
   readiness: ReadinessConfig
   restart: ComponentConfig['restart']
   backoff: ComponentConfig['backoff']

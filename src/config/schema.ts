@@ -44,6 +44,9 @@ export const DEFAULTS = {
   healthFailures: 3,
   /** Samples in a row above maxMemoryMb before the restart: a short peak is not a leak. */
   memorySamples: 3,
+  /** Node's own default for listen(2): the kernel caps it at net.core.somaxconn (4096 on Linux
+   * 5.4+); enough for a burst of connections during a JVM's seconds-long restart. */
+  socketBacklog: 511,
   /** A new instance must be ready within 2 minutes, or the rollout stops and rolls back. */
   rolloutProgressDeadlineMs: 120_000,
   /** The lease (../shared/DESIGN.md, hot standby): a crash fails over in about 2-2.5 s. */
@@ -218,6 +221,39 @@ export const componentSchema = z.strictObject({
   port: port.optional().describe('Port of instance 0; instance i gets port + i.'),
   ports: z.array(port).min(1).optional().describe('Explicit port per instance (instead of port).'),
   host: z.string().default('127.0.0.1').describe('Address the readiness probe connects to.'),
+  socket: z
+    .strictObject({
+      activation: z
+        .enum(['systemd', 'node'])
+        .describe(
+          'systemd: fd 3 with LISTEN_FDS=1, LISTEN_PID and LISTEN_FDNAMES, as systemd socket activation passes it; node: the same (a Node server listens with tandem/child listenArgs()).',
+        ),
+      backlog: z
+        .number()
+        .int()
+        .min(1)
+        .max(65535)
+        .default(DEFAULTS.socketBacklog)
+        .describe(
+          'listen(2) backlog: connections the kernel queues while no process accepts (capped by net.core.somaxconn).',
+        ),
+      host: z
+        .string()
+        .optional()
+        .describe(
+          'Address tandem binds; default every address (:: dual stack, or 0.0.0.0 without IPv6).',
+        ),
+      stdin: z
+        .boolean()
+        .default(false)
+        .describe(
+          "Also pass the socket as fd 0, inetd style, for programs that take it there (Java's System.inheritedChannel()).",
+        ),
+    })
+    .optional()
+    .describe(
+      "Listening socket held by tandem: it binds each instance's port itself, keeps it open across restarts and passes it to every process of the instance, so connections wait in the kernel's backlog while the instance restarts instead of being refused. Needs readiness http or ipc.",
+    ),
   dependsOn: z.array(z.string()).default([]).describe('Components that must be ready first.'),
   readiness: readiness.optional().describe('Default: tcp when the component has ports, else none.'),
   restart: z
@@ -569,3 +605,4 @@ export const configSchema = z.strictObject({
 export type ComponentConfig = z.output<typeof componentSchema>
 export type Config = z.output<typeof configSchema>
 export type ReadinessConfig = NonNullable<ComponentConfig['readiness']>
+export type SocketConfig = NonNullable<ComponentConfig['socket']>

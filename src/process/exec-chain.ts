@@ -39,30 +39,50 @@ export const SH = '/bin/sh'
 
 /**
  * The shell step, for what no util-linux program does: join a cgroup (the process writes its
- * own pid into cgroup.procs) and set the umask, then exec the rest. Its arguments are data
- * ($1 umask or "", $2 cgroup.procs path or ""), never code: the script is this constant.
+ * own pid into cgroup.procs), set the umask and LISTEN_PID (systemd's socket activation wants
+ * the pid of the program itself, known only after the fork; every later step execs, so the pid
+ * stays), then exec the rest. Its arguments are data ($1 umask or "", $2 cgroup.procs path or
+ * "", $3 "1" for LISTEN_PID or ""), never code: the script is this constant.
  */
 export const SH_STEP =
   'if [ -n "$1" ]; then umask "$1" || exit 126; fi; ' +
   'if [ -n "$2" ]; then echo $$ > "$2" || exit 126; fi; ' +
-  'shift 2; exec "$@"'
+  'if [ -n "$3" ]; then LISTEN_PID=$$; export LISTEN_PID; fi; ' +
+  'shift 3; exec "$@"'
+
+/** What runs between the fork and the program, besides the account, umask and limits. */
+export interface ChainOptions {
+  /** Linux parent-death signal (setpriv --pdeathsig). */
+  parentDeathSignal?: string | undefined
+  /** The cgroup.procs file to join. */
+  cgroupProcs?: string | undefined
+  /** Set LISTEN_PID to the program's own pid (a socket passed systemd's way). */
+  listenPid?: boolean
+}
 
 /**
  * The argv that runs `file args` as `exec` says, outermost program first: the shell step (as
- * root, so it may write cgroup.procs), prlimit (still privileged, so it may set a hard limit
+ * root, so it may write cgroup.procs; and LISTEN_PID), prlimit (still privileged, so it may set a hard limit
  * above the target user's), then setpriv (ids, groups, and the parent-death signal last, as a
  * change of ids would clear it), then the program. Steps with nothing to do are left out.
  */
 export const execChain = (
   exec: ExecSpec | undefined,
-  parentDeathSignal: string | undefined,
-  cgroupProcs: string | undefined,
+  { parentDeathSignal, cgroupProcs, listenPid = false }: ChainOptions,
   file: string,
   args: string[],
 ): string[] => {
   const argv: string[] = []
-  if (exec?.umask !== undefined || cgroupProcs !== undefined) {
-    argv.push(SH, '-c', SH_STEP, 'tandem-exec', exec?.umask ?? '', cgroupProcs ?? '')
+  if (exec?.umask !== undefined || cgroupProcs !== undefined || listenPid) {
+    argv.push(
+      SH,
+      '-c',
+      SH_STEP,
+      'tandem-exec',
+      exec?.umask ?? '',
+      cgroupProcs ?? '',
+      listenPid ? '1' : '',
+    )
   }
   const limits = Object.entries(exec?.limits ?? {})
   if (limits.length) {

@@ -12,14 +12,58 @@ export interface SpawnRequest {
   argv: string[]
   cwd: string
   env: NodeJS.ProcessEnv
-  /** Open an IPC channel (fd 3) for readiness and role messages. */
+  /** Open an IPC channel (fd 3, or fd 4 after a listening socket) for readiness and role messages. */
   ipc: boolean
+  /** A listening socket to pass the child, systemd's way (see LISTEN_ENV). */
+  listen?: ListenSocket
   /** Signal the kernel sends the child if the supervisor dies (Linux parent-death signal). */
   parentDeathSignal: NodeJS.Signals
   /** Account, umask, resource limits (absent: as the supervisor). */
   exec?: ExecSpec
   /** The cgroup.procs file of the cgroup the child joins before its program runs. */
   cgroupProcs?: string
+}
+
+/**
+ * A listening socket passed to a child as systemd passes one (sd_listen_fds(3)): fd 3, with
+ * LISTEN_FDS=1, LISTEN_PID (the program's own pid, set by the exec chain's shell step) and
+ * LISTEN_FDNAMES. An IPC channel then is fd 4 (Node's NODE_CHANNEL_FD says which).
+ */
+export interface ListenSocket {
+  fd: number
+  /** LISTEN_FDNAMES: systemd's FileDescriptorName= (the component's name). */
+  name: string
+  /** Also as fd 0 (stdin), inetd style: Java's System.inheritedChannel() takes it there. */
+  stdin: boolean
+  /** TANDEM_SOCKET_BACKLOG: a program that calls listen(2) again keeps tandem's backlog. */
+  backlog: number
+}
+
+/** The variables of systemd's socket activation protocol. */
+export const LISTEN_ENV = [
+  'LISTEN_FDS',
+  'LISTEN_PID',
+  'LISTEN_FDNAMES',
+  'TANDEM_SOCKET_BACKLOG',
+] as const
+
+/**
+ * The child's environment: `env` with the socket's LISTEN_FDS and LISTEN_FDNAMES, or without any
+ * LISTEN_* at all (a tandem started by systemd's socket activation has its own in its
+ * environment: they describe tandem's fds, not the child's).
+ */
+export const listenEnv = (
+  env: NodeJS.ProcessEnv,
+  listen: ListenSocket | undefined,
+): NodeJS.ProcessEnv => {
+  const out = { ...env }
+  for (const k of LISTEN_ENV) delete out[k]
+  if (listen) {
+    out.LISTEN_FDS = '1'
+    out.LISTEN_FDNAMES = listen.name
+    out.TANDEM_SOCKET_BACKLOG = String(listen.backlog)
+  }
+  return out
 }
 
 /** How a child process ended, as the OS reported it. */
@@ -69,18 +113,28 @@ export const spawnChild: Spawn = (req) => {
   const file = resolveCommand(program!, req.cwd, req.env.PATH)
   const [cmd, ...cmdArgs] = execChain(
     req.exec,
-    hasParentDeathSignal() ? req.parentDeathSignal : undefined,
-    req.cgroupProcs,
+    {
+      parentDeathSignal: hasParentDeathSignal() ? req.parentDeathSignal : undefined,
+      cgroupProcs: req.cgroupProcs,
+      listenPid: req.listen !== undefined,
+    },
     file,
     args,
   )
+  const { listen } = req
   let child: ChildProcess
   try {
     child = spawn(cmd!, cmdArgs, {
       cwd: req.cwd,
-      env: req.env,
+      env: listenEnv(req.env, listen),
       detached: true,
-      stdio: req.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
+      stdio: [
+        listen?.stdin ? listen.fd : 'ignore',
+        'pipe',
+        'pipe',
+        ...(listen ? [listen.fd] : []),
+        ...(req.ipc ? ['ipc' as const] : []),
+      ],
     })
   } catch (err) {
     throw new TandemError('ESPAWN', `cannot spawn ${file}: ${(err as Error).message}`, {

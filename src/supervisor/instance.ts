@@ -4,7 +4,8 @@ import { LineSplitter } from '../logging/line-splitter.js'
 import { osGroups, terminateGroup, type GroupOps } from '../process/process-group.js'
 import { supervisorUser } from '../process/account.js'
 import { instanceEnv } from '../process/child-env.js'
-import type { ChildHandle, ProcessExit, Spawn } from '../process/spawn-child.js'
+import type { SocketSpec } from '../process/held-sockets.js'
+import type { ChildHandle, ListenSocket, ProcessExit, Spawn } from '../process/spawn-child.js'
 import type { Usage } from '../process/group-usage.js'
 import type { Cancel, Clock } from '../seams/clock.js'
 import { checkTransition, type InstanceState } from './instance-state.js'
@@ -59,6 +60,12 @@ export interface InstanceDeps {
   /** Signals and looks at process groups (default: the OS's). */
   groups?: GroupOps
   portFree(port: number): Promise<boolean>
+  /**
+   * The listening sockets tandem holds (HeldSockets): the fd of an instance's, bound on its
+   * first start and kept across its restarts. Throws EPORTINUSE when a stranger has the port.
+   * Without it, `socket` in a spec is ignored (the child binds its port itself).
+   */
+  sockets?: { acquire(id: string, spec: SocketSpec): Promise<number> }
   /** Why the port is not free: `port N is in use by pid P`, or what else holds it. */
   describePortHolder(port: number): string
   random(): number
@@ -323,7 +330,36 @@ export class Instance {
 
   async #execute(run: Run): Promise<void> {
     const { spec } = this
-    if (spec.port !== undefined && !(await this.#deps.portFree(spec.port))) {
+    const { sockets } = this.#deps
+    let listen: ListenSocket | undefined
+    if (spec.socket && spec.port !== undefined && sockets) {
+      // Held by tandem: bound at the first start, the same socket at every later one.
+      const { port } = spec
+      try {
+        const fd = await sockets.acquire(spec.id, {
+          port,
+          host: spec.socket.host,
+          backlog: spec.socket.backlog,
+        })
+        listen = {
+          fd,
+          name: spec.component,
+          stdin: spec.socket.stdin,
+          backlog: spec.socket.backlog,
+        }
+      } catch (err) {
+        if (run.abort.signal.aborted) return this.#stopped(run)
+        const inUse = hasCode(err, 'EPORTINUSE')
+        return this.#ended(run, {
+          reason: inUse ? 'port-in-use' : 'spawn-error',
+          code: null,
+          signal: null,
+          killedAfterTimeout: false,
+          uptimeMs: 0,
+          detail: inUse ? this.#deps.describePortHolder(port) : errorMessage(err),
+        })
+      }
+    } else if (spec.port !== undefined && !(await this.#deps.portFree(spec.port))) {
       if (run.abort.signal.aborted) return this.#stopped(run)
       return this.#ended(run, {
         reason: 'port-in-use',
@@ -355,6 +391,7 @@ export class Instance {
             : {}),
         },
         ipc: wantsIpc(spec),
+        ...(listen ? { listen } : {}),
         parentDeathSignal: spec.stop.signal as NodeJS.Signals,
         exec: spec.exec,
       })

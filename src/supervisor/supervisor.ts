@@ -14,6 +14,7 @@ import { UnifiedLog } from '../logging/unified-log.js'
 import { groupUsageSampler } from '../process/group-usage.js'
 import { PidRecords, terminateLeftovers } from '../process/pid-records.js'
 import { describePortHolder, ephemeralPortWarning, portFree } from '../process/port-holder.js'
+import { HeldSockets } from '../process/held-sockets.js'
 import { processStartTime } from '../process/process-start-time.js'
 import { cgroupSpawner } from '../process/cgroup-spawn.js'
 import { runCommand } from '../process/run-command.js'
@@ -156,12 +157,16 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   const watchdog = startWatchdog((m) => log.error({ event: 'watchdog' }, m))
   const overrides = new Overrides(plan.stateDir)
   let ha: HaNode | undefined
+  // Listening sockets of instances with `socket`: held across their restarts, closed when the
+  // instance no longer wants one (see the 'reconciled' listener below) and at shutdown.
+  const heldSockets = new HeldSockets()
   const reconciler = new Reconciler(
     plan,
     {
       clock: systemClock,
       spawn: cgroupSpawner(spawnChild),
       portFree,
+      sockets: heldSockets,
       describePortHolder,
       random: Math.random,
       baseEnv: process.env,
@@ -352,6 +357,15 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     allReady = nowReady
     notifier.update()
   })
+  // A held socket lives as long as its instance wants to run: an instance that left the plan,
+  // was stopped by an operator or failed (given up) refuses connections again, rather than
+  // letting them wait in a backlog that no process will accept from.
+  reconciler.on('reconciled', () =>
+    heldSockets.releaseUnless((id) => {
+      const inst = reconciler.instances.get(id)
+      return inst !== undefined && inst.state !== 'failed' && reconciler.desired(id)
+    }),
+  )
   ha?.lease.on('active', () => notifier.update())
   ha?.lease.on('standby', () => notifier.update())
   const statusReply = (): StatusReply => ({
@@ -406,6 +420,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       // competing, so that it is not promoted while it goes down.
       await step('leaving the cluster', () => ha?.leave())
       await step('stopping the instances', () => reconciler.shutdown())
+      await step('the held sockets', () => heldSockets.close())
       await step('the control socket', () => open.control?.())
       await step('the HTTP endpoints', () => open.http?.())
       await step('the load balancer agent', () => open.agent?.())
@@ -504,6 +519,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     (...opened: (() => Promise<void>)[]) =>
     async (err: unknown): Promise<never> => {
       for (const close of opened) await close()
+      heldSockets.close()
       await watchdog.close()
       backend?.close()
       await unified.close()
