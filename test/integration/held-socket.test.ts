@@ -268,3 +268,30 @@ t.test('a port held by a stranger is reported with its holder and retried', asyn
   await sup.waitLog('ready once the stranger left', (r) => r.event === 'ready', 60_000)
   t.same((await get(29856)).error, undefined)
 })
+
+t.test(
+  'stdin passes the socket as fd 0 too; an operator stop closes it, a start binds it again',
+  async (t) => {
+    const { config, sup } = start(t, {
+      web: {
+        command: [process.execPath, SOCKET_SERVER],
+        port: 29857,
+        socket: { activation: 'systemd', stdin: true },
+        readiness: { type: 'http' },
+        stop: { signal: 'SIGTERM', timeoutMs: 2000 },
+      },
+    })
+    await sup.waitLog('ready', (r) => r.event === 'ready')
+    const seen = JSON.parse((await get(29857, '/env')).body ?? '{}') as Record<string, unknown>
+    t.match(seen.fd3, /^socket:/)
+    t.equal(seen.fd0, seen.fd3, 'fd 0 is the same socket')
+    t.equal((await cli(['stop', 'web', '-c', config])).code, 0)
+    await waitUntil(
+      'the port refuses once the instance is stopped',
+      async () => (await get(29857)).error === 'ECONNREFUSED',
+    )
+    t.equal((await cli(['start', 'web', '-c', config])).code, 0)
+    await readyPid(config, 'web#0')
+    t.equal((await get(29857)).error, undefined, 'served again')
+  },
+)
