@@ -7,7 +7,7 @@ import { planInstances, planPorts, type Plan } from '../config/plan.js'
 import { eventLoopLag, startHttpEndpoints } from '../control/http-endpoints.js'
 import { startLbAgent } from '../control/lb-agent.js'
 import { startControlServer, Streamed } from '../control/server.js'
-import type { StatusReply } from '../status.js'
+import type { StatusReply, SupervisorSelf } from '../status.js'
 import { checkSocketPath, socketPath } from '../control/socket-path.js'
 import { errorMessage, TandemError } from '../errors.js'
 import { UnifiedLog } from '../logging/unified-log.js'
@@ -376,7 +376,16 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     config: plan.configFile,
     instances: reconciler.status(),
     logs: unified.status(),
+    supervisor: self(),
   })
+  /** The supervisor's own figures (status, /health, /metrics). */
+  const self = (): SupervisorSelf => ({
+    rssBytes: process.memoryUsage().rss,
+    eventLoopLagMs: eventLoopLag(),
+    uptimeMs: Math.round(process.uptime() * 1000),
+  })
+  // The lag is measured from the start, not from the first reader on.
+  eventLoopLag()
 
   let resolveDone!: (code: number) => void
   const done = new Promise<number>((r) => (resolveDone = r))
@@ -608,11 +617,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
             status: statusReply,
             ready: allWantedReady,
             leader: () => (ha ? ha.leader() : { node: plan.node, epoch: 0 }),
-            self: () => ({
-              rssBytes: process.memoryUsage().rss,
-              eventLoopLagMs: eventLoopLag(),
-              uptimeMs: Math.round(process.uptime() * 1000),
-            }),
+            self,
           },
           (m) => log.error({ event: 'control' }, m),
         ).catch(giveUp(open.control)),
