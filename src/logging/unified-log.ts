@@ -6,6 +6,7 @@ import type { LogsSpec } from '../config/plan.js'
 import { ChildRecords, type LineSource } from './child-record.js'
 import type { WriterStatus } from '../status.js'
 import { LogWriter } from './log-writer.js'
+import { splitLines, type PipeOutput } from './pipe-output.js'
 import { RecordBuffer } from './record-sink.js'
 
 /** How a record looks on a terminal: one line, a child's line prefixed with where it came from. */
@@ -62,7 +63,7 @@ export class UnifiedLog {
     }
     this.logger = pino(
       { level: logs.level, base: { pid: process.pid, node: options.node } },
-      { write: (record: string) => this.#event(record) },
+      { write: (record: string) => this.event(record) },
     )
   }
 
@@ -74,6 +75,17 @@ export class UnifiedLog {
         ? this.#instanceFile(source.component, source.instance)
         : undefined,
     }
+  }
+
+  /**
+   * Where one child pipe's chunks go on this thread: split into lines (cut at
+   * `logs.maxLineBytes`), each encoded into the destinations (see childLine).
+   */
+  output(source: Omit<LineSource, 'node'>): PipeOutput {
+    const pipe = this.pipe(source)
+    return splitLines(this.#logs.maxLineBytes, (bytes, start, end, truncated, time) =>
+      this.childLine(pipe, bytes, start, end, truncated, time),
+    )
   }
 
   /** One line of a child's output, `bytes[start, end)`, read at `time` (epoch ms). */
@@ -138,7 +150,8 @@ export class UnifiedLog {
     ])
   }
 
-  #event(record: string): void {
+  /** One supervisor event: a pino record (JSON with its newline). */
+  event(record: string): void {
     this.file.write(record)
     this.#stdout?.write(this.#pretty ? this.#pretty(record) : record)
     if (this.#logs.perInstance && record.includes('"instance":')) {

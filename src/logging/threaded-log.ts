@@ -1,0 +1,212 @@
+import { isatty } from 'node:tty'
+import { Worker } from 'node:worker_threads'
+import { pino, type Logger } from 'pino'
+import type { LogsSpec } from '../config/plan.js'
+import { errorMessage } from '../errors.js'
+import type { LineSource } from './child-record.js'
+import type { WriterStatus } from '../status.js'
+import type { PipeOutput } from './pipe-output.js'
+
+/**
+ * Bytes handed to the log's thread and not yet taken by its destinations, above which the
+ * children's pipes are not read (until half of it is acknowledged): a 1 MiB writer queue
+ * behind it, as many bytes in flight between the threads.
+ */
+export const IN_FLIGHT_HIGH_WATER_BYTES = 4 * 1024 * 1024
+
+/** What the main thread sends the log's thread: batches of these, in order. */
+export type ToLog =
+  | { t: 'pipe'; id: number; source: Omit<LineSource, 'node'> }
+  /** Bytes [start, end) of the batch's `bytes`. */
+  | { t: 'chunk'; id: number; time: number; start: number; end: number }
+  | { t: 'end'; id: number; time: number }
+  | { t: 'event'; record: string }
+  | { t: 'reopen' }
+  | { t: 'close' }
+
+/** One message: what happened since the last one, in order; the chunks' bytes in `bytes`. */
+export interface LogBatch {
+  messages: ToLog[]
+  bytes: ArrayBuffer | undefined
+}
+
+/** The first size of a batch's buffer; a batch that needs more gets a larger one. */
+const BATCH_BYTES = 256 * 1024
+
+/** What the log's thread answers. */
+export type FromLog =
+  | { t: 'ack'; bytes: number }
+  | { t: 'status'; status: WriterStatus[] }
+  | { t: 'problem'; message: string }
+  | { t: 'closed' }
+
+export interface LogWorkerData {
+  logs: LogsSpec
+  node: string
+  pretty: boolean
+}
+
+/** The worker's module: its .ts source under a TypeScript loader (tests), else the build's .js. */
+const workerUrl = (): URL =>
+  new URL(import.meta.url.endsWith('.ts') ? './log-worker.ts' : './log-worker.js', import.meta.url)
+
+/**
+ * The unified log (see UnifiedLog) run on a thread of its own, so that a flood of child output
+ * cannot hold up the supervisor's main thread: its lease renewals, control requests and health
+ * checks. The main thread only reads the pipes and hands each chunk over as it came, with its
+ * read time; supervisor events go the same way, so the order of records is the order things
+ * happened. Hand-overs are batched: one message per turn of the event loop, its chunks copied
+ * into one buffer that is transferred, not cloned. The log's thread splits, encodes and writes, and acknowledges what it has
+ * taken once its destinations are not congested; with more than IN_FLIGHT_HIGH_WATER_BYTES not
+ * acknowledged, `congested` is true and the instances stop reading their pipes until
+ * `whenDrained`, so memory stays bounded and a slow disk slows the children, as before.
+ */
+export class ThreadedLog {
+  readonly logger: Logger
+  readonly #onProblem: (message: string) => void
+  readonly #worker: Worker
+  #batch: ToLog[] = []
+  /** The chunks of the batch, copied in one after another: one buffer moves per batch. */
+  #bytes: Buffer | undefined
+  #used = 0
+  #flushing: NodeJS.Immediate | undefined
+  #inFlight = 0
+  #pipes = 0
+  #status: WriterStatus[] = []
+  #drainWaiters: (() => void)[] = []
+  #failed = false
+  #closed: Promise<void> | undefined
+  #resolveClosed: (() => void) | undefined
+
+  constructor(
+    logs: LogsSpec,
+    options: { node: string; pretty?: boolean; onProblem: (message: string) => void },
+  ) {
+    this.#onProblem = options.onProblem
+    const data: LogWorkerData = {
+      logs,
+      node: options.node,
+      pretty: logs.stdout && (options.pretty ?? isatty(1)),
+    }
+    this.#worker = new Worker(workerUrl(), { workerData: data, name: 'tandem log' })
+    this.#worker.on('message', (m: FromLog) => this.#received(m))
+    this.#worker.on('error', (err) => this.#failure(err))
+    this.#worker.on('exit', (code) => {
+      if (!this.#resolveClosed) this.#failure(new Error(`it exited with code ${code}`))
+      this.#resolveClosed?.()
+    })
+    this.logger = pino(
+      { level: logs.level, base: { pid: process.pid, node: options.node } },
+      { write: (record: string) => this.#send({ t: 'event', record }) },
+    )
+  }
+
+  /** Where one child pipe's chunks go: to the log's thread, which splits and encodes them. */
+  pipe(source: Omit<LineSource, 'node'>): PipeOutput {
+    const id = ++this.#pipes
+    this.#send({ t: 'pipe', id, source })
+    return {
+      push: (chunk, time) => {
+        if (this.#failed || chunk.length === 0) return
+        if (this.#bytes && this.#used + chunk.length > this.#bytes.length) this.#flush()
+        // Allocated as the batch's own memory (not from Node's shared pool): it is transferred.
+        this.#bytes ??= Buffer.from(new ArrayBuffer(Math.max(BATCH_BYTES, chunk.length)))
+        const start = this.#used
+        this.#used += chunk.copy(this.#bytes, start)
+        this.#inFlight += chunk.length
+        this.#send({ t: 'chunk', id, time, start, end: this.#used })
+      },
+      end: (time) => this.#send({ t: 'end', id, time }),
+    }
+  }
+
+  /** Whether readers of children's pipes should pause until `whenDrained`. */
+  get congested(): boolean {
+    return this.#inFlight > IN_FLIGHT_HIGH_WATER_BYTES
+  }
+
+  /** Calls `fn` once the log's thread has caught up (at once if it is not behind). */
+  whenDrained(fn: () => void): void {
+    if (!this.congested) return fn()
+    this.#drainWaiters.push(fn)
+  }
+
+  /** Reopens every file (SIGUSR2, `tandem logs --reopen`) after an external logrotate. */
+  reopen(): void {
+    this.#send({ t: 'reopen' })
+  }
+
+  /** The destinations as the log's thread last reported them (it reports every change). */
+  status(): WriterStatus[] {
+    return this.#status
+  }
+
+  /** Writes out everything sent so far, closes the files and ends the thread. Idempotent. */
+  close(): Promise<void> {
+    return (this.#closed ??= new Promise<void>((resolve) => {
+      this.#resolveClosed = resolve
+      if (this.#failed) return resolve()
+      this.#send({ t: 'close' })
+      this.#flush()
+    }))
+  }
+
+  #send(m: ToLog): void {
+    if (this.#failed) return
+    this.#batch.push(m)
+    // One message per turn of the event loop, after the pipes read in it.
+    this.#flushing ??= setImmediate(() => this.#flush())
+  }
+
+  #flush(): void {
+    if (this.#flushing) clearImmediate(this.#flushing)
+    this.#flushing = undefined
+    if (this.#batch.length === 0) return
+    const batch: LogBatch = { messages: this.#batch, bytes: this.#bytes?.buffer as ArrayBuffer }
+    this.#batch = []
+    this.#bytes = undefined
+    this.#used = 0
+    this.#worker.postMessage(batch, batch.bytes ? [batch.bytes] : [])
+  }
+
+  #received(m: FromLog): void {
+    switch (m.t) {
+      case 'ack':
+        this.#inFlight -= m.bytes
+        if (this.#inFlight <= IN_FLIGHT_HIGH_WATER_BYTES / 2) this.#drained()
+        return
+      case 'status':
+        this.#status = m.status
+        return
+      case 'problem':
+        this.#onProblem(m.message)
+        return
+      case 'closed':
+        void this.#worker.terminate()
+        return
+    }
+  }
+
+  #drained(): void {
+    const waiting = this.#drainWaiters
+    this.#drainWaiters = []
+    waiting.forEach((fn) => fn())
+  }
+
+  /**
+   * The log's thread died (a bug, or out of memory): say so loudly on stderr, and keep the
+   * children running and their pipes read, their output dropped, rather than block them.
+   */
+  #failure(err: unknown): void {
+    if (this.#failed) return
+    this.#failed = true
+    this.#inFlight = 0
+    this.#batch = []
+    this.#bytes = undefined
+    this.#onProblem(
+      `the log thread failed: ${errorMessage(err)}; child output and supervisor events are no longer logged`,
+    )
+    this.#drained()
+    this.#resolveClosed?.()
+  }
+}
