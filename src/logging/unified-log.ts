@@ -8,6 +8,8 @@ import type { WriterStatus } from '../status.js'
 import { LogWriter } from './log-writer.js'
 import { splitLines, type PipeOutput } from './pipe-output.js'
 import { RecordBuffer } from './record-sink.js'
+import { SyslogFormat, type SyslogPipe } from './syslog-format.js'
+import { SyslogSender } from './syslog-sender.js'
 
 /** How a record looks on a terminal: one line, a child's line prefixed with where it came from. */
 export const PRETTY_OPTIONS = {
@@ -23,6 +25,8 @@ export const PRETTY_OPTIONS = {
 export interface PipeLog {
   records: ChildRecords
   instanceFile: LogWriter | undefined
+  /** How its lines are shipped to syslog, if they are. */
+  syslog?: SyslogPipe | undefined
 }
 
 /**
@@ -46,6 +50,7 @@ export class UnifiedLog {
   /** The child record being written when it has several destinations: encoded once, copied. */
   readonly #record = new RecordBuffer()
   #drainWaiters: (() => void)[] = []
+  readonly #syslog: { format: SyslogFormat; sender: SyslogSender } | undefined
 
   constructor(
     logs: LogsSpec,
@@ -61,6 +66,11 @@ export class UnifiedLog {
       )
       if (options.pretty ?? isatty(1)) this.#pretty = prettyFactory(PRETTY_OPTIONS)
     }
+    if (logs.syslog)
+      this.#syslog = {
+        format: new SyslogFormat(logs.syslog, options.node),
+        sender: new SyslogSender(logs.syslog, this.#onProblem),
+      }
     this.logger = pino(
       { level: logs.level, base: { pid: process.pid, node: options.node } },
       { write: (record: string) => this.event(record) },
@@ -74,6 +84,7 @@ export class UnifiedLog {
       instanceFile: this.#logs.perInstance
         ? this.#instanceFile(source.component, source.instance)
         : undefined,
+      syslog: this.#syslog?.format.pipe(source),
     }
   }
 
@@ -97,6 +108,7 @@ export class UnifiedLog {
     truncated: boolean,
     time: number,
   ): void {
+    if (pipe.syslog) this.#shipLine(pipe.syslog, bytes, start, end, time)
     if (!this.#stdout && !pipe.instanceFile) {
       // The file is the only destination: the record is encoded straight into its queue.
       pipe.records.encode(bytes, start, end, truncated, time, this.file)
@@ -111,6 +123,12 @@ export class UnifiedLog {
       else this.#stdout.writeBytes(record.bytes, 0, record.length)
     }
     pipe.instanceFile?.writeBytes(record.bytes, 0, record.length)
+  }
+
+  #shipLine(pipe: SyslogPipe, bytes: Buffer, start: number, end: number, time: number): void {
+    const { format, sender } = this.#syslog!
+    if (format.filtersMessages && !format.matches(() => bytes.toString('utf8', start, end))) return
+    sender.send(format.line(pipe, bytes, start, end, time))
   }
 
   /** Whether readers of children's pipes should pause until `whenDrained`. */
@@ -138,7 +156,10 @@ export class UnifiedLog {
       ...(this.#stdout ? [this.#stdout] : []),
       ...this.#instanceFiles.values(),
     ]
-    return writers.map((w) => w.status())
+    return [
+      ...writers.map((w) => w.status()),
+      ...(this.#syslog ? [this.#syslog.sender.status()] : []),
+    ]
   }
 
   /** Writes out everything queued and closes the files. */
@@ -147,11 +168,14 @@ export class UnifiedLog {
       this.file.close(),
       this.#stdout?.flush(),
       ...[...this.#instanceFiles.values()].map((w) => w.close()),
+      this.#syslog?.sender.close(),
     ])
   }
 
   /** One supervisor event: a pino record (JSON with its newline). */
   event(record: string): void {
+    const shipped = this.#syslog?.format.event(record)
+    if (shipped) this.#syslog!.sender.send(shipped)
     this.file.write(record)
     this.#stdout?.write(this.#pretty ? this.#pretty(record) : record)
     if (this.#logs.perInstance && record.includes('"instance":')) {
