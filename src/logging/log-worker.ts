@@ -6,7 +6,13 @@
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import type { PipeOutput } from './pipe-output.js'
-import type { FromLog, LogBatch, LogWorkerData, ToLog } from './threaded-log.js'
+import {
+  CHUNK_HEADER_BYTES,
+  type FromLog,
+  type LogBatch,
+  type LogWorkerData,
+  type ToLog,
+} from './threaded-log.js'
 import { UnifiedLog } from './unified-log.js'
 
 const port = parentPort!
@@ -31,8 +37,12 @@ const sendStatus = (): void => {
   post({ t: 'status', status })
 }
 
-/** Acknowledges what was taken, once no destination is congested (at once if none is). */
-const ack = (): void => {
+/**
+ * Acknowledges what was taken once no destination is congested (at once if none is); the
+ * batch's buffer goes back at once, for reuse (nothing here keeps a reference into it).
+ */
+const ack = (buffer: ArrayBuffer | undefined): void => {
+  if (buffer) port.postMessage({ t: 'ack', bytes: 0, buffer } satisfies FromLog, [buffer])
   if (ackWaiting) return
   ackWaiting = true
   log.whenDrained(() => {
@@ -44,12 +54,8 @@ const ack = (): void => {
   })
 }
 
-const handle = (m: ToLog, bytes: Buffer): void => {
+const handle = (m: ToLog): void => {
   switch (m.t) {
-    case 'chunk':
-      pipes.get(m.id)?.push(bytes.subarray(m.start, m.end), m.time)
-      taken += m.end - m.start
-      return
     case 'event':
       log.event(m.record)
       return
@@ -73,11 +79,22 @@ const handle = (m: ToLog, bytes: Buffer): void => {
   }
 }
 
-const NO_BYTES = Buffer.alloc(0)
-
-port.on('message', (batch: LogBatch) => {
-  const bytes = batch.bytes ? Buffer.from(batch.bytes) : NO_BYTES
-  for (const m of batch.messages) handle(m, bytes)
-  ack()
+port.on('message', ({ messages, bytes, used }: LogBatch) => {
+  let next = 0
+  if (bytes) {
+    const b = Buffer.from(bytes)
+    for (let p = 0; p < used;) {
+      while (next < messages.length && messages[next]!.at <= p) handle(messages[next++]!)
+      const id = b.readUInt32LE(p)
+      const length = b.readUInt32LE(p + 4)
+      const time = b.readDoubleLE(p + 8)
+      p += CHUNK_HEADER_BYTES
+      pipes.get(id)?.push(b.subarray(p, p + length), time)
+      taken += length
+      p += length
+    }
+  }
+  while (next < messages.length) handle(messages[next++]!)
+  ack(bytes)
 })
 sendStatus()

@@ -14,37 +14,58 @@ import type { PipeOutput } from './pipe-output.js'
  */
 export const IN_FLIGHT_HIGH_WATER_BYTES = 4 * 1024 * 1024
 
-/** What the main thread sends the log's thread: batches of these, in order. */
-export type ToLog =
+/**
+ * What the main thread sends the log's thread besides chunks. `at`: where the batch's chunks
+ * stood when it was sent (the byte offset of the next chunk): it comes after the chunks before
+ * that offset and before those from it on.
+ */
+export type ToLog = (
   | { t: 'pipe'; id: number; source: Omit<LineSource, 'node'> }
-  /** Bytes [start, end) of the batch's `bytes`. */
-  | { t: 'chunk'; id: number; time: number; start: number; end: number }
   | { t: 'end'; id: number; time: number }
   | { t: 'event'; record: string }
   | { t: 'reopen' }
   | { t: 'close' }
+) & { at: number }
 
-/** One message: what happened since the last one, in order; the chunks' bytes in `bytes`. */
+/**
+ * One message: what happened since the last one, in order. The chunks are in `bytes[0, used)`,
+ * each behind a header of CHUNK_HEADER_BYTES: the pipe's id (uint32), the chunk's length
+ * (uint32) and its read time (float64, epoch ms), little-endian. A batch's buffer goes back
+ * and forth between the threads (transferred, never copied) and is reused.
+ */
 export interface LogBatch {
   messages: ToLog[]
   bytes: ArrayBuffer | undefined
+  used: number
 }
 
-/** The first size of a batch's buffer; a batch that needs more gets a larger one. */
-const BATCH_BYTES = 256 * 1024
+export const CHUNK_HEADER_BYTES = 16
 
-/** What the log's thread answers. */
+/** What the log's thread answers. `ack`: bytes taken, and a batch's buffer handed back. */
 export type FromLog =
-  | { t: 'ack'; bytes: number }
+  | { t: 'ack'; bytes: number; buffer?: ArrayBuffer }
   | { t: 'status'; status: WriterStatus[] }
   | { t: 'problem'; message: string }
   | { t: 'closed' }
+
+/**
+ * The log thread's young generation: it allocates little that lives (records are encoded into
+ * the writers' blocks), and V8's default (up to 48 MB on 64-bit) only adds resident memory.
+ */
+export const WORKER_YOUNG_GENERATION_MB = 8
+
+/** The size of a batch's buffer (a chunk larger than that gets one of its own size). */
+const BATCH_BYTES = 256 * 1024
+/** Batch buffers kept for reuse: more than the in-flight limit ever needs at once. */
+const SPARE_BATCHES = 20
 
 export interface LogWorkerData {
   logs: LogsSpec
   node: string
   pretty: boolean
 }
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
 
 /** The worker's module: its .ts source under a TypeScript loader (tests), else the build's .js. */
 const workerUrl = (): URL =>
@@ -65,10 +86,11 @@ export class ThreadedLog {
   readonly logger: Logger
   readonly #onProblem: (message: string) => void
   readonly #worker: Worker
-  #batch: ToLog[] = []
+  #messages: ToLog[] = []
   /** The chunks of the batch, copied in one after another: one buffer moves per batch. */
   #bytes: Buffer | undefined
   #used = 0
+  #spare: ArrayBuffer[] = []
   #flushing: NodeJS.Immediate | undefined
   #inFlight = 0
   #pipes = 0
@@ -88,7 +110,11 @@ export class ThreadedLog {
       node: options.node,
       pretty: logs.stdout && (options.pretty ?? isatty(1)),
     }
-    this.#worker = new Worker(workerUrl(), { workerData: data, name: 'tandem log' })
+    this.#worker = new Worker(workerUrl(), {
+      workerData: data,
+      name: 'tandem log',
+      resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
+    })
     this.#worker.on('message', (m: FromLog) => this.#received(m))
     this.#worker.on('error', (err) => this.#failure(err))
     this.#worker.on('exit', (code) => {
@@ -108,13 +134,17 @@ export class ThreadedLog {
     return {
       push: (chunk, time) => {
         if (this.#failed || chunk.length === 0) return
-        if (this.#bytes && this.#used + chunk.length > this.#bytes.length) this.#flush()
-        // Allocated as the batch's own memory (not from Node's shared pool): it is transferred.
-        this.#bytes ??= Buffer.from(new ArrayBuffer(Math.max(BATCH_BYTES, chunk.length)))
-        const start = this.#used
-        this.#used += chunk.copy(this.#bytes, start)
+        const need = CHUNK_HEADER_BYTES + chunk.length
+        if (this.#bytes && this.#used + need > this.#bytes.length) this.#flush()
+        this.#bytes ??= this.#batchBuffer(need)
+        const b = this.#bytes
+        let p = this.#used
+        p = b.writeUInt32LE(id, p)
+        p = b.writeUInt32LE(chunk.length, p)
+        p = b.writeDoubleLE(time, p)
+        this.#used = p + chunk.copy(b, p)
         this.#inFlight += chunk.length
-        this.#send({ t: 'chunk', id, time, start, end: this.#used })
+        this.#schedule()
       },
       end: (time) => this.#send({ t: 'end', id, time }),
     }
@@ -151,27 +181,43 @@ export class ThreadedLog {
     }))
   }
 
-  #send(m: ToLog): void {
+  #send(m: DistributiveOmit<ToLog, 'at'>): void {
     if (this.#failed) return
-    this.#batch.push(m)
-    // One message per turn of the event loop, after the pipes read in it.
+    this.#messages.push({ ...m, at: this.#used })
+    this.#schedule()
+  }
+
+  /** One message per turn of the event loop, after the pipes read in it. */
+  #schedule(): void {
     this.#flushing ??= setImmediate(() => this.#flush())
+  }
+
+  /** A spare batch buffer, or a new one (of its own size for an outsized chunk). */
+  #batchBuffer(need: number): Buffer {
+    const memory =
+      need <= BATCH_BYTES
+        ? (this.#spare.pop() ?? new ArrayBuffer(BATCH_BYTES))
+        : new ArrayBuffer(need)
+    return Buffer.from(memory)
   }
 
   #flush(): void {
     if (this.#flushing) clearImmediate(this.#flushing)
     this.#flushing = undefined
-    if (this.#batch.length === 0) return
-    const batch: LogBatch = { messages: this.#batch, bytes: this.#bytes?.buffer as ArrayBuffer }
-    this.#batch = []
+    if (this.#messages.length === 0 && this.#used === 0) return
+    const bytes = this.#bytes?.buffer as ArrayBuffer | undefined
+    const batch: LogBatch = { messages: this.#messages, bytes, used: this.#used }
+    this.#messages = []
     this.#bytes = undefined
     this.#used = 0
-    this.#worker.postMessage(batch, batch.bytes ? [batch.bytes] : [])
+    this.#worker.postMessage(batch, bytes ? [bytes] : [])
   }
 
   #received(m: FromLog): void {
     switch (m.t) {
       case 'ack':
+        if (m.buffer?.byteLength === BATCH_BYTES && this.#spare.length < SPARE_BATCHES)
+          this.#spare.push(m.buffer)
         this.#inFlight -= m.bytes
         if (this.#inFlight <= IN_FLIGHT_HIGH_WATER_BYTES / 2) this.#drained()
         return
@@ -201,8 +247,9 @@ export class ThreadedLog {
     if (this.#failed) return
     this.#failed = true
     this.#inFlight = 0
-    this.#batch = []
+    this.#messages = []
     this.#bytes = undefined
+    this.#used = 0
     this.#onProblem(
       `the log thread failed: ${errorMessage(err)}; child output and supervisor events are no longer logged`,
     )
