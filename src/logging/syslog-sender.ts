@@ -1,6 +1,6 @@
 import { createSocket, type Socket as UdpSocket } from 'node:dgram'
 import { readFileSync } from 'node:fs'
-import { isIPv6, connect as tcpConnect, type Socket } from 'node:net'
+import { isIP, isIPv6, connect as tcpConnect, type Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import type { SyslogSpec } from '../config/plan.js'
 import { errorMessage } from '../errors.js'
@@ -136,7 +136,8 @@ export class SyslogSender {
         ? tlsConnect({
             host,
             port,
-            servername: host,
+            // SNI names a host, never an address (RFC 6066).
+            ...(isIP(host) ? {} : { servername: host }),
             ...(this.#spec.caFile ? { ca: readFileSync(this.#spec.caFile) } : {}),
           })
         : tcpConnect({ host, port })

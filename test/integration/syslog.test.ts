@@ -1,10 +1,13 @@
 // logs.syslog against a real rsyslogd (Debian's rsyslog): RFC 5424 over TCP (octet counting)
-// and UDP on loopback, rsyslog stopped and started again mid-stream.
+// and UDP on loopback, rsyslog stopped and started again mid-stream; TLS against a Node TLS
+// receiver with a throwaway CA (rsyslog's TLS needs its gnutls module, another package).
 // Ports 29000-29019 belong to this file (test files run in parallel).
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
+import { createServer as createTlsServer } from 'node:tls'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { RSYSLOGD, Rsyslog } from '../helpers/rsyslog.js'
+import { makePki, needOpenssl, type TestPki } from '../helpers/tls-certs.js'
 import { ROOT, status, Supervisor, tempDir, waitUntil, writeConfig } from '../helpers/supervisor.js'
 
 const PACED = join(ROOT, 'test/fixtures/paced-printer.js')
@@ -183,5 +186,90 @@ t.test(
     )
     process.kill(sup.pid, 'SIGTERM')
     await sup.ended
+  },
+)
+
+/** A TLS syslog receiver: octet-counted frames (RFC 6587 3.4.1) off each connection. */
+const tlsReceiver = async (t: Test, port: number, pki: TestPki) => {
+  const messages: string[] = []
+  const errors: string[] = []
+  const server = createTlsServer(
+    { cert: readFileSync(pki.serverCert), key: readFileSync(pki.serverKey) },
+    (socket) => {
+      let buf = Buffer.alloc(0)
+      socket.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d])
+        for (;;) {
+          const sp = buf.indexOf(0x20)
+          if (sp < 0) return
+          const len = Number(buf.toString('latin1', 0, sp))
+          if (!Number.isInteger(len))
+            return void errors.push(`bad frame: ${buf.toString('utf8', 0, 40)}`)
+          if (buf.length < sp + 1 + len) return
+          messages.push(buf.toString('utf8', sp + 1, sp + 1 + len))
+          buf = buf.subarray(sp + 1 + len)
+        }
+      })
+      socket.on('error', () => {})
+    },
+  )
+  server.on('tlsClientError', (err) => errors.push(err.message))
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r))
+  t.teardown(() => server.close())
+  return { messages, errors }
+}
+
+t.test(
+  'TLS: octet-counted RFC 5424 messages to a server whose certificate the given CA signed; another CA is refused, and said so',
+  async (t) => {
+    if (!needOpenssl(t)) return
+    const dir = tempDir(t)
+    const pki = makePki(dir, 'syslog')
+    const other = makePki(dir, 'other')
+    const rx = await tlsReceiver(t, 29006, pki)
+    const COUNT = 2_000
+    const { sup } = start(
+      t,
+      dir,
+      { web: paced(COUNT, 10_000) },
+      { port: 29006, protocol: 'tls', caFile: pki.ca, facility: 'local0' },
+    )
+    await waitUntil(`${COUNT} lines over TLS`, () =>
+      ticks(rx.messages.map((m) => m.slice(m.lastIndexOf('] ') + 2))).seen.has(COUNT - 1),
+    )
+    const lines = rx.messages.filter((m) => / web \d+ out /.test(m))
+    t.equal(
+      ticks(lines.map((m) => m.slice(m.lastIndexOf('] ') + 2))).seen.size,
+      COUNT,
+      'every line',
+    )
+    // local0 (16) * 8 + info (6) = 134; version 1; a UTC time stamp with milliseconds.
+    t.match(
+      lines[0],
+      /^<134>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \S+ web \d+ out \[tandem@32473 node="[^"]+" component="web" instance="0"\] tick 0$/,
+    )
+    t.same(rx.errors, [], 'no bad frame')
+    process.kill(sup.pid, 'SIGTERM')
+    await sup.ended
+
+    const dir2 = tempDir(t)
+    const wrong = start(
+      t,
+      dir2,
+      { web: paced(10, 100) },
+      { port: 29006, protocol: 'tls', caFile: other.ca },
+    )
+    const refused = await wrong.sup.waitLog('the refused certificate', (r) =>
+      /cannot ship to syslog tls:\/\/127\.0\.0\.1:29006/.test(r.msg),
+    )
+    t.match(refused.msg, /certificate/i)
+    await wrong.sup.waitLog('web stopped', (r) => r.event === 'stopped' && r.component === 'web')
+    t.equal(
+      wrong.sup.count((r) => r.stream === 'out'),
+      10,
+      'the child is not held up',
+    )
+    process.kill(wrong.sup.pid, 'SIGTERM')
+    await wrong.sup.ended
   },
 )
