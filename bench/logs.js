@@ -42,7 +42,9 @@
 // on a VM, the system that writes second can reuse the page cache memory the first one's deleted
 // logs freed, which is much cheaper to write into than memory the guest has not touched yet; see
 // docs/benchmarks.md), BENCH_DIRECT=0 (skip the no-supervisor ceiling), PM2_CACHE (where pm2 is
-// installed; default ~/.cache/tandem-bench/pm2), BENCH_CPU_PROF=<dir> (run the tandem
+// installed; default ~/.cache/tandem-bench/pm2), TANDEM_BASE=<dir> (also run the tandem built in
+// that directory, e.g. an earlier commit exported and built there, as "tandem base" right after
+// tandem: a before/after in one run), BENCH_CPU_PROF=<dir> (run the tandem
 // supervisor under `node --cpu-prof`, copy the profile there and print where its main thread's
 // time goes), BENCH_KEEP=1 (keep the temp dir with the logs).
 import { execFileSync, spawn } from 'node:child_process'
@@ -80,6 +82,7 @@ import {
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const CLI = join(ROOT, 'bin', 'tandem.js')
+const BASE = process.env.TANDEM_BASE
 const WRITER = join(ROOT, 'bench', 'log-writer.js')
 const WRITERS = 4
 const DURATION_S = Number(process.env.DURATION ?? 10)
@@ -390,7 +393,7 @@ const writerEnv = (id) => ({
   LINE_BYTES: String(LINE_BYTES),
 })
 
-const runTandem = async (dir) => {
+const runTandem = async (dir, cli = CLI) => {
   const resultsDir = join(dir, 'results')
   const logDir = join(dir, 'logs')
   mkdirSync(resultsDir, { recursive: true })
@@ -417,7 +420,7 @@ const runTandem = async (dir) => {
     ),
   )
   const nodeArgs = CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${join(dir, 'prof')}`] : []
-  const child = spawn(process.execPath, [...nodeArgs, CLI, 'start', '-c', cfgPath], {
+  const child = spawn(process.execPath, [...nodeArgs, cli, 'start', '-c', cfgPath], {
     cwd: ROOT,
     detached: true, // its own process group, killed as a whole at the end
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -865,19 +868,26 @@ const main = async () => {
       console.log(
         '  supervisord not found: skipped (Debian/Ubuntu: `apt-get install supervisor`; elsewhere `pip install supervisor`)',
       )
-    const order = PM2_FIRST ? ['pm2', 'supervisord', 'tandem'] : ['tandem', 'pm2', 'supervisord']
+    const tandems = BASE ? ['tandem', 'base'] : ['tandem']
+    const order = PM2_FIRST
+      ? ['pm2', 'supervisord', ...tandems]
+      : [...tandems, 'pm2', 'supervisord']
     console.log(
       `  order in each pattern: ${order.join(', ')}${WITH_DIRECT ? ', no supervisor' : ''}`,
     )
 
     const runners = {
       tandem: () => runTandem(join(runDir, `tandem-${linesPerWrite}`)),
+      base: BASE
+        ? () => runTandem(join(runDir, `base-${linesPerWrite}`), join(BASE, 'bin', 'tandem.js'))
+        : undefined,
       pm2: WITH_PM2 ? () => runPm2(join(runDir, `pm2-${linesPerWrite}`)) : undefined,
       supervisord: sdBin ? () => runSupervisord(join(runDir, `sd-${linesPerWrite}`)) : undefined,
       direct: WITH_DIRECT ? () => runDirect(join(runDir, `direct-${linesPerWrite}`)) : undefined,
     }
     const labels = {
       tandem: 'tandem',
+      base: 'tandem base',
       pm2: `PM2 ${pm2Version}${PM2_TIME ? ' time' : ''}`,
       supervisord: `supervisord ${sdVersion}`,
       direct: 'no supervisor',
@@ -929,6 +939,12 @@ const main = async () => {
       console.log(
         `  tandem during the flood: event-loop lag p50 ${f1(c.lag?.p50)} / p99 ${f1(c.lag?.p99)} / max ${f1(c.lag?.max)} ms; GET /status x ${c.requests} (${c.failures} failed${c.lastError ? `: ${c.lastError}` : ''}): p50 ${f1(c.p50)} / p99 ${f1(c.p99)} / max ${f1(c.max)} ms`,
       )
+      if (got.base) {
+        const b = got.base.control
+        console.log(
+          `  tandem base during the flood: event-loop lag p99 ${f1(b.lag?.p99)} ms (not in its status before this work: -); GET /status x ${b.requests}: p50 ${f1(b.p50)} / p99 ${f1(b.p99)} / max ${f1(b.max)} ms`,
+        )
+      }
       console.log(
         `  tandem: ${t.exitedEvents}/${WRITERS} exited events, ${t.doneLines}/${WRITERS} 'done' lines (stderr) in the log, ${t.unparsable} unparsable records, supervisor exit ${JSON.stringify(t.supervisorExit)}${t.errorLines.length ? `; error lines: ${t.errorLines.join(' | ')}` : ''}`,
       )
@@ -980,6 +996,9 @@ const main = async () => {
         linesPerWrite: pattern,
         ...Object.fromEntries(Object.entries(got).map(([k, v]) => [k, summary(v)])),
         tandemLagMs: c.lag,
+        ...(got.base
+          ? { baseStatusMs: { p50: r1(got.base.control.p50), p99: r1(got.base.control.p99) } }
+          : {}),
         tandemStatusMs: { n: c.requests, p50: r1(c.p50), p99: r1(c.p99), max: r1(c.max) },
       })
     }

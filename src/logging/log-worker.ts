@@ -21,7 +21,12 @@ const data = workerData as LogWorkerData
 const log = new UnifiedLog(data.logs, {
   node: data.node,
   pretty: data.pretty,
-  onProblem: (message) => post({ t: 'problem', message }),
+  onProblem: (message) => {
+    post({ t: 'problem', message })
+    // A problem is what changes a destination's status (an error, dropped lines). Later: the
+    // first can come while the log is being built.
+    queueMicrotask(() => sendStatus())
+  },
 })
 const pipes = new Map<number, PipeOutput>()
 /** Bytes taken and not yet acknowledged. */
@@ -38,10 +43,16 @@ const sendStatus = (): void => {
 }
 
 /**
- * Acknowledges what was taken once no destination is congested (at once if none is); the
- * batch's buffer goes back at once, for reuse (nothing here keeps a reference into it).
+ * Acknowledges what was taken once no destination is congested (at once if none is), with the
+ * batch's buffer, for reuse (nothing here keeps a reference into it): one message back per
+ * batch. While congested, the buffer goes back at once and the bytes once it drains.
  */
 const ack = (buffer: ArrayBuffer | undefined): void => {
+  if (!ackWaiting && !log.congested) {
+    const bytes = taken
+    taken = 0
+    return port.postMessage({ t: 'ack', bytes, buffer } satisfies FromLog, buffer ? [buffer] : [])
+  }
   if (buffer) port.postMessage({ t: 'ack', bytes: 0, buffer } satisfies FromLog, [buffer])
   if (ackWaiting) return
   ackWaiting = true
@@ -50,7 +61,6 @@ const ack = (buffer: ArrayBuffer | undefined): void => {
     const bytes = taken
     taken = 0
     if (bytes > 0) post({ t: 'ack', bytes })
-    sendStatus()
   })
 }
 
@@ -61,6 +71,8 @@ const handle = (m: ToLog): void => {
       return
     case 'pipe':
       pipes.set(m.id, log.output(m.source))
+      // It may have opened a per-instance file.
+      sendStatus()
       return
     case 'end':
       pipes.get(m.id)?.end(m.time)
