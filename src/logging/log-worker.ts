@@ -4,6 +4,8 @@
  * writes, rotation. Acknowledges the bytes it took once its destinations can take more, which
  * is the main thread's back-pressure.
  */
+import { readlinkSync } from 'node:fs'
+import { getPriority, setPriority } from 'node:os'
 import { parentPort, workerData } from 'node:worker_threads'
 import type { PipeOutput } from './pipe-output.js'
 import {
@@ -18,6 +20,24 @@ import { UnifiedLog } from './unified-log.js'
 const port = parentPort!
 const post = (m: FromLog) => port.postMessage(m)
 const data = workerData as LogWorkerData
+
+/**
+ * This thread yields to the supervisor's main thread when they compete for a core: its nice
+ * value is raised by LOG_THREAD_NICE (threaded-log.ts) (Linux: setpriority on this thread's id, found through
+ * /proc/thread-self; raising one's own nice value needs no privilege). A flood then slows the
+ * log (and, through back-pressure, the children), not lease renewals and control requests.
+ * Where that is not possible the thread runs at the process's priority.
+ */
+if (data.nice > 0 && process.platform === 'linux') {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop())
+    if (Number.isInteger(tid) && tid > 0)
+      setPriority(tid, Math.min(19, getPriority(tid) + data.nice))
+  } catch {
+    // no /proc, or not allowed: the process's priority
+  }
+}
+const buffers = data.buffers.map((b) => Buffer.from(b))
 const log = new UnifiedLog(data.logs, {
   node: data.node,
   pretty: data.pretty,
@@ -44,16 +64,16 @@ const sendStatus = (): void => {
 
 /**
  * Acknowledges what was taken once no destination is congested (at once if none is), with the
- * batch's buffer, for reuse (nothing here keeps a reference into it): one message back per
- * batch. While congested, the buffer goes back at once and the bytes once it drains.
+ * shared batch buffer, free again (nothing here keeps a reference into it): one message back
+ * per batch. While congested, the buffer goes back at once and the bytes once it drains.
  */
-const ack = (buffer: ArrayBuffer | undefined): void => {
+const ack = (buffer: number | undefined): void => {
   if (!ackWaiting && !log.congested) {
     const bytes = taken
     taken = 0
-    return port.postMessage({ t: 'ack', bytes, buffer } satisfies FromLog, buffer ? [buffer] : [])
+    return post({ t: 'ack', bytes, ...(buffer === undefined ? {} : { buffer }) })
   }
-  if (buffer) port.postMessage({ t: 'ack', bytes: 0, buffer } satisfies FromLog, [buffer])
+  if (buffer !== undefined) post({ t: 'ack', bytes: 0, buffer })
   if (ackWaiting) return
   ackWaiting = true
   log.whenDrained(() => {
@@ -93,8 +113,8 @@ const handle = (m: ToLog): void => {
 
 port.on('message', ({ messages, bytes, used }: LogBatch) => {
   let next = 0
-  if (bytes) {
-    const b = Buffer.from(bytes)
+  if (bytes !== undefined) {
+    const b = typeof bytes === 'number' ? buffers[bytes]! : Buffer.from(bytes)
     for (let p = 0; p < used;) {
       while (next < messages.length && messages[next]!.at <= p) handle(messages[next++]!)
       const id = b.readUInt32LE(p)
@@ -107,6 +127,6 @@ port.on('message', ({ messages, bytes, used }: LogBatch) => {
     }
   }
   while (next < messages.length) handle(messages[next++]!)
-  ack(bytes)
+  ack(typeof bytes === 'number' ? bytes : undefined)
 })
 sendStatus()

@@ -30,20 +30,23 @@ export type ToLog = (
 /**
  * One message: what happened since the last one, in order. The chunks are in `bytes[0, used)`,
  * each behind a header of CHUNK_HEADER_BYTES: the pipe's id (uint32), the chunk's length
- * (uint32) and its read time (float64, epoch ms), little-endian. A batch's buffer goes back
- * and forth between the threads (transferred, never copied) and is reused.
+ * (uint32) and its read time (float64, epoch ms), little-endian. `bytes` is the index of one of
+ * the shared batch buffers both threads were given at the start (no memory is allocated,
+ * copied or transferred per batch: a transferred buffer is a new external allocation for V8
+ * each time, and the garbage collections that brought on stalled the main thread), or, when
+ * none is free or a chunk is larger than one, a buffer of its own, transferred.
  */
 export interface LogBatch {
   messages: ToLog[]
-  bytes: ArrayBuffer | undefined
+  bytes: number | ArrayBuffer | undefined
   used: number
 }
 
 export const CHUNK_HEADER_BYTES = 16
 
-/** What the log's thread answers. `ack`: bytes taken, and a batch's buffer handed back. */
+/** What the log's thread answers. `ack`: bytes taken, and a shared batch buffer free again. */
 export type FromLog =
-  | { t: 'ack'; bytes: number; buffer?: ArrayBuffer }
+  | { t: 'ack'; bytes: number; buffer?: number }
   | { t: 'status'; status: WriterStatus[] }
   | { t: 'problem'; message: string }
   | { t: 'closed' }
@@ -55,12 +58,25 @@ export type FromLog =
  */
 export const WORKER_YOUNG_GENERATION_MB = 4
 
-/** The size of a batch's buffer (a chunk larger than that gets one of its own size). */
-const BATCH_BYTES = 256 * 1024
-/** Batch buffers kept for reuse: more than the in-flight limit ever needs at once. */
-const SPARE_BATCHES = 20
+/**
+ * The shared batch buffers: their size, and how many (enough for IN_FLIGHT_HIGH_WATER_BYTES
+ * and the batches on their way back: 5 MiB in all).
+ */
+export const BATCH_BYTES = 256 * 1024
+export const BATCH_BUFFERS = 20
+
+/**
+ * How much lower the log thread's priority is than the main thread's (nice +5: under contention
+ * the main thread gets about three times the CPU share of the log thread, which is kept from
+ * starving).
+ */
+export const LOG_THREAD_NICE = 5
 
 export interface LogWorkerData {
+  /** Added to the log thread's nice value. */
+  nice: number
+  /** The batch buffers, shared: LogBatch.bytes names one by its index. */
+  buffers: SharedArrayBuffer[]
   logs: LogsSpec
   node: string
   pretty: boolean
@@ -91,7 +107,11 @@ export class ThreadedLog {
   /** The chunks of the batch, copied in one after another: one buffer moves per batch. */
   #bytes: Buffer | undefined
   #used = 0
-  #spare: ArrayBuffer[] = []
+  /** The shared batch buffers, and which of them are free (not in a batch on its way). */
+  readonly #buffers: Buffer[] = []
+  #free: number[] = []
+  /** The index of the batch buffer in use, or -1 when it is one of its own. */
+  #current = -1
   #flushing: NodeJS.Immediate | undefined
   #inFlight = 0
   #pipes = 0
@@ -106,7 +126,12 @@ export class ThreadedLog {
     options: { node: string; pretty?: boolean; onProblem: (message: string) => void },
   ) {
     this.#onProblem = options.onProblem
+    const shared = Array.from({ length: BATCH_BUFFERS }, () => new SharedArrayBuffer(BATCH_BYTES))
+    this.#buffers = shared.map((b) => Buffer.from(b))
+    this.#free = shared.map((_, i) => i)
     const data: LogWorkerData = {
+      buffers: shared,
+      nice: LOG_THREAD_NICE,
       logs,
       node: options.node,
       pretty: logs.stdout && (options.pretty ?? isatty(1)),
@@ -193,32 +218,35 @@ export class ThreadedLog {
     this.#flushing ??= setImmediate(() => this.#flush())
   }
 
-  /** A spare batch buffer, or a new one (of its own size for an outsized chunk). */
+  /** A free shared batch buffer, or one of its own (none free, or an outsized chunk). */
   #batchBuffer(need: number): Buffer {
-    const memory =
-      need <= BATCH_BYTES
-        ? (this.#spare.pop() ?? new ArrayBuffer(BATCH_BYTES))
-        : new ArrayBuffer(need)
-    return Buffer.from(memory)
+    const i = need <= BATCH_BYTES ? this.#free.pop() : undefined
+    this.#current = i ?? -1
+    return i === undefined
+      ? Buffer.from(new ArrayBuffer(Math.max(need, BATCH_BYTES)))
+      : this.#buffers[i]!
   }
 
   #flush(): void {
     if (this.#flushing) clearImmediate(this.#flushing)
     this.#flushing = undefined
     if (this.#messages.length === 0 && this.#used === 0) return
-    const bytes = this.#bytes?.buffer as ArrayBuffer | undefined
-    const batch: LogBatch = { messages: this.#messages, bytes, used: this.#used }
+    const own = this.#bytes && this.#current < 0 ? (this.#bytes.buffer as ArrayBuffer) : undefined
+    const batch: LogBatch = {
+      messages: this.#messages,
+      bytes: this.#bytes ? (own ?? this.#current) : undefined,
+      used: this.#used,
+    }
     this.#messages = []
     this.#bytes = undefined
     this.#used = 0
-    this.#worker.postMessage(batch, bytes ? [bytes] : [])
+    this.#worker.postMessage(batch, own ? [own] : [])
   }
 
   #received(m: FromLog): void {
     switch (m.t) {
       case 'ack':
-        if (m.buffer?.byteLength === BATCH_BYTES && this.#spare.length < SPARE_BATCHES)
-          this.#spare.push(m.buffer)
+        if (m.buffer !== undefined) this.#free.push(m.buffer)
         this.#inFlight -= m.bytes
         if (this.#inFlight <= IN_FLIGHT_HIGH_WATER_BYTES / 2) this.#drained()
         return
