@@ -24,17 +24,30 @@
 // report their own CPU time (process.cpuUsage) at exit: with the supervisor's, it shows where
 // the machine's cores went.
 //
-// Environment: DURATION (seconds, default 10), LINES_PER_WRITE (default 64: the writers write
-// about 6.4 KB per write(); 1: one write() per line), LINE_BYTES (default 100), BENCH_PM2=0
-// (skip PM2), BENCH_PM2_TIME=1 (PM2 apps with `time: true`: it then splits lines and prefixes
+// supervisord (Debian's `supervisor` package, `apt-get install supervisor`; skipped, saying so,
+// when it is missing) runs the same writers as four programs with their own log files, raw lines
+// as PM2's. Both write patterns run in one invocation (PATTERNS, default "1,64": one line per
+// write(), as a server's logger does, then 64 lines per write(), as a buffering logger does),
+// each pattern through every system.
+//
+// During tandem's flood the benchmark asks for `GET /status` over the control socket every
+// STATUS_EVERY_MS (default 100) and times each answer (status latency p50/p99/max), and reads
+// the supervisor's main-thread event-loop lag from the last answer (status `supervisor.
+// eventLoopLagMs`: monitorEventLoopDelay since the supervisor's start, the flood included).
+//
+// Environment: DURATION (seconds, default 10), PATTERNS (lines per write(), comma-separated;
+// default "1,64"; LINES_PER_WRITE=n is the same as PATTERNS=n), LINE_BYTES (default 100),
+// BENCH_PM2=0 (skip PM2), BENCH_SUPERVISORD=0 (skip supervisord), BENCH_PM2_TIME=1 (PM2 apps with `time: true`: it then splits lines and prefixes
 // each with a date, per-line work like tandem's), BENCH_ORDER=pm2-first (PM2 runs before tandem:
 // on a VM, the system that writes second can reuse the page cache memory the first one's deleted
 // logs freed, which is much cheaper to write into than memory the guest has not touched yet; see
 // docs/benchmarks.md), BENCH_DIRECT=0 (skip the no-supervisor ceiling), PM2_CACHE (where pm2 is
-// installed; default ~/.cache/tandem-bench/pm2), BENCH_CPU_PROF=<dir> (run the tandem
+// installed; default ~/.cache/tandem-bench/pm2), TANDEM_BASE=<dir> (also run the tandem built in
+// that directory, e.g. an earlier commit exported and built there, as "tandem base" right after
+// tandem: a before/after in one run), BENCH_CPU_PROF=<dir> (run the tandem
 // supervisor under `node --cpu-prof`, copy the profile there and print where its main thread's
 // time goes), BENCH_KEEP=1 (keep the temp dir with the logs).
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import {
   closeSync,
   copyFileSync,
@@ -53,7 +66,9 @@ import { cpus, loadavg, tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
+import { performance } from 'node:perf_hooks'
 import pidusage from 'pidusage'
+import { controlRequest } from '../dist/control/client.js'
 import {
   ensurePm2,
   exitOnSignal,
@@ -67,19 +82,26 @@ import {
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const CLI = join(ROOT, 'bin', 'tandem.js')
+const BASE = process.env.TANDEM_BASE
 const WRITER = join(ROOT, 'bench', 'log-writer.js')
 const WRITERS = 4
 const DURATION_S = Number(process.env.DURATION ?? 10)
-const LINES_PER_WRITE = Number(process.env.LINES_PER_WRITE ?? 64)
+const PATTERNS = (process.env.PATTERNS ?? process.env.LINES_PER_WRITE ?? '1,64')
+  .split(',')
+  .map(Number)
+  .filter((n) => Number.isInteger(n) && n > 0)
 const LINE_BYTES = Number(process.env.LINE_BYTES ?? 100)
 const WITH_PM2 = process.env.BENCH_PM2 !== '0'
 const WITH_DIRECT = process.env.BENCH_DIRECT !== '0'
+const WITH_SUPERVISORD = process.env.BENCH_SUPERVISORD !== '0'
+const STATUS_EVERY_MS = Number(process.env.STATUS_EVERY_MS ?? 100)
 const PM2_TIME = process.env.BENCH_PM2_TIME === '1'
 const PM2_FIRST = process.env.BENCH_ORDER === 'pm2-first'
 const CPU_PROF_DIR = process.env.BENCH_CPU_PROF
 const KEEP = process.env.BENCH_KEEP === '1'
 
-const GOALS = { linesPerSec: 200_000, vsPm2: 2, peakRssMb: 150 }
+/** Issue 16: against the faster of PM2 and supervisord, in the same run, for every pattern. */
+const GOALS = { vsBest: 1.25, peakRssMb: 150, lagP99Ms: 20, statusP99Ms: 50 }
 const SAMPLE_MS = 200
 const POLL_MS = 20
 /** The log must not grow for this long, after every writer has exited, to count as complete. */
@@ -361,14 +383,17 @@ const figures = ({ results, tally, landed, samples, extra }) => {
 // ---------------------------------------------------------------------------------------------
 // tandem
 
+/** The pattern being measured: lines per write(). */
+let linesPerWrite = PATTERNS[0]
+
 const writerEnv = (id) => ({
   WRITER_ID: id,
   DURATION: String(DURATION_S),
-  LINES_PER_WRITE: String(LINES_PER_WRITE),
+  LINES_PER_WRITE: String(linesPerWrite),
   LINE_BYTES: String(LINE_BYTES),
 })
 
-const runTandem = async (dir) => {
+const runTandem = async (dir, cli = CLI) => {
   const resultsDir = join(dir, 'results')
   const logDir = join(dir, 'logs')
   mkdirSync(resultsDir, { recursive: true })
@@ -395,7 +420,7 @@ const runTandem = async (dir) => {
     ),
   )
   const nodeArgs = CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${join(dir, 'prof')}`] : []
-  const child = spawn(process.execPath, [...nodeArgs, CLI, 'start', '-c', cfgPath], {
+  const child = spawn(process.execPath, [...nodeArgs, cli, 'start', '-c', cfgPath], {
     cwd: ROOT,
     detached: true, // its own process group, killed as a whole at the end
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -410,6 +435,7 @@ const runTandem = async (dir) => {
   )
   const sampler = startSampler(child.pid)
   const logFile = join(logDir, 'tandem.log')
+  const poller = pollStatus(join(dir, 'state'))
   try {
     const landed = await waitLanded({
       files: () => [logFile],
@@ -422,6 +448,7 @@ const runTandem = async (dir) => {
       },
     })
     await sampler.stop()
+    const control = await poller.stop()
     const results = readResults(resultsDir)
 
     // The supervisor logs `exited` for an instance once its pipes are drained (or after 100 ms,
@@ -480,11 +507,166 @@ const runTandem = async (dir) => {
         errorLines: events.errors.slice(0, 3),
         supervisorExit: exit ?? 'still running after SIGTERM + 10 s',
         profile,
+        control,
       },
     })
   } finally {
     await sampler.stop()
+    await poller.stop()
     noteDescendants(child.pid)
+    killGroup(child.pid, 'SIGKILL')
+    spawned.delete(child.pid)
+  }
+}
+
+/** The p-th percentile (0-100) of numbers, nearest rank. */
+const percentile = (values, p) => {
+  if (values.length === 0) return NaN
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]
+}
+
+/**
+ * Asks tandem for `GET /status` over its control socket every STATUS_EVERY_MS, one request at a
+ * time, and times each answer; before the socket exists the attempts are not counted. `stop()`
+ * asks once more (the event-loop lag then covers the whole flood) and resolves with the figures.
+ */
+const pollStatus = (stateDir) => {
+  const latencies = []
+  let failures = 0
+  let lastError
+  let last
+  let stopped = false
+  let stopping
+  const ask = async () => {
+    const t0 = performance.now()
+    try {
+      const reply = await controlRequest(stateDir, 'GET', '/status')
+      latencies.push(performance.now() - t0)
+      last = reply
+    } catch (err) {
+      if (err.code !== 'ENOSUPERVISOR') {
+        failures++
+        lastError = err.message
+      }
+    }
+  }
+  const loop = (async () => {
+    while (!stopped) {
+      const t0 = performance.now()
+      await ask()
+      await sleep(Math.max(0, STATUS_EVERY_MS - (performance.now() - t0)))
+    }
+  })()
+  return {
+    stop: () =>
+      (stopping ??= (async () => {
+        stopped = true
+        await loop
+        await ask()
+        return {
+          requests: latencies.length,
+          failures,
+          lastError,
+          p50: percentile(latencies, 50),
+          p99: percentile(latencies, 99),
+          max: latencies.length ? Math.max(...latencies) : NaN,
+          lag: last?.supervisor?.eventLoopLagMs,
+        }
+      })()),
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// supervisord
+
+const supervisordBin = () =>
+  ['/usr/bin/supervisord', '/usr/local/bin/supervisord'].find((p) => existsSync(p))
+
+const supervisordVersion = (bin) => {
+  try {
+    return execFileSync(bin, ['--version'], { encoding: 'utf8' }).trim()
+  } catch {
+    return 'unknown'
+  }
+}
+
+const runSupervisord = async (dir) => {
+  const resultsDir = join(dir, 'results')
+  const logDir = join(dir, 'logs')
+  mkdirSync(resultsDir, { recursive: true })
+  mkdirSync(logDir, { recursive: true })
+  const conf = join(dir, 'supervisord.conf')
+  // Its defaults but no rotation (tandem's and PM2's logs do not rotate here either); a writer
+  // that exits 0 after its DURATION stays stopped, like tandem's restart: never.
+  const programs = Array.from({ length: WRITERS }, (_, i) => {
+    const env = Object.entries(writerEnv(String(i)))
+      .map(([k, v]) => `${k}="${v}"`)
+      .join(',')
+    return `[program:writer-${i}]
+command=${process.execPath} ${WRITER} ${resultsDir}
+directory=${ROOT}
+environment=${env}
+autostart=true
+autorestart=false
+startsecs=0
+stopasgroup=true
+killasgroup=true
+stdout_logfile=${join(logDir, `writer-${i}.out.log`)}
+stdout_logfile_maxbytes=0
+stderr_logfile=${join(logDir, `writer-${i}.err.log`)}
+stderr_logfile_maxbytes=0
+`
+  })
+  writeFileSync(
+    conf,
+    `[supervisord]
+nodaemon=true
+logfile=${join(dir, 'supervisord.log')}
+pidfile=${join(dir, 'supervisord.pid')}
+childlogdir=${logDir}
+
+${programs.join('\n')}`,
+  )
+  const child = spawn(supervisordBin(), ['-n', '-c', conf], {
+    cwd: dir,
+    detached: true,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  })
+  spawned.add(child.pid)
+  const stderr = []
+  createInterface({ input: child.stderr, crlfDelay: Infinity }).on('line', (l) => stderr.push(l))
+  let exit
+  child.once('exit', (code, signal) => (exit = { code, signal }))
+  const sampler = startSampler(child.pid)
+  const outFiles = () =>
+    Array.from({ length: WRITERS }, (_, i) => join(logDir, `writer-${i}.out.log`))
+  try {
+    const landed = await waitLanded({
+      files: outFiles,
+      resultsDir,
+      alive: () => {
+        if (exit)
+          throw new Error(
+            `supervisord exited early (code ${exit.code}, signal ${exit.signal}): ${stderr.slice(-5).join(' | ')}`,
+          )
+      },
+    })
+    await sampler.stop()
+    const results = readResults(resultsDir)
+    const tally = makeTally(results)
+    for (const f of outFiles()) if (existsSync(f)) await eachLine(f, (line) => tally.add(line))
+    let done = 0
+    for (let i = 0; i < WRITERS; i++) {
+      const f = join(logDir, `writer-${i}.err.log`)
+      if (existsSync(f)) await eachLine(f, (l) => (done += /^done \d+ \d+$/.test(l) ? 1 : 0))
+    }
+    return figures({ results, tally, landed, samples: sampler.samples, extra: { doneLines: done } })
+  } finally {
+    await sampler.stop()
+    noteDescendants(child.pid)
+    killGroup(child.pid, 'SIGTERM')
+    for (let i = 0; i < 100 && !exit; i++) await sleep(50)
     killGroup(child.pid, 'SIGKILL')
     spawned.delete(child.pid)
   }
@@ -666,6 +848,8 @@ const main = async () => {
   try {
     const { commit, srcDirty } = await gitState(ROOT)
     const pm2Version = WITH_PM2 ? await ensurePm2(runGroup) : undefined
+    const sdBin = WITH_SUPERVISORD ? supervisordBin() : undefined
+    const sdVersion = sdBin ? supervisordVersion(sdBin) : undefined
     console.log('tandem unified log throughput benchmark')
     console.log(
       `  commit ${commit ?? 'unknown'}${srcDirty ? ' with uncommitted changes in src/' : ''}`,
@@ -675,127 +859,169 @@ const main = async () => {
       `  node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), ${process.platform} ${process.arch}`,
     )
     console.log(
-      `  ${WRITERS} writers x ${DURATION_S} s, lines of ${LINE_BYTES} bytes, ${LINES_PER_WRITE} lines per write(), waiting for 'drain' when stdout is full`,
+      `  ${WRITERS} writers x ${DURATION_S} s, lines of ${LINE_BYTES} bytes, ${PATTERNS.join(' and ')} lines per write(), waiting for 'drain' when stdout is full`,
     )
     console.log(
-      `  tandem: logs.stdout false, no rotation, one JSON record per line in tandem.log${WITH_PM2 ? `; PM2 ${pm2Version}: fork mode, default log files (one per app)${PM2_TIME ? ', time: true (a date before each line)' : ''}, own PM2_HOME` : ''}`,
+      `  tandem: logs.stdout false, no rotation, one JSON record per line in tandem.log, GET /status every ${STATUS_EVERY_MS} ms during the flood${WITH_PM2 ? `; PM2 ${pm2Version}: fork mode, default log files (one per app)${PM2_TIME ? ', time: true (a date before each line)' : ''}, own PM2_HOME` : ''}${sdVersion ? `; supervisord ${sdVersion}: one log file per program, no rotation` : ''}`,
     )
-    if (WITH_PM2) console.log(`  order: ${PM2_FIRST ? 'PM2, then tandem' : 'tandem, then PM2'}`)
-
-    const withTandem = async () => {
-      const r = await runTandem(join(runDir, 'tandem'))
-      if (!KEEP) rmSync(join(runDir, 'tandem', 'logs'), { recursive: true, force: true })
-      return r
-    }
-    const withPm2 = async () => {
-      const r = await runPm2(join(runDir, 'pm2'))
-      if (!KEEP) rmSync(join(runDir, 'pm2', 'home', 'logs'), { recursive: true, force: true })
-      return r
-    }
-    let tandem
-    let pm2
-    if (PM2_FIRST && WITH_PM2) {
-      pm2 = await withPm2()
-      tandem = await withTandem()
-    } else {
-      tandem = await withTandem()
-      pm2 = WITH_PM2 ? await withPm2() : undefined
-    }
-    const direct = WITH_DIRECT ? await runDirect(join(runDir, 'direct')) : undefined
-
-    const systems = [
-      ['tandem', tandem],
-      ...(pm2 ? [[`PM2 ${pm2Version}${PM2_TIME ? ' time' : ''}`, pm2]] : []),
-      ...(direct ? [['no supervisor', direct]] : []),
-    ]
-    const row = (label, fn) =>
+    if (WITH_SUPERVISORD && !sdBin)
       console.log(
-        `  ${label.padEnd(46)}${systems.map(([, s]) => String(fn(s)).padStart(16)).join('')}`,
+        '  supervisord not found: skipped (Debian/Ubuntu: `apt-get install supervisor`; elsewhere `pip install supervisor`)',
       )
-    console.log('')
-    row('', (s) => systems.find(([, x]) => x === s)[0])
-    row('lines written by the writers', (s) => f0(s.written))
-    row('lines in the log', (s) => f0(s.inLog))
-    row('lost (written, not in the log)', (s) => f0(s.lost))
-    row('duplicated', (s) => f0(s.duplicated))
-    row('malformed or unknown lines', (s) => f0(s.malformed + s.unknown))
-    row('first write -> last line landed (s)', (s) => (s.windowMs / 1000).toFixed(2))
-    row('  writers writing (s)', (s) => (s.writePhaseMs / 1000).toFixed(2))
-    row('  last writer done -> last line landed (ms)', (s) => f0(s.tailMs))
-    row('lines/s reaching the log', (s) => f0(s.linesPerSec))
-    row("writers' waits for 'drain' (pipe full)", (s) => f0(s.drainWaits))
-    row('supervisor CPU, average (% of one core)', (s) => f1(s.cpuAvg))
-    row('supervisor CPU, peak 200 ms (%)', (s) => f1(s.cpuPeak))
-    row('supervisor CPU per 1,000 lines (ms)', (s) => f3(s.cpuMs / (s.distinct / 1000)))
-    row("writers' CPU, sum of 4 (% of one core)", (s) => f1((s.writersCpuMs / s.windowMs) * 100))
-    row('supervisor peak RSS (MB)', (s) => f1(s.peakRssMb))
-    row('log bytes per line', (s) => f1(s.logBytes / s.inLog))
+    const tandems = BASE ? ['tandem', 'base'] : ['tandem']
+    const order = PM2_FIRST
+      ? ['pm2', 'supervisord', ...tandems]
+      : [...tandems, 'pm2', 'supervisord']
+    console.log(
+      `  order in each pattern: ${order.join(', ')}${WITH_DIRECT ? ', no supervisor' : ''}`,
+    )
+
+    const runners = {
+      tandem: () => runTandem(join(runDir, `tandem-${linesPerWrite}`)),
+      base: BASE
+        ? () => runTandem(join(runDir, `base-${linesPerWrite}`), join(BASE, 'bin', 'tandem.js'))
+        : undefined,
+      pm2: WITH_PM2 ? () => runPm2(join(runDir, `pm2-${linesPerWrite}`)) : undefined,
+      supervisord: sdBin ? () => runSupervisord(join(runDir, `sd-${linesPerWrite}`)) : undefined,
+      direct: WITH_DIRECT ? () => runDirect(join(runDir, `direct-${linesPerWrite}`)) : undefined,
+    }
+    const labels = {
+      tandem: 'tandem',
+      base: 'tandem base',
+      pm2: `PM2 ${pm2Version}${PM2_TIME ? ' time' : ''}`,
+      supervisord: `supervisord ${sdVersion}`,
+      direct: 'no supervisor',
+    }
+    const byPattern = []
+    for (const pattern of PATTERNS) {
+      linesPerWrite = pattern
+      const got = {}
+      for (const name of [...order, 'direct']) {
+        const run = runners[name]
+        if (!run) continue
+        got[name] = await run()
+        // Each system's logs go before the next one writes (see "The order matters").
+        if (!KEEP)
+          for (const d of readdirSync(runDir))
+            rmSync(join(runDir, d), { recursive: true, force: true })
+      }
+      byPattern.push({ pattern, got })
+    }
+
+    const goals = {}
+    const verdict = (ok) => (ok === null ? 'NOT MEASURED' : ok ? 'MET' : 'NOT MET')
+    const summaries = []
+    for (const { pattern, got } of byPattern) {
+      const systems = Object.entries(got).map(([k, v]) => [labels[k], v])
+      const row = (label, fn) =>
+        console.log(
+          `  ${label.padEnd(46)}${systems.map(([, s]) => String(fn(s)).padStart(20)).join('')}`,
+        )
+      console.log('')
+      console.log(`  ${pattern} line${pattern === 1 ? '' : 's'} per write():`)
+      row('', (s) => systems.find(([, x]) => x === s)[0])
+      row('lines written by the writers', (s) => f0(s.written))
+      row('lines in the log', (s) => f0(s.inLog))
+      row('lost (written, not in the log)', (s) => f0(s.lost))
+      row('duplicated', (s) => f0(s.duplicated))
+      row('malformed or unknown lines', (s) => f0(s.malformed + s.unknown))
+      row('first write -> last line landed (s)', (s) => (s.windowMs / 1000).toFixed(2))
+      row('  last writer done -> last line landed (ms)', (s) => f0(s.tailMs))
+      row('lines/s reaching the log', (s) => f0(s.linesPerSec))
+      row("writers' waits for 'drain' (pipe full)", (s) => f0(s.drainWaits))
+      row('supervisor CPU, average (% of one core)', (s) => f1(s.cpuAvg))
+      row('supervisor CPU per 1,000 lines (ms)', (s) => f3(s.cpuMs / (s.distinct / 1000)))
+      row("writers' CPU, sum of 4 (% of one core)", (s) => f1((s.writersCpuMs / s.windowMs) * 100))
+      row('supervisor peak RSS (MB)', (s) => f1(s.peakRssMb))
+      row('log bytes per line', (s) => f1(s.logBytes / s.inLog))
+      const t = got.tandem
+      const c = t.control
+      console.log(
+        `  tandem during the flood: event-loop lag p50 ${f1(c.lag?.p50)} / p99 ${f1(c.lag?.p99)} / max ${f1(c.lag?.max)} ms; GET /status x ${c.requests} (${c.failures} failed${c.lastError ? `: ${c.lastError}` : ''}): p50 ${f1(c.p50)} / p99 ${f1(c.p99)} / max ${f1(c.max)} ms`,
+      )
+      if (got.base) {
+        const b = got.base.control
+        console.log(
+          `  tandem base during the flood: event-loop lag p99 ${f1(b.lag?.p99)} ms (not in its status before this work: -); GET /status x ${b.requests}: p50 ${f1(b.p50)} / p99 ${f1(b.p99)} / max ${f1(b.max)} ms`,
+        )
+      }
+      console.log(
+        `  tandem: ${t.exitedEvents}/${WRITERS} exited events, ${t.doneLines}/${WRITERS} 'done' lines (stderr) in the log, ${t.unparsable} unparsable records, supervisor exit ${JSON.stringify(t.supervisorExit)}${t.errorLines.length ? `; error lines: ${t.errorLines.join(' | ')}` : ''}`,
+      )
+      for (const [name, s] of systems)
+        if (s.malformed)
+          console.log(`  ${name}: first malformed line: ${JSON.stringify(s.firstMalformed)}`)
+      const peers = ['pm2', 'supervisord'].filter((k) => got[k])
+      const best = peers.length ? Math.max(...peers.map((k) => got[k].linesPerSec)) : NaN
+      const perK = (s) => s.cpuMs / (s.distinct / 1000)
+      const key = `x${pattern}`
+      goals[`${key}.noLoss`] = t.lost === 0 && t.duplicated === 0 && t.malformed + t.unknown === 0
+      goals[`${key}.vsBest`] = peers.length ? t.linesPerSec >= GOALS.vsBest * best : null
+      goals[`${key}.cpuVsPm2`] = got.pm2 ? perK(t) <= perK(got.pm2) : null
+      goals[`${key}.peakRss`] = t.peakRssMb < GOALS.peakRssMb
+      goals[`${key}.lagP99`] = c.lag ? c.lag.p99 < GOALS.lagP99Ms : null
+      goals[`${key}.statusP99`] = c.requests ? c.p99 < GOALS.statusP99Ms : null
+      console.log(`  goals (tandem, ${pattern} per write()):`)
+      console.log(
+        `    0 lost, duplicated or cut: ${t.lost} lost: ${verdict(goals[`${key}.noLoss`])}`,
+      )
+      console.log(
+        `    >= ${GOALS.vsBest}x the faster of PM2 and supervisord: ${peers.length ? `${(t.linesPerSec / best).toFixed(2)}x (${f0(best)} lines/s)` : 'no peer'}: ${verdict(goals[`${key}.vsBest`])}`,
+      )
+      console.log(
+        `    CPU per 1,000 lines <= PM2's: ${f3(perK(t))} vs ${got.pm2 ? f3(perK(got.pm2)) : '-'} ms: ${verdict(goals[`${key}.cpuVsPm2`])}`,
+      )
+      console.log(
+        `    peak RSS < ${GOALS.peakRssMb} MB: ${f1(t.peakRssMb)} MB: ${verdict(goals[`${key}.peakRss`])}`,
+      )
+      console.log(
+        `    event-loop lag p99 < ${GOALS.lagP99Ms} ms: ${f1(c.lag?.p99)} ms: ${verdict(goals[`${key}.lagP99`])}`,
+      )
+      console.log(
+        `    GET /status p99 < ${GOALS.statusP99Ms} ms: ${f1(c.p99)} ms: ${verdict(goals[`${key}.statusP99`])}`,
+      )
+      const summary = (s) => ({
+        written: s.written,
+        lost: s.lost,
+        duplicated: s.duplicated,
+        malformed: s.malformed + s.unknown,
+        windowMs: s.windowMs,
+        linesPerSec: Math.round(s.linesPerSec),
+        cpuPer1000Ms: r1(perK(s) * 100) / 100,
+        cpuAvgPct: r1(s.cpuAvg),
+        peakRssMb: r1(s.peakRssMb),
+        writersCpuPct: r1((s.writersCpuMs / s.windowMs) * 100),
+      })
+      summaries.push({
+        linesPerWrite: pattern,
+        ...Object.fromEntries(Object.entries(got).map(([k, v]) => [k, summary(v)])),
+        tandemLagMs: c.lag,
+        ...(got.base
+          ? { baseStatusMs: { p50: r1(got.base.control.p50), p99: r1(got.base.control.p99) } }
+          : {}),
+        tandemStatusMs: { n: c.requests, p50: r1(c.p50), p99: r1(c.p99), max: r1(c.max) },
+      })
+    }
+
+    const tandemProfiles = byPattern.map((p) => p.got.tandem.profile).filter(Boolean)
+    for (const file of tandemProfiles) {
+      const p = profileTop(file)
+      console.log('')
+      console.log(
+        `  tandem supervisor CPU profile, main thread, whole run (start-up included): ${f0(p.busyMs)} ms busy of ${f0(p.totalMs)} ms; ${file}`,
+      )
+      for (const t of p.top) console.log(`    ${f1(t.pct).padStart(5)} %  ${t.fn}`)
+    }
+
     console.log('')
     console.log(
       '  lines/s = distinct numbered lines found in the log / (last time the log grew, stat every 20 ms - earliest writer start)',
     )
     console.log(
-      "  CPU = the supervisor's (tandem start / PM2 God daemon) user+system time over that window, pidusage every 200 ms; peak RSS over the run",
+      "  CPU = the supervisor process's user+system time, all its threads (tandem start / PM2 God daemon / supervisord), over that window, pidusage every 200 ms; peak RSS over the run",
     )
     console.log(
-      "  writers' CPU = their own process.cpuUsage() at exit over the same window; the machine has 200 % in all",
-    )
-    if (direct)
-      console.log(
-        "  no supervisor: each writer's stdout is a file (synchronous writes, no pipe, no reader): what these writers can produce here",
-      )
-    console.log(
-      `  tandem: ${tandem.exitedEvents}/${WRITERS} exited events, ${tandem.doneLines}/${WRITERS} 'done' lines (stderr) in the log, ${tandem.unparsable} unparsable records, supervisor exit ${JSON.stringify(tandem.supervisorExit)}${tandem.errorLines.length ? `; error lines: ${tandem.errorLines.join(' | ')}` : ''}`,
-    )
-    if (pm2)
-      console.log(
-        `  PM2: ${pm2.doneLines}/${WRITERS} 'done' lines in its error logs; lines in ${pm2.logFiles.join(', ')}`,
-      )
-    for (const [name, s] of systems)
-      if (s.malformed)
-        console.log(`  ${name}: first malformed line: ${JSON.stringify(s.firstMalformed)}`)
-    console.log(
-      `  lines per writer: ${systems.map(([name, s]) => `${name} ${s.perWriter.map(f0).join(', ')}`).join('; ')}`,
-    )
-
-    const ratio = pm2 ? tandem.linesPerSec / pm2.linesPerSec : NaN
-    const goals = {
-      noLoss:
-        tandem.lost === 0 && tandem.duplicated === 0 && tandem.malformed + tandem.unknown === 0,
-      linesPerSec: tandem.linesPerSec >= GOALS.linesPerSec,
-      vsPm2: pm2 ? ratio >= GOALS.vsPm2 : null,
-      peakRss: tandem.peakRssMb < GOALS.peakRssMb,
-    }
-    const verdict = (ok) => (ok === null ? 'NOT MEASURED' : ok ? 'MET' : 'NOT MET')
-    console.log('')
-    console.log(`  goals (tandem):`)
-    console.log(
-      `    0 lost (and none duplicated or cut): ${tandem.lost} lost: ${verdict(goals.noLoss)}`,
-    )
-    console.log(
-      `    >= ${f0(GOALS.linesPerSec)} lines/s: ${f0(tandem.linesPerSec)}: ${verdict(goals.linesPerSec)}`,
-    )
-    console.log(
-      `    >= ${GOALS.vsPm2}x PM2's rate: ${pm2 ? `${ratio.toFixed(2)}x (${f0(pm2.linesPerSec)} lines/s)` : 'PM2 skipped'}: ${verdict(goals.vsPm2)}`,
-    )
-    console.log(
-      `    supervisor peak RSS < ${GOALS.peakRssMb} MB: ${f1(tandem.peakRssMb)} MB: ${verdict(goals.peakRss)}`,
-    )
-
-    if (tandem.profile) {
-      const p = profileTop(tandem.profile)
-      console.log('')
-      console.log(
-        `  tandem supervisor CPU profile, main thread, whole run (start-up included): ${f0(p.busyMs)} ms busy of ${f0(p.totalMs)} ms; ${tandem.profile}`,
-      )
-      console.log(
-        '  self time by function, % of busy time (file writes run on the libuv thread pool and are not in it):',
-      )
-      for (const t of p.top) console.log(`    ${f1(t.pct).padStart(5)} %  ${t.fn}`)
-    }
-
-    console.log(
-      `  1-minute load average: ${loadBefore.toFixed(2)} before, ${loadavg()[0].toFixed(2)} after (other work on the machine takes CPU from both runs)`,
+      `  1-minute load average: ${loadBefore.toFixed(2)} before, ${loadavg()[0].toFixed(2)} after (other work on the machine takes CPU from every run)`,
     )
     await sleep(500) // tandem's watchdog exits once the supervisor's pipe to it closes
     leftover = [
@@ -805,21 +1031,6 @@ const main = async () => {
     console.log(
       `  processes of this run still running: ${leftover.length ? leftover.map((p) => `${p.pid} ${p.cmd}`).join('; ') : 'none'}`,
     )
-    const summary = (s) => ({
-      written: s.written,
-      inLog: s.inLog,
-      lost: s.lost,
-      duplicated: s.duplicated,
-      malformed: s.malformed + s.unknown,
-      windowMs: s.windowMs,
-      tailMs: s.tailMs,
-      linesPerSec: Math.round(s.linesPerSec),
-      drainWaits: s.drainWaits,
-      cpuAvgPct: r1(s.cpuAvg),
-      cpuPeakPct: r1(s.cpuPeak),
-      peakRssMb: r1(s.peakRssMb),
-      writersCpuPct: r1((s.writersCpuMs / s.windowMs) * 100),
-    })
     console.log(
       JSON.stringify({
         bench: 'logs',
@@ -827,14 +1038,12 @@ const main = async () => {
         cpus: cpus().length,
         writers: WRITERS,
         durationS: DURATION_S,
-        linesPerWrite: LINES_PER_WRITE,
         lineBytes: LINE_BYTES,
-        tandem: summary(tandem),
-        ...(pm2 ? { pm2: { version: pm2Version, time: PM2_TIME, ...summary(pm2) } } : {}),
-        ...(direct ? { noSupervisor: summary(direct) } : {}),
-        ratioVsPm2: pm2 ? r1(ratio) : null,
+        pm2: pm2Version,
+        supervisord: sdVersion,
+        patterns: summaries,
         goals,
-        // false when one is missed; null when none is missed but one was not measured (no PM2).
+        // false when one is missed; null when none is missed but one was not measured.
         goalsMet: Object.values(goals).includes(false)
           ? false
           : Object.values(goals).includes(null)

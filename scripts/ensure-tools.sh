@@ -50,6 +50,9 @@ check() {
   # (resource-agents only recommends it, and recommends are not installed here).
   need resource-agents has ocf-tester /usr/sbin/ocf-tester
   need libxml2-utils has xmllint /usr/bin/xmllint
+  # rsyslog: a real syslog server (rsyslogd in the foreground with its own config and loopback
+  # ports) receives logs.syslog's RFC 5424 messages over TCP and UDP in the syslog tests.
+  need rsyslog has rsyslogd /usr/sbin/rsyslogd
 }
 
 check

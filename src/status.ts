@@ -137,4 +137,22 @@ export interface StatusReply {
   config: string
   instances: (InstanceStatus & { stoppedByOperator: boolean })[]
   logs?: WriterStatus[]
+  /** The supervisor process itself: its event-loop lag shows whether it keeps up. */
+  supervisor?: SupervisorSelf
+}
+
+/** Event-loop delay of the supervisor beyond the monitor's own interval, in milliseconds. */
+export interface EventLoopLag {
+  p50: number
+  p99: number
+  max: number
+}
+
+/** What the supervisor reports about itself, next to its instances. */
+export interface SupervisorSelf {
+  /** Resident set size of the supervisor process. */
+  rssBytes: number
+  eventLoopLagMs: EventLoopLag
+  /** Time since the supervisor started. */
+  uptimeMs: number
 }

@@ -157,7 +157,15 @@ export const buildPlan = (
     node,
     configFile: file,
     stateDir: resolveStateDir(file, config.stateDir),
-    logs: { ...config.logs, dir: resolve(base, config.logs.dir) },
+    logs: {
+      ...config.logs,
+      dir: resolve(base, config.logs.dir),
+      syslog: config.logs.syslog && {
+        ...config.logs.syslog,
+        port: config.logs.syslog.port ?? (config.logs.syslog.protocol === 'tls' ? 6514 : 514),
+        caFile: config.logs.syslog.caFile && resolve(base, config.logs.syslog.caFile),
+      },
+    },
     metrics: config.metrics,
     control: config.control,
     watchConfig: config.watchConfig,

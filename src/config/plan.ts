@@ -74,6 +74,20 @@ export interface LogsSpec {
   perInstance: boolean
   maxLineBytes: number
   rotate: { maxBytes: number; keep: number }
+  syslog?: SyslogSpec
+}
+
+/** `logs.syslog`, normalized: the port given or the protocol's, the CA file resolved. */
+export interface SyslogSpec {
+  host: string
+  port: number
+  protocol: 'tcp' | 'udp' | 'tls'
+  facility: string
+  minLevel: string
+  match?: { components?: string[]; messages?: string[] }
+  format: 'rfc5424'
+  caFile?: string
+  maxBufferBytes: number
 }
 
 /** The normalized config: what this node should run, in dependency order. */

@@ -34,6 +34,8 @@ export const DEFAULTS = {
   /** 50 MiB files, 5 kept: a few hundred MB at most, enough for a day of a busy stack. */
   logRotateMaxBytes: 50 * 1024 * 1024,
   logRotateKeep: 5,
+  /** 4 MiB of syslog messages (about 20,000 lines) ride out a server restart of a few seconds. */
+  syslogMaxBufferBytes: 4 * 1024 * 1024,
   /** CPU and RSS every 5 s: cheap (a /proc read per process), fresh enough for a status table. */
   metricsIntervalMs: 5_000,
   metricsIdleIntervalMs: 30_000,
@@ -57,6 +59,105 @@ export const DEFAULTS = {
   /** takeoverMs must exceed selfFenceMs by this much: clock rate error, fence timer, slack. */
   haMinMarginMs: 500,
 } as const
+
+/** Syslog facilities by name (RFC 5424, 6.2.1), with their codes. */
+export const SYSLOG_FACILITIES = {
+  kern: 0,
+  user: 1,
+  mail: 2,
+  daemon: 3,
+  auth: 4,
+  syslog: 5,
+  lpr: 6,
+  news: 7,
+  uucp: 8,
+  cron: 9,
+  authpriv: 10,
+  ftp: 11,
+  local0: 16,
+  local1: 17,
+  local2: 18,
+  local3: 19,
+  local4: 20,
+  local5: 21,
+  local6: 22,
+  local7: 23,
+} as const
+
+const regexSource = z.string().refine(
+  (s) => {
+    try {
+      new RegExp(s)
+      return true
+    } catch {
+      return false
+    }
+  },
+  { error: (iss) => `expected a regular expression; got ${JSON.stringify(iss.input)}` },
+)
+
+const syslogSchema = z
+  .strictObject({
+    host: z
+      .string()
+      .min(1)
+      .default('127.0.0.1')
+      .describe('Host name or address of the syslog server.'),
+    port: z
+      .number()
+      .int()
+      .min(1)
+      .max(65535)
+      .optional()
+      .describe('Its port; default 514 (udp, tcp), 6514 (tls).'),
+    protocol: z
+      .enum(['tcp', 'udp', 'tls'])
+      .default('tcp')
+      .describe(
+        'tcp and tls frame messages by octet counting (RFC 6587); udp sends one a datagram.',
+      ),
+    facility: z
+      .enum(Object.keys(SYSLOG_FACILITIES) as [keyof typeof SYSLOG_FACILITIES])
+      .default('user')
+      .describe('The facility of every message.'),
+    minLevel: z
+      .enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal'])
+      .default('info')
+      .describe(
+        'Records below this level are not shipped (child stdout lines are info, stderr warn).',
+      ),
+    match: z
+      .strictObject({
+        components: z
+          .array(z.string())
+          .optional()
+          .describe(
+            "Only these components' lines and events (the supervisor's own events are left out).",
+          ),
+        messages: z
+          .array(regexSource)
+          .optional()
+          .describe('Only records whose message matches one of these regular expressions.'),
+      })
+      .optional()
+      .describe('Which records are shipped; without it, every record at minLevel or above.'),
+    format: z.enum(['rfc5424']).default('rfc5424').describe('The message format.'),
+    caFile: z
+      .string()
+      .optional()
+      .describe(
+        "tls: PEM file of the CA that signed the server's certificate; default the system's.",
+      ),
+    maxBufferBytes: z
+      .number()
+      .int()
+      .min(65536)
+      .default(DEFAULTS.syslogMaxBufferBytes)
+      .describe(
+        'Messages kept while the server is unreachable or slow; beyond it they are dropped and counted.',
+      ),
+  })
+  .describe('Also ship the unified log to a syslog server (RFC 5424); never holds up a child.')
 
 const signalNames = Object.keys(constants.signals)
 const signal = z.string().refine((s) => signalNames.includes(s), {
@@ -489,6 +590,7 @@ export const configSchema = z.strictObject({
             .describe('How many rotated files (.1 newest) to keep.'),
         })
         .default({ maxBytes: DEFAULTS.logRotateMaxBytes, keep: DEFAULTS.logRotateKeep }),
+      syslog: syslogSchema.optional(),
     })
     .default({
       level: 'info',

@@ -1,22 +1,8 @@
 import type { StatusReply } from '../status.js'
 import type { InstanceStatus } from '../status.js'
-import type { InstanceState } from '../status.js'
+import type { InstanceState, SupervisorSelf } from '../status.js'
 
-/** Event-loop delay of the supervisor beyond the monitor's own interval, in milliseconds. */
-export interface EventLoopLag {
-  p50: number
-  p99: number
-  max: number
-}
-
-/** What the supervisor reports about itself, next to its instances. */
-export interface SupervisorSelf {
-  /** Resident set size of the supervisor process. */
-  rssBytes: number
-  eventLoopLagMs: EventLoopLag
-  /** Time since the supervisor started. */
-  uptimeMs: number
-}
+export type { EventLoopLag, SupervisorSelf } from '../status.js'
 
 /** The content type of the text exposition format this module writes. */
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'

@@ -6,7 +6,10 @@ import type { LogsSpec } from '../config/plan.js'
 import { ChildRecords, type LineSource } from './child-record.js'
 import type { WriterStatus } from '../status.js'
 import { LogWriter } from './log-writer.js'
+import { splitLines, type PipeOutput } from './pipe-output.js'
 import { RecordBuffer } from './record-sink.js'
+import { SyslogFormat, type SyslogPipe } from './syslog-format.js'
+import { SyslogSender } from './syslog-sender.js'
 
 /** How a record looks on a terminal: one line, a child's line prefixed with where it came from. */
 export const PRETTY_OPTIONS = {
@@ -22,6 +25,8 @@ export const PRETTY_OPTIONS = {
 export interface PipeLog {
   records: ChildRecords
   instanceFile: LogWriter | undefined
+  /** How its lines are shipped to syslog, if they are. */
+  syslog?: SyslogPipe | undefined
 }
 
 /**
@@ -45,6 +50,7 @@ export class UnifiedLog {
   /** The child record being written when it has several destinations: encoded once, copied. */
   readonly #record = new RecordBuffer()
   #drainWaiters: (() => void)[] = []
+  readonly #syslog: { format: SyslogFormat; sender: SyslogSender } | undefined
 
   constructor(
     logs: LogsSpec,
@@ -60,9 +66,14 @@ export class UnifiedLog {
       )
       if (options.pretty ?? isatty(1)) this.#pretty = prettyFactory(PRETTY_OPTIONS)
     }
+    if (logs.syslog)
+      this.#syslog = {
+        format: new SyslogFormat(logs.syslog, options.node),
+        sender: new SyslogSender(logs.syslog, this.#onProblem),
+      }
     this.logger = pino(
       { level: logs.level, base: { pid: process.pid, node: options.node } },
-      { write: (record: string) => this.#event(record) },
+      { write: (record: string) => this.event(record) },
     )
   }
 
@@ -73,7 +84,19 @@ export class UnifiedLog {
       instanceFile: this.#logs.perInstance
         ? this.#instanceFile(source.component, source.instance)
         : undefined,
+      syslog: this.#syslog?.format.pipe(source),
     }
+  }
+
+  /**
+   * Where one child pipe's chunks go on this thread: split into lines (cut at
+   * `logs.maxLineBytes`), each encoded into the destinations (see childLine).
+   */
+  output(source: Omit<LineSource, 'node'>): PipeOutput {
+    const pipe = this.pipe(source)
+    return splitLines(this.#logs.maxLineBytes, (bytes, start, end, truncated, time) =>
+      this.childLine(pipe, bytes, start, end, truncated, time),
+    )
   }
 
   /** One line of a child's output, `bytes[start, end)`, read at `time` (epoch ms). */
@@ -85,6 +108,7 @@ export class UnifiedLog {
     truncated: boolean,
     time: number,
   ): void {
+    if (pipe.syslog) this.#shipLine(pipe.syslog, bytes, start, end, time)
     if (!this.#stdout && !pipe.instanceFile) {
       // The file is the only destination: the record is encoded straight into its queue.
       pipe.records.encode(bytes, start, end, truncated, time, this.file)
@@ -99,6 +123,12 @@ export class UnifiedLog {
       else this.#stdout.writeBytes(record.bytes, 0, record.length)
     }
     pipe.instanceFile?.writeBytes(record.bytes, 0, record.length)
+  }
+
+  #shipLine(pipe: SyslogPipe, bytes: Buffer, start: number, end: number, time: number): void {
+    const { format, sender } = this.#syslog!
+    if (format.filtersMessages && !format.matches(() => bytes.toString('utf8', start, end))) return
+    sender.send(format.line(pipe, bytes, start, end, time))
   }
 
   /** Whether readers of children's pipes should pause until `whenDrained`. */
@@ -126,7 +156,10 @@ export class UnifiedLog {
       ...(this.#stdout ? [this.#stdout] : []),
       ...this.#instanceFiles.values(),
     ]
-    return writers.map((w) => w.status())
+    return [
+      ...writers.map((w) => w.status()),
+      ...(this.#syslog ? [this.#syslog.sender.status()] : []),
+    ]
   }
 
   /** Writes out everything queued and closes the files. */
@@ -135,10 +168,14 @@ export class UnifiedLog {
       this.file.close(),
       this.#stdout?.flush(),
       ...[...this.#instanceFiles.values()].map((w) => w.close()),
+      this.#syslog?.sender.close(),
     ])
   }
 
-  #event(record: string): void {
+  /** One supervisor event: a pino record (JSON with its newline). */
+  event(record: string): void {
+    const shipped = this.#syslog?.format.event(record)
+    if (shipped) this.#syslog!.sender.send(shipped)
     this.file.write(record)
     this.#stdout?.write(this.#pretty ? this.#pretty(record) : record)
     if (this.#logs.perInstance && record.includes('"instance":')) {

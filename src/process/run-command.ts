@@ -1,5 +1,5 @@
 import type { Clock } from '../seams/clock.js'
-import { LineSplitter, type LineHandler } from '../logging/line-splitter.js'
+import type { PipeOutput } from '../logging/pipe-output.js'
 import { errorMessage } from '../errors.js'
 import { osGroups, terminateGroup, type GroupOps } from './process-group.js'
 import type { ProcessExit, Spawn } from './spawn-child.js'
@@ -18,9 +18,8 @@ export interface CommandDeps {
   clock: Clock
   spawn: Spawn
   groups?: GroupOps
-  maxLineBytes: number
-  /** Where each line of its stdout and stderr goes (the unified log). */
-  output(stream: 'out' | 'err', pid: number): LineHandler
+  /** Where its stdout and stderr go (the unified log, which splits them into lines). */
+  pipe(stream: 'out' | 'err', pid: number): PipeOutput
   /** It was spawned / has ended: pid records and the orphan watchdog follow these. */
   tracked?(pid: number): void
   untracked?(pid: number): void
@@ -57,12 +56,12 @@ export const runCommand = async (
   const { pid } = child
   deps.tracked?.(pid)
   const pipes = (['out', 'err'] as const).map((stream) => {
-    const splitter = new LineSplitter(deps.maxLineBytes, deps.output(stream, pid))
+    const output = deps.pipe(stream, pid)
     const input = stream === 'out' ? child.stdout : child.stderr
-    input.on('data', (chunk: Buffer) => splitter.push(chunk))
+    input.on('data', (chunk: Buffer) => output.push(chunk, deps.clock.now()))
     return new Promise<void>((resolve) =>
       input.once('close', () => {
-        splitter.end()
+        output.end(deps.clock.now())
         resolve()
       }),
     )

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import type { Readable } from 'node:stream'
+import { getDefaultHighWaterMark, setDefaultHighWaterMark, type Readable } from 'node:stream'
 import { TandemError } from '../errors.js'
 import { execChain, SETPRIV, type ExecSpec } from './exec-chain.js'
 import { resolveCommand } from './resolve-command.js'
@@ -123,6 +123,13 @@ export const spawnChild: Spawn = (req) => {
   )
   const { listen } = req
   let child: ChildProcess
+  // Our ends of the child's stdout and stderr buffer nothing beyond one read (high-water mark
+  // 0, for the streams spawn() creates, synchronously; the default is restored at once): Node
+  // stops reading a pipe while its stream holds more than that, so a reader that pauses
+  // (logging/read-pipe.ts) leaves the lines in the pipe and then takes them in one read, rather
+  // than the event loop reading them one at a time, a system call and a wake-up each.
+  const highWaterMark = getDefaultHighWaterMark(false)
+  setDefaultHighWaterMark(false, 0)
   try {
     child = spawn(cmd!, cmdArgs, {
       cwd: req.cwd,
@@ -140,6 +147,8 @@ export const spawnChild: Spawn = (req) => {
     throw new TandemError('ESPAWN', `cannot spawn ${file}: ${(err as Error).message}`, {
       cause: err,
     })
+  } finally {
+    setDefaultHighWaterMark(false, highWaterMark)
   }
   const exited = new Promise<ProcessExit>((resolve) => {
     child.once('exit', (code, signal) => resolve({ code, signal }))

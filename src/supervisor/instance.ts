@@ -1,6 +1,8 @@
 import type { InstanceSpec } from '../config/plan.js'
 import { errorMessage, hasCode } from '../errors.js'
-import { LineSplitter } from '../logging/line-splitter.js'
+import type { PipeOutput } from '../logging/pipe-output.js'
+import { readPipe, type LogFlow } from '../logging/read-pipe.js'
+import { StderrTail } from '../logging/stderr-tail.js'
 import { osGroups, terminateGroup, type GroupOps } from '../process/process-group.js'
 import { supervisorUser } from '../process/account.js'
 import { instanceEnv } from '../process/child-env.js'
@@ -41,18 +43,6 @@ export interface InstanceEvent {
   lapsedMs?: number
 }
 
-/**
- * Takes a child's line, `bytes[start, end)` (see LineHandler: the bytes are only lent), with
- * when it was read (epoch ms; the lines of one chunk read from the pipe share that time).
- */
-export type LineOutput = (
-  bytes: Buffer,
-  start: number,
-  end: number,
-  truncated: boolean,
-  time: number,
-) => void
-
 /** What an instance needs from the outside world; tests pass fakes for what they control. */
 export interface InstanceDeps {
   clock: Clock
@@ -74,11 +64,11 @@ export interface InstanceDeps {
   onEvent(e: InstanceEvent): void
   /** A restart delay elapsed (`due` is now set): the reconciler should look again. */
   wake(): void
-  /** Where a child's pipe goes: called once per pipe; returns what takes each of its lines. */
-  output(spec: InstanceSpec, stream: 'out' | 'err', childPid: number): LineOutput
+  /** Where a child's pipe goes: called once per pipe; takes its chunks as they are read. */
+  pipe(spec: InstanceSpec, stream: 'out' | 'err', childPid: number): PipeOutput
   /** The log's back-pressure: while it is congested, children's pipes are not read. */
-  logFlow: { readonly congested: boolean; whenDrained(fn: () => void): void }
-  /** A longer line is cut and marked truncated. */
+  logFlow: LogFlow
+  /** A longer line is cut and marked truncated (the stderr tail cuts it as the log does). */
   maxLineBytes: number
   /** A child was spawned / has exited: pid records and the orphan watchdog follow these. */
   tracked(spec: InstanceSpec, pid: number): void
@@ -205,7 +195,7 @@ export class Instance {
   #failures = 0
   #failureTimes: number[] = []
   #portConflicts = 0
-  #stderrTail: string[] = []
+  #stderrTail = new StderrTail(0, 0)
   #startedAt = 0
   #readyAt: number | undefined
   #run: Run | undefined
@@ -423,7 +413,7 @@ export class Instance {
     if (this.#spawns++ > 0) this.#restarts++
     this.#startedAt = this.#deps.clock.monotonic()
     this.#readyAt = undefined
-    this.#stderrTail = []
+    this.#stderrTail = new StderrTail(this.#deps.maxLineBytes, STDERR_TAIL_LINES)
     this.#deps.tracked(spec, child.pid)
     this.#emit('spawned', {})
     const lines = [this.#pipeLines(child, 'out'), this.#pipeLines(child, 'err')]
@@ -484,39 +474,20 @@ export class Instance {
   }
 
   #pipeLines(child: ChildHandle, stream: 'out' | 'err'): Promise<void> {
-    const input = stream === 'out' ? child.stdout : child.stderr
-    const output = this.#deps.output(this.#spec, stream, child.pid)
+    const output = this.#deps.pipe(this.#spec, stream, child.pid)
+    const tail = stream === 'err' ? this.#stderrTail : undefined
     const clock = this.#deps.clock
-    // One time for the lines of one chunk: they were read at the same moment.
-    let time = 0
-    const splitter = new LineSplitter(this.#deps.maxLineBytes, (bytes, start, end, truncated) => {
-      if (stream === 'err') {
-        this.#stderrTail.push(bytes.toString('utf8', start, end))
-        if (this.#stderrTail.length > STDERR_TAIL_LINES) this.#stderrTail.shift()
-      }
-      output(bytes, start, end, truncated, time)
-    })
-    const ended = () => {
-      time = clock.now()
-      splitter.end()
-    }
-    const flow = this.#deps.logFlow
-    input.on('data', (chunk: Buffer) => {
-      time = clock.now()
-      splitter.push(chunk)
-      // A slow log slows the child, as a slow file would; memory stays bounded.
-      if (flow.congested && !input.isPaused()) {
-        input.pause()
-        flow.whenDrained(() => input.resume())
-      }
-    })
-    return new Promise((resolve) => {
-      input.once('end', ended)
-      input.once('close', () => {
-        ended()
-        resolve()
-      })
-    })
+    return readPipe(
+      stream === 'out' ? child.stdout : child.stderr,
+      this.#deps.logFlow,
+      (chunk) => {
+        // Before the output takes the chunk (it may hand its memory to the log's thread).
+        tail?.push(chunk)
+        // One time for the lines of one chunk: they were read at the same moment.
+        output.push(chunk, clock.now())
+      },
+      () => output.end(clock.now()),
+    )
   }
 
   /** Stops the run's process group (terminateGroup), once: later calls join the first. */

@@ -7,10 +7,10 @@ import { planInstances, planPorts, type Plan } from '../config/plan.js'
 import { eventLoopLag, startHttpEndpoints } from '../control/http-endpoints.js'
 import { startLbAgent } from '../control/lb-agent.js'
 import { startControlServer, Streamed } from '../control/server.js'
-import type { StatusReply } from '../status.js'
+import type { StatusReply, SupervisorSelf } from '../status.js'
 import { checkSocketPath, socketPath } from '../control/socket-path.js'
 import { errorMessage, TandemError } from '../errors.js'
-import { UnifiedLog } from '../logging/unified-log.js'
+import { ThreadedLog } from '../logging/threaded-log.js'
 import { groupUsageSampler } from '../process/group-usage.js'
 import { PidRecords, terminateLeftovers } from '../process/pid-records.js'
 import { describePortHolder, ephemeralPortWarning, portFree } from '../process/port-holder.js'
@@ -141,7 +141,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   const releaseLock = await acquireStateLock(plan.stateDir, (m) => lockProblem(m))
   // Log file problems go to stderr at once (the file is what fails) and into the log.
   let logProblem: (m: string) => void = () => {}
-  const unified = new UnifiedLog(plan.logs, {
+  const unified = new ThreadedLog(plan.logs, {
     node: plan.node,
     pretty: options.pretty,
     onProblem: (m) => {
@@ -170,17 +170,14 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       describePortHolder,
       random: Math.random,
       baseEnv: process.env,
-      output: (spec, stream, childPid) => {
-        const pipe = unified.pipe({
+      pipe: (spec, stream, childPid) =>
+        unified.pipe({
           component: spec.component,
           instance: spec.index,
           port: spec.port,
           childPid,
           stream,
-        })
-        return (bytes, start, end, truncated, time) =>
-          unified.childLine(pipe, bytes, start, end, truncated, time)
-      },
+        }),
       logFlow: unified,
       maxLineBytes: plan.logs.maxLineBytes,
       tracked: (spec, pid) => {
@@ -237,18 +234,14 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
             clock: systemClock,
             // As the instance's user, with its umask and limits: a hook has no more privilege.
             spawn: (r) => spawnChild({ ...r, exec: hookExec(inst.spec.exec) }),
-            maxLineBytes: plan.logs.maxLineBytes,
-            output: (stream, childPid) => {
-              const pipe = unified.pipe({
+            pipe: (stream, childPid) =>
+              unified.pipe({
                 component: inst.spec.component,
                 instance: inst.spec.index,
                 port: inst.spec.port,
                 childPid,
                 stream,
-              })
-              return (bytes, start, end, truncated) =>
-                unified.childLine(pipe, bytes, start, end, truncated, Date.now())
-            },
+              }),
             tracked: (pid) => {
               watchdog.watch(pid, stop.signal, stop.timeoutMs)
               pidRecords.add({
@@ -376,7 +369,16 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     config: plan.configFile,
     instances: reconciler.status(),
     logs: unified.status(),
+    supervisor: self(),
   })
+  /** The supervisor's own figures (status, /health, /metrics). */
+  const self = (): SupervisorSelf => ({
+    rssBytes: process.memoryUsage().rss,
+    eventLoopLagMs: eventLoopLag(),
+    uptimeMs: Math.round(process.uptime() * 1000),
+  })
+  // The lag is measured from the start, not from the first reader on.
+  eventLoopLag()
 
   let resolveDone!: (code: number) => void
   const done = new Promise<number>((r) => (resolveDone = r))
@@ -608,11 +610,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
             status: statusReply,
             ready: allWantedReady,
             leader: () => (ha ? ha.leader() : { node: plan.node, epoch: 0 }),
-            self: () => ({
-              rssBytes: process.memoryUsage().rss,
-              eventLoopLagMs: eventLoopLag(),
-              uptimeMs: Math.round(process.uptime() * 1000),
-            }),
+            self,
           },
           (m) => log.error({ event: 'control' }, m),
         ).catch(giveUp(open.control)),

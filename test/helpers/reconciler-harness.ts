@@ -33,7 +33,7 @@ export const makeReconciler = (t: Test, components: Record<string, unknown>, ha 
     describePortHolder: () => '',
     random: () => 0.5,
     baseEnv: {},
-    output: () => () => {},
+    pipe: () => ({ push: () => {}, end: () => {} }),
     logFlow: { congested: false, whenDrained: (fn) => fn() },
     maxLineBytes: 1024,
     tracked: () => {},

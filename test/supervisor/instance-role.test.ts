@@ -2,6 +2,7 @@
 // what it takes from the child's IPC messages (tandem:cooperative, tandem:reactivated). Real
 // children with an IPC channel; no ports.
 import t, { type Test } from 'tap'
+import { splitLines } from '../../src/logging/pipe-output.js'
 import { buildPlan, validateConfig } from '../../src/config/load-config.js'
 import { signalGroup } from '../../src/process/process-group.js'
 import { spawnChild } from '../../src/process/spawn-child.js'
@@ -51,7 +52,8 @@ const make = (t: Test, messages: object[], role: InstanceDeps['role']) => {
       cooperativeAt.push(inst.cooperative)
     },
     wake: () => {},
-    output: () => (bytes, start, end) => lines.push(bytes.toString('utf8', start, end)),
+    pipe: () =>
+      splitLines(64 * 1024, (bytes, start, end) => lines.push(bytes.toString('utf8', start, end))),
     logFlow: { congested: false, whenDrained: (fn) => fn() },
     maxLineBytes: 64 * 1024,
     tracked: () => {},

@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
+import { splitLines } from '../../src/logging/pipe-output.js'
 import { buildPlan, validateConfig } from '../../src/config/load-config.js'
 import { processAlive, signalGroup } from '../../src/process/process-group.js'
 import { spawnChild } from '../../src/process/spawn-child.js'
@@ -39,7 +40,8 @@ const make = (t: Test, component: Record<string, unknown>, deps: Partial<Instanc
     baseEnv: process.env,
     onEvent: (e) => events.push(e),
     wake: () => wakes++,
-    output: () => (bytes, start, end) => lines.push(bytes.toString('utf8', start, end)),
+    pipe: () =>
+      splitLines(64 * 1024, (bytes, start, end) => lines.push(bytes.toString('utf8', start, end))),
     logFlow: { congested: false, whenDrained: (fn) => fn() },
     maxLineBytes: 64 * 1024,
     tracked: () => {},

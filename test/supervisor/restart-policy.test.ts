@@ -53,6 +53,7 @@ t.test('pins the restart and stop defaults', async (t) => {
     logMaxLineBytes: 65_536,
     logRotateMaxBytes: 52_428_800,
     logRotateKeep: 5,
+    syslogMaxBufferBytes: 4 * 1024 * 1024,
     metricsIntervalMs: 5_000,
     metricsIdleIntervalMs: 30_000,
     healthIntervalMs: 10_000,
