@@ -60,6 +60,7 @@ t.test('pins the restart and stop defaults', async (t) => {
     healthTimeoutMs: 2_000,
     healthFailures: 3,
     memorySamples: 3,
+    socketBacklog: 511,
     rolloutProgressDeadlineMs: 120_000,
     haRenewMs: 250,
     haSelfFenceMs: 1000,
