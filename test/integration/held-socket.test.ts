@@ -7,6 +7,7 @@ import { createServer } from 'node:net'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import {
+  alive,
   cli,
   FIXTURE,
   killGroup,
@@ -212,6 +213,9 @@ t.test(
       'LISTEN_FDNAMES names the component',
     )
     killGroup(pid)
+    // Once it is gone (a process killed mid-accept resets the connection it took), the request
+    // waits in the held socket's backlog until the next process accepts it.
+    await waitUntil('the killed server gone', () => !alive(pid))
     const after = await get(29853)
     const next = await readyPid(config, 'py#0', pid)
     t.same(
