@@ -377,8 +377,9 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     eventLoopLagMs: eventLoopLag(),
     uptimeMs: Math.round(process.uptime() * 1000),
   })
-  // The lag is measured from the start, not from the first reader on.
-  eventLoopLag()
+  // The lag is measured from the first reader on (status, /health, /metrics), not from the
+  // start: its histograms wake the loop every 20 ms, which is most of an idle supervisor's CPU
+  // (0.21 % of a core against 0.03 % without, bench:footprint).
 
   let resolveDone!: (code: number) => void
   const done = new Promise<number>((r) => (resolveDone = r))
