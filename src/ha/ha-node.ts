@@ -3,6 +3,7 @@ import type { HaSpec } from '../config/plan.js'
 import { errorMessage, TandemError } from '../errors.js'
 import { hostMonotonic, type Clock } from '../seams/clock.js'
 import { watchdogMarginMs, type Watchdog } from '../process/watchdog.js'
+import { instanceEnv } from '../process/child-env.js'
 import type { CommandRequest, CommandResult } from '../process/run-command.js'
 import type { Instance } from '../supervisor/instance.js'
 import type { Reconciler, RoleSnapshot } from '../supervisor/reconciler.js'
@@ -325,11 +326,22 @@ export class HaNode {
       epoch,
     }
     const program = command[0]
+    // What the instance itself gets: its account's HOME and USER, its env files (read now), env.
+    let env: Record<string, string>
+    try {
+      env = instanceEnv(inst.spec)
+    } catch (err) {
+      this.#log.error(
+        fields,
+        `${inst.id}: activation hook ${program} not run: ${errorMessage(err)}`,
+      )
+      return
+    }
     void this.#runCommand(inst, {
       argv: command,
       cwd: inst.spec.cwd,
       env: {
-        ...inst.spec.env,
+        ...env,
         TANDEM_ROLE: 'active',
         TANDEM_EPOCH: String(epoch),
         TANDEM_PID: String(inst.pid),

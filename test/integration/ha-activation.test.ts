@@ -3,11 +3,11 @@
 // unified log under its own pid, and stopped (SIGTERM, then SIGKILL) at its timeoutMs without
 // touching the instance it activates. Real supervisor, real hook processes.
 // Ports 26700-26719 belong to this file (test files run in parallel).
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import t from 'tap'
 import { groupAlive } from '../../src/process/process-group.js'
-import { fixture, status, waitUntil } from '../helpers/supervisor.js'
+import { fixture, status, tempDir, waitUntil } from '../helpers/supervisor.js'
 import { cluster, HA, leader, node } from '../helpers/ha-cluster.js'
 
 /** A hook that says who it is, then (with HANG) ignores SIGTERM and never ends. */
@@ -16,6 +16,8 @@ const HOOK = [
   '-e',
   [
     'console.log(`hook for epoch ${process.env.TANDEM_EPOCH} of pid ${process.env.TANDEM_PID} as ${process.pid} in group ${process.pid}`)',
+    // Whether the instance's env file reached the hook, without printing the secret.
+    "if (process.env.HOOK_TOKEN) console.log('hook env file: ' + (process.env.HOOK_TOKEN === 'canary-41f7' ? 'read' : 'wrong'))",
     "if (process.env.HANG) { process.on('SIGTERM', () => console.log('hook ignores SIGTERM')); setInterval(() => {}, 1e6) }",
   ].join('\n'),
 ]
@@ -31,11 +33,15 @@ t.test(
   'a hook that ends: its output in the log under its own pid, the instance activated',
   async (t) => {
     const shared = await cluster(t)
+    // The instance's env file (a secret): the hook gets what the instance gets.
+    const envFile = join(tempDir(t), 'svc.env')
+    writeFileSync(envFile, 'HOOK_TOKEN=canary-41f7\n', { mode: 0o600 })
     const a = node(t, shared, 'a', 26700, HA, {
       svc: fixture({
         port: 26701,
         runOn: 'active',
         standby: 'hot',
+        envFile,
         activate: { type: 'command', command: HOOK, timeoutMs: 5000 },
       }),
     })
@@ -47,6 +53,11 @@ t.test(
     t.equal(String(said.msg).split(' ')[6], String(svc.pid), 'TANDEM_PID is the instance')
     t.not(said.childPid, svc.pid, 'logged under the hook pid, not the instance')
     t.equal(String(said.msg).split(' ')[8], String(said.childPid))
+    await a.sup.waitLog('the hook got the env file', (r) => r.msg === 'hook env file: read')
+    t.notOk(
+      a.sup.records.some((r) => JSON.stringify(r).includes('canary-41f7')),
+      'the secret is in no log record',
+    )
     await a.sup.waitLog('activated', (r) =>
       /svc#0 activated for epoch 1 \(command\)/.test(String(r.msg)),
     )
