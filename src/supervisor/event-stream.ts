@@ -1,4 +1,5 @@
 import type { Clock } from '../seams/clock.js'
+import type { InstanceEvent } from './instance.js'
 
 /**
  * The names of the events a supervisor publishes: what hooks subscribe to (`hooks[].on`), what
@@ -138,5 +139,46 @@ export class EventStream {
     if (since !== undefined) for (const e of this.recent(since)) listener(e)
     this.#listeners.add(listener)
     return () => this.#listeners.delete(listener)
+  }
+}
+
+/**
+ * An instance's state change as a stream event (undefined for the transitions the stream does
+ * not publish: starting, stopping). First cut; crash loops, health and memory restarts are told
+ * apart by `reason` here and get their own names with the hooks.
+ */
+export const fromInstanceEvent = (e: InstanceEvent): EventInput | undefined => {
+  const name = (
+    {
+      spawned: 'spawned',
+      ready: 'ready',
+      exited: 'exited',
+      backoff: 'restarting',
+      restart: 'restarting',
+      failed: 'failed',
+      stopped: 'stopped',
+      reactivated: undefined,
+      starting: undefined,
+      stopping: undefined,
+    } as const
+  )[e.event]
+  if (!name) return undefined
+  const { id, component, instance, port, childPid } = e
+  const fields = Object.fromEntries(
+    Object.entries(e).filter(
+      ([k, v]) =>
+        v !== undefined &&
+        !['event', 'id', 'component', 'instance', 'port', 'childPid', 'stderrTail'].includes(k),
+    ),
+  )
+  return {
+    ...fields,
+    event: name,
+    message: `${id} ${e.event}${e.reason ? `: ${e.reason}` : ''}`,
+    id,
+    component,
+    instance,
+    ...(port !== undefined ? { port } : {}),
+    ...(childPid !== undefined ? { childPid } : {}),
   }
 }

@@ -28,6 +28,7 @@ import { Monitor } from './monitor.js'
 import { Overrides } from './overrides.js'
 import { probeOnce } from './readiness.js'
 import { Reconciler } from './reconciler.js'
+import { EventStream, fromInstanceEvent } from './event-stream.js'
 import { acquireStateLock } from './state-lock.js'
 import { HaNode } from '../ha/ha-node.js'
 import { joinBackend } from '../ha/backend.js'
@@ -153,6 +154,14 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   logProblem = (m) => log.warn({ event: 'log-file' }, m)
   lockProblem = (m) => log.error({ event: 'lock' }, m)
   backendProblem = (m) => log.error({ event: 'ha' }, m)
+  // Every state transition and supervisor event, numbered: hooks, `tandem events` and the
+  // status page read it.
+  const events = new EventStream({
+    node: plan.node,
+    clock: systemClock,
+    onListenerError: (err) =>
+      log.error({ event: 'events' }, `an event consumer failed: ${errorMessage(err)}`),
+  })
   const pidRecords = new PidRecords(plan.stateDir)
   const watchdog = startWatchdog((m) => log.error({ event: 'watchdog' }, m))
   const overrides = new Overrides(plan.stateDir)
@@ -343,6 +352,8 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   )
   reconciler.on('event', (e) => {
     logEvent(log, e)
+    const published = fromInstanceEvent(e)
+    if (published) events.publish(published)
     monitor.changed()
     const nowReady = wanted().length > 0 && allWantedReady()
     if (nowReady && !allReady)

@@ -1,7 +1,7 @@
 // The event stream's contract: numbered in order, a bounded ring of the recent past, resuming
 // readers get what they missed while it is kept, a throwing listener does not stop the others.
 import t from 'tap'
-import { EventStream, isEventName } from '../../src/supervisor/event-stream.js'
+import { EventStream, fromInstanceEvent, isEventName } from '../../src/supervisor/event-stream.js'
 
 const clock = { now: () => Date.UTC(2026, 11, 5, 12, 0, 0) }
 
@@ -72,3 +72,22 @@ t.test('names and capacity are checked', async (t) => {
     /capacity: expected a positive integer, got 0/,
   )
 })
+
+t.test(
+  'instance events map to stream events; starting and stopping are not published',
+  async (t) => {
+    const base = { id: 'web#1', component: 'web', instance: 1, port: 7001, childPid: 42 }
+    t.same(fromInstanceEvent({ ...base, event: 'backoff', delayMs: 500 }), {
+      delayMs: 500,
+      event: 'restarting',
+      message: 'web#1 backoff',
+      ...base,
+    })
+    t.equal(fromInstanceEvent({ ...base, event: 'starting' }), undefined)
+    t.equal(
+      fromInstanceEvent({ ...base, event: 'failed', reason: 'crash loop' })?.message,
+      'web#1 failed: crash loop',
+    )
+    t.notOk('stderrTail' in fromInstanceEvent({ ...base, event: 'exited', stderrTail: ['x'] })!)
+  },
+)
