@@ -180,6 +180,12 @@ export class HaNode {
     this.#watchdog?.lease(0, 0, [])
   }
 
+  /** Calls `fn` whenever this node becomes active or standby. */
+  onRoleChange(fn: () => void): void {
+    this.lease.on('active', fn)
+    this.lease.on('standby', fn)
+  }
+
   /** Synchronous, fences when the lease has lapsed: checked right before anything visible. */
   isActive(): boolean {
     return this.lease.isActive()
