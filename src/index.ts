@@ -20,7 +20,7 @@ export {
 export type { ComponentConfig, Config } from './config/schema.js'
 
 // The supervisor, in this process: it handles SIGTERM, SIGINT, SIGHUP and SIGUSR2 while it runs.
-export { runSupervisor, type SupervisorOptions } from './supervisor/supervisor.js'
+export { runSupervisor, type SupervisorOptions } from './run-supervisor.js'
 
 // A running supervisor: `controlRequest(plan.stateDir, 'GET', '/status')` answers a StatusReply.
 export { controlRequest } from './control/client.js'

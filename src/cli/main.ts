@@ -209,7 +209,7 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
       if (targets.length) return action('/start', targets, o.json === true)
       // Loaded here: the supervisor's modules (pino, chokidar, ...) would slow every other
       // command's start (a switchover's time counts from it).
-      const { runSupervisor } = await import('../supervisor/supervisor.js')
+      const { runSupervisor } = await import('../run-supervisor.js')
       code = await runSupervisor({ configPath: configPath() })
     })
   program

@@ -1,5 +1,4 @@
 import type { Clock } from '../seams/clock.js'
-import type { PipeOutput } from '../logging/pipe-output.js'
 import { errorMessage } from '../errors.js'
 import { osGroups, terminateGroup, type GroupOps } from './process-group.js'
 import type { ProcessExit, Spawn } from './spawn-child.js'
@@ -19,7 +18,11 @@ export interface CommandDeps {
   spawn: Spawn
   groups?: GroupOps
   /** Where its stdout and stderr go (the unified log, which splits them into lines). */
-  pipe(stream: 'out' | 'err', pid: number): PipeOutput
+  /** Where a pipe's chunks go (the unified log's PipeOutput), with their read time. */
+  pipe(
+    stream: 'out' | 'err',
+    pid: number,
+  ): { push(chunk: Buffer, time: number): void; end(time: number): void }
   /** It was spawned / has ended: pid records and the orphan watchdog follow these. */
   tracked?(pid: number): void
   untracked?(pid: number): void
