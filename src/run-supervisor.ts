@@ -115,7 +115,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   const overrides = new Overrides(plan.stateDir)
   let ha: HaNode | undefined
   // Listening sockets of instances with `socket`: held across their restarts, closed when the
-  // instance no longer wants one (see the 'reconciled' listener below) and at shutdown.
+  // instance no longer wants one (the reconciler releases it) and at shutdown.
   const heldSockets = new HeldSockets()
   const reconciler = new Reconciler(
     plan,
@@ -274,15 +274,6 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       warn: (m) => log.warn({ event: 'systemd' }, m),
       error: (m) => log.error({ event: 'systemd' }, m),
     },
-  )
-  // A held socket lives as long as its instance wants to run: an instance that left the plan,
-  // was stopped by an operator or failed (given up) refuses connections again, rather than
-  // letting them wait in a backlog that no process will accept from.
-  reconciler.on('reconciled', () =>
-    heldSockets.releaseUnless((id) => {
-      const inst = reconciler.instances.get(id)
-      return inst !== undefined && inst.state !== 'failed' && reconciler.desired(id)
-    }),
   )
   /** The supervisor's own figures (status, /health, /metrics). */
   const self = (): SupervisorSelf => ({

@@ -12,7 +12,18 @@ export interface RoleSnapshot {
   epoch: number
 }
 
-export type ReconcilerDeps = Omit<InstanceDeps, 'onEvent' | 'wake'> & {
+/** The listening sockets tandem holds (HeldSockets), as the reconciler uses them. */
+export interface ReconcilerSockets extends NonNullable<InstanceDeps['sockets']> {
+  /** Closes every held socket whose instance `keep` does not name. */
+  releaseUnless(keep: (id: string) => boolean): void
+}
+
+export type ReconcilerDeps = Omit<InstanceDeps, 'onEvent' | 'wake' | 'sockets'> & {
+  /**
+   * Listening sockets held for instances with `socket`: each is kept while its instance wants to
+   * run and released after the pass in which it stopped wanting it (see #releaseSockets).
+   */
+  sockets?: ReconcilerSockets
   /**
    * With ha: the node's role. Components with `runOn: active` and a cold standby run only while
    * it is active; an active-only instance serving an epoch the node no longer holds is stopped
@@ -68,6 +79,7 @@ export class Reconciler extends EventEmitter<{
   readonly #instanceDeps: InstanceDeps
   readonly #nodeRole: () => RoleSnapshot
   readonly #activate: ReconcilerDeps['activate']
+  readonly #sockets: ReconcilerSockets | undefined
   #shuttingDown = false
   #scheduled = false
   #shutdown: Promise<void> | undefined
@@ -79,6 +91,7 @@ export class Reconciler extends EventEmitter<{
     this.stoppedByOperator = new Set([...stoppedByOperator].filter((id) => known.has(id)))
     this.#nodeRole = deps.nodeRole ?? (() => ({ active: true, epoch: 0 }))
     this.#activate = deps.activate
+    this.#sockets = deps.sockets
     this.#instanceDeps = {
       ...deps,
       onEvent: (e) => {
@@ -252,7 +265,21 @@ export class Reconciler extends EventEmitter<{
           break
       }
     }
+    this.#releaseSockets()
     this.emit('reconciled')
+  }
+
+  /**
+   * A held socket lives as long as its instance wants to run: an instance that left the plan,
+   * was stopped by an operator or failed (gave up) refuses connections again, rather than
+   * letting them wait in a backlog that no process will accept from. Shutdown releases them
+   * all (nothing is desired any more).
+   */
+  #releaseSockets(): void {
+    this.#sockets?.releaseUnless((id) => {
+      const inst = this.instances.get(id)
+      return inst !== undefined && inst.state !== 'failed' && this.desired(id)
+    })
   }
 
   /** An active-only instance serving as active in an epoch the node does not hold (now). */

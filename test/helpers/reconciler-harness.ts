@@ -3,7 +3,11 @@
 import type { Test } from 'tap'
 import { buildPlan, validateConfig } from '../../src/config/load-config.js'
 import type { Plan } from '../../src/config/plan.js'
-import { Reconciler, type RoleSnapshot } from '../../src/supervisor/reconciler.js'
+import {
+  Reconciler,
+  type ReconcilerDeps,
+  type RoleSnapshot,
+} from '../../src/supervisor/reconciler.js'
 import { FakeClock } from './fake-clock.js'
 import { FakeOs } from './fake-os.js'
 
@@ -18,7 +22,13 @@ export const comp = (mode: string, extra: Record<string, unknown> = {}) => ({
   ...extra,
 })
 
-export const makeReconciler = (t: Test, components: Record<string, unknown>, ha = false) => {
+/** `extra`: more dependencies (held sockets, ...), given to the Reconciler as they are. */
+export const makeReconciler = (
+  t: Test,
+  components: Record<string, unknown>,
+  ha = false,
+  extra: Partial<ReconcilerDeps> = {},
+) => {
   const clock = new FakeClock()
   const os = new FakeOs(clock)
   const events: string[] = []
@@ -51,6 +61,7 @@ export const makeReconciler = (t: Test, components: Record<string, unknown>, ha 
           },
         }
       : {}),
+    ...extra,
   })
   let maxDown = 0
   const down = (component?: string) =>

@@ -240,3 +240,44 @@ t.test('shutdown: dependents stop before what they depend on', async (t) => {
   t.same(c.down().length, 3)
   t.same([...c.os.live().keys()], [])
 })
+
+t.test(
+  'a held socket is kept while its instance wants to run, released when it no longer does',
+  async (t) => {
+    // A stand-in for HeldSockets: which instances hold a socket now.
+    const held = new Set<string>()
+    const sockets = {
+      acquire: (id: string) => {
+        held.add(id)
+        return Promise.resolve(3)
+      },
+      releaseUnless: (keep: (id: string) => boolean) => {
+        for (const id of [...held]) if (!keep(id)) held.delete(id)
+      },
+    }
+    const socket = { activation: 'node' }
+    const c = make(
+      t,
+      {
+        web: comp('ok', { port: 29410, socket }),
+        job: comp('crash', { port: 29411, socket, restart: 'never' }),
+        old: comp('ok', { port: 29412, socket }),
+      },
+      false,
+      { sockets },
+    )
+    await c.start()
+    t.same([...held].sort(), ['old#0', 'web#0'], 'the failed one gave its socket up')
+    await c.settle(c.r.restartInstances(['web#0']))
+    t.ok(held.has('web#0'), 'kept across a restart')
+    await c.settle(c.r.stopInstances(['web#0']))
+    t.notOk(held.has('web#0'), 'released when an operator stops it')
+    await c.settle(c.r.startInstances(['web#0']))
+    t.ok(held.has('web#0'), 'held again once started')
+    c.r.replacePlan(planOf({ web: comp('ok', { port: 29410, socket }) }))
+    await c.settle(c.r.whenGone(['old#0']))
+    t.same([...held], ['web#0'], 'released when its instance left the plan')
+    await c.settle(c.r.shutdown())
+    t.same([...held], [], 'released at shutdown')
+  },
+)
