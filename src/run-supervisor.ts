@@ -150,7 +150,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       },
       untracked: (spec, pid) => {
         watchdog.unwatch(pid)
-        pidRecords.remove(spec.id)
+        pidRecords.remove(pid)
       },
       role: () => ha?.roleFor() ?? { role: 'active', epoch: 0 },
       ...(plan.ha
@@ -212,7 +212,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
             },
             untracked: (pid) => {
               watchdog.unwatch(pid)
-              pidRecords.remove(id)
+              pidRecords.remove(pid)
             },
           },
         )

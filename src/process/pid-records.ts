@@ -16,10 +16,14 @@ export interface PidRecord {
   stopTimeoutMs: number
 }
 
-/** The pid records file in a state dir, rewritten atomically on every spawn and exit. */
+/**
+ * The pid records file in a state dir, rewritten atomically on every spawn and exit. By pid: an
+ * instance can have two processes for a moment (a handover: the old one serves until the new
+ * one is ready).
+ */
 export class PidRecords {
   readonly file: string
-  readonly #records = new Map<string, PidRecord>()
+  readonly #records = new Map<number, PidRecord>()
   constructor(stateDir: string) {
     this.file = join(stateDir, 'pids.json')
   }
@@ -37,12 +41,12 @@ export class PidRecords {
   }
 
   add(record: PidRecord): void {
-    this.#records.set(record.id, record)
+    this.#records.set(record.pid, record)
     this.#write()
   }
 
-  remove(id: string): void {
-    if (this.#records.delete(id)) this.#write()
+  remove(pid: number): void {
+    if (this.#records.delete(pid)) this.#write()
   }
 
   #write(): void {

@@ -109,6 +109,8 @@ export const logEvent = (log: Logger, e: InstanceEvent) => {
       return log.info(fields, `${id} spawned (pid ${e.childPid})`)
     case 'restart':
       return log.warn(fields, `${id} restarting: ${e.reason}`)
+    case 'retired':
+      return log.info(fields, `${id}: pid ${e.childPid} ${e.reason}`)
     case 'reactivated':
       return log.warn(
         fields,

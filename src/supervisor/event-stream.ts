@@ -144,7 +144,7 @@ export class EventStream {
 
 /**
  * An instance's state change as a stream event (undefined for the transitions the stream does
- * not publish: starting, stopping). First cut; crash loops, health and memory restarts are told
+ * not publish: starting, stopping; and for a handover's old process ending: retired). First cut; crash loops, health and memory restarts are told
  * apart by `reason` here and get their own names with the hooks.
  */
 export const fromInstanceEvent = (e: InstanceEvent): EventInput | undefined => {
@@ -158,6 +158,8 @@ export const fromInstanceEvent = (e: InstanceEvent): EventInput | undefined => {
       failed: 'failed',
       stopped: 'stopped',
       reactivated: undefined,
+      // The old process of a handover ended; the instance itself did not change.
+      retired: undefined,
       starting: undefined,
       stopping: undefined,
     } as const

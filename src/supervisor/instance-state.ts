@@ -8,7 +8,8 @@ export type { InstanceState }
 export const TRANSITIONS: Readonly<Record<InstanceState, readonly InstanceState[]>> = {
   stopped: ['starting'],
   starting: ['ready', 'stopping', 'exited'],
-  ready: ['stopping', 'exited'],
+  // ready -> starting: a handover (a new process starts while the old one serves on).
+  ready: ['stopping', 'exited', 'starting'],
   stopping: ['stopped', 'exited'],
   exited: ['backoff', 'failed', 'stopped'],
   backoff: ['starting', 'stopped'],

@@ -27,7 +27,7 @@ export const STDERR_TAIL_LINES = 20
 
 /** One state change (or `spawned`) of one instance: the log, status and the reconciler read these. */
 export interface InstanceEvent {
-  event: InstanceState | 'spawned' | 'restart' | 'reactivated'
+  event: InstanceState | 'spawned' | 'restart' | 'reactivated' | 'retired'
   id: string
   component: string
   instance: number
@@ -87,8 +87,17 @@ export const wantsIpc = (spec: InstanceSpec): boolean =>
   spec.readiness.type === 'ipc' || (spec.runOn === 'active' && spec.activate.type === 'ipc')
 
 interface Run {
+  /** The definition it runs (its stop signal and timeout). */
+  spec: InstanceSpec
   abort: AbortController
   child?: ChildHandle
+  /** When its process was spawned (monotonic ms). */
+  startedAt?: number
+  /**
+   * A handover replaced it: its process serves the held socket until its successor is ready,
+   * then gets its stop signal; its end changes nothing in the instance (`retired` is logged).
+   */
+  retiring?: boolean
   /** Set when we stop the run for a reason of its own (memory, liveness): a failure, not a stop. */
   failure?: { reason: 'memory' | 'unhealthy'; detail: string }
   /** The stop under way (terminateGroup): set once the stop signal went to the group. */
@@ -199,6 +208,8 @@ export class Instance {
   #startedAt = 0
   #readyAt: number | undefined
   #run: Run | undefined
+  /** The run a handover replaced, while its process still runs (see handOver). */
+  #predecessor: Run | undefined
   #cancelTimer: Cancel | undefined
   #generation = 0
 
@@ -252,6 +263,10 @@ export class Instance {
       this.#phase.state !== 'backoff'
     )
       throw new Error(`${this.id}: cannot redefine in state ${this.#phase.state}`)
+    this.#define(spec)
+  }
+
+  #define(spec: InstanceSpec): void {
     this.#spec = spec
     this.#failures = 0
     this.#failureTimes = []
@@ -290,6 +305,34 @@ export class Instance {
    * or failed. Resolves when the run ends.
    */
   start(generation = this.#generation): Promise<void> {
+    // ready -> starting is a handover's move only (it keeps the running process).
+    if (this.#phase.state === 'ready') throw new Error(`${this.id}: cannot start in state ready`)
+    return this.#begin(generation)
+  }
+
+  /**
+   * Replaces the process of a ready instance make-before-break: the new process (with `spec`,
+   * in `generation`) starts on the same held socket while the old one goes on serving it, and
+   * the old one gets its stop signal once the new one is ready, or once the new run ends
+   * without becoming ready (as a stop-then-start would have left it). The reconciler uses it
+   * only where the old process cannot pass for the new one: a held socket that stays the same
+   * and readiness by IPC (an HTTP probe through the shared socket could be answered by the old
+   * process). Resolves when the new run ends.
+   */
+  handOver(spec: InstanceSpec, generation: number): Promise<void> {
+    const old = this.#run
+    if (this.#phase.state !== 'ready' || !old?.child || this.#predecessor)
+      throw new Error(`${this.id}: cannot hand over in state ${this.#phase.state}`)
+    old.retiring = true
+    this.#predecessor = old
+    this.#run = undefined
+    this.#define(spec)
+    return this.#begin(generation, {
+      reason: `handover: pid ${old.child.pid} serves until the new process is ready`,
+    })
+  }
+
+  #begin(generation: number, details: Partial<InstanceEvent> = {}): Promise<void> {
     this.#generation = generation
     this.#cancelTimer?.()
     this.#cancelTimer = undefined
@@ -300,12 +343,16 @@ export class Instance {
       this.#failures = 0
     }
     this.#reason = undefined
-    this.#transition('starting')
-    const run: Run = { abort: new AbortController(), done: Promise.resolve() }
+    this.#transition('starting', details)
+    const run: Run = { spec: this.#spec, abort: new AbortController(), done: Promise.resolve() }
     this.#run = run
     run.done = this.#execute(run).catch((err: unknown) => {
       // A bug, not a child's doing: report it and leave the instance failed rather than crash.
       const reason = `internal error: ${errorMessage(err)}`
+      if (run.retiring) {
+        if (this.#predecessor === run) this.#predecessor = undefined
+        return this.#emit('retired', { childPid: run.child?.pid, reason })
+      }
       if (this.#run === run) this.#run = undefined
       const from = this.#phase.state
       // Through the legal moves (a run ends as exited, then failed), never around them.
@@ -412,6 +459,7 @@ export class Instance {
     // spawned nothing and do not count.
     if (this.#spawns++ > 0) this.#restarts++
     this.#startedAt = this.#deps.clock.monotonic()
+    run.startedAt = this.#startedAt
     this.#readyAt = undefined
     this.#stderrTail = new StderrTail(this.#deps.maxLineBytes, STDERR_TAIL_LINES)
     this.#deps.tracked(spec, child.pid)
@@ -430,6 +478,7 @@ export class Instance {
       if (!run.abort.signal.aborted) {
         this.#readyAt = this.#deps.clock.monotonic()
         this.#transition('ready')
+        this.#retirePredecessor()
       }
     } catch (err) {
       if (hasCode(err, 'ENOTREADY') && !run.abort.signal.aborted) {
@@ -440,12 +489,21 @@ export class Instance {
     exit = await exited
     // The rest of its group (grandchildren) must go too before the port is reused: the stop
     // under way, or the stop signal now (then SIGKILL after the stop timeout).
-    const { killed } = await (run.termination ?? this.#terminate(child.pid))
+    const { killed } = await (run.termination ?? this.#terminate(spec, child.pid))
     this.#deps.untracked(spec, child.pid)
     // Lines still buffered in the pipes belong to this run: wait for them, but never on a pipe
     // a surviving grandchild holds open (the group is reaped above, so that ends quickly).
     await Promise.race([Promise.all(lines), this.#deps.clock.sleep(100)])
-    const uptimeMs = Math.round(this.#deps.clock.monotonic() - this.#startedAt)
+    const uptimeMs = Math.round(this.#deps.clock.monotonic() - (run.startedAt ?? 0))
+    if (run.retiring) {
+      return this.#retired(run, child.pid, {
+        reason: run.termination ? 'stopped' : 'exited',
+        code: exit.code,
+        signal: exit.signal,
+        killedAfterTimeout: killed,
+        uptimeMs,
+      })
+    }
     if (this.#phase.state === 'stopping') {
       return this.#stopped(run, {
         reason: 'stopped',
@@ -494,13 +552,17 @@ export class Instance {
   #signalStop(run: Run): void {
     const child = run.child
     if (!child || run.termination) return
-    run.termination = this.#terminate(child.pid, child.exited)
+    run.termination = this.#terminate(run.spec, child.pid, child.exited)
   }
 
-  #terminate(pgid: number, leaderExited?: Promise<unknown>): Promise<{ killed: boolean }> {
+  #terminate(
+    spec: InstanceSpec,
+    pgid: number,
+    leaderExited?: Promise<unknown>,
+  ): Promise<{ killed: boolean }> {
     return terminateGroup(pgid, {
-      signal: this.#spec.stop.signal as NodeJS.Signals,
-      timeoutMs: this.#spec.stop.timeoutMs,
+      signal: spec.stop.signal as NodeJS.Signals,
+      timeoutMs: spec.stop.timeoutMs,
       clock: this.#deps.clock,
       ops: this.#deps.groups ?? osGroups,
       ...(leaderExited ? { leaderExited } : {}),
@@ -512,11 +574,32 @@ export class Instance {
    * through its usual path (exit, reap, `stopped`).
    */
   killNow(): void {
-    const pid = this.pid
-    if (pid !== undefined) (this.#deps.groups ?? osGroups).signal(pid, 'SIGKILL')
+    for (const pid of [this.pid, this.#predecessor?.child?.pid])
+      if (pid !== undefined) (this.#deps.groups ?? osGroups).signal(pid, 'SIGKILL')
+  }
+
+  /** The process a handover replaced gets its stop signal (once), if it still runs. */
+  #retirePredecessor(): void {
+    if (this.#predecessor) this.#signalStop(this.#predecessor)
+  }
+
+  /** Resolves once the process a handover replaced has ended (at once when there is none). */
+  #predecessorGone(): Promise<void> {
+    return this.#predecessor?.done ?? Promise.resolve()
+  }
+
+  /** The process a handover replaced has ended (stopped once its successor was ready, or not). */
+  #retired(run: Run, pid: number, exit: ExitRecord): void {
+    if (this.#predecessor === run) this.#predecessor = undefined
+    this.#emit('retired', {
+      childPid: pid,
+      exit,
+      reason: `replaced by a handover; ${describeExit(exit)}`,
+    })
   }
 
   #stopped(run: Run, exit?: ExitRecord): void {
+    this.#retirePredecessor()
     if (exit) this.#lastExit = exit
     if (this.#phase.state === 'starting') this.#transition('stopping')
     this.#transition('stopped', exit ? { exit } : {})
@@ -525,6 +608,7 @@ export class Instance {
 
   /** A run ended without a stop being asked for: apply the restart policy. */
   #ended(run: Run, exit: ExitRecord): void {
+    this.#retirePredecessor()
     this.#lastExit = exit
     this.#transition('exited', {
       exit,
@@ -596,21 +680,26 @@ export class Instance {
     this.#cancelTimer?.()
     this.#cancelTimer = undefined
     const run = this.#run
+    // A stop ends the process a handover replaced too (its successor's end signals it).
     switch (this.#phase.state) {
       case 'stopped':
-        return
+        return this.#predecessorGone()
       case 'backoff':
       case 'failed':
         this.#reason = undefined
-        return this.#transition('stopped', { reason: 'stop requested' })
+        this.#transition('stopped', { reason: 'stop requested' })
+        return this.#predecessorGone()
       case 'stopping':
-        return run?.done
+        await run?.done
+        return this.#predecessorGone()
       case 'starting':
       case 'ready':
         this.#transition('stopping')
         run!.abort.abort(new Error('stop requested'))
         this.#signalStop(run!)
-        return run!.done
+        this.#retirePredecessor()
+        await run!.done
+        return this.#predecessorGone()
       case 'exited':
         // Transient inside #ended (synchronous): cannot be observed from outside.
         return

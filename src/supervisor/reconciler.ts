@@ -308,13 +308,16 @@ export class Reconciler extends EventEmitter<{
     )
   }
 
-  /** Drains a ready instance (its component's rollout.drainMs), then stops it. */
+  /**
+   * Drains a ready instance (its component's rollout.drainMs), then ends its run: a handover
+   * where one fits (see #handsOver), else a stop (the next pass starts the new definition).
+   */
   #replace(inst: Instance): void {
     if (this.#draining.has(inst.id)) return
     const component = this.plan.components.find((c) => c.name === inst.spec.component)
     const drainMs = component?.rollout.drainMs ?? 0
     if (drainMs <= 0 || inst.state !== 'ready') {
-      void inst.stop()
+      this.#endRun(inst)
       return
     }
     inst.setDraining(true)
@@ -322,10 +325,45 @@ export class Reconciler extends EventEmitter<{
       inst.id,
       this.#instanceDeps.clock.after(drainMs, () => {
         this.#draining.delete(inst.id)
-        void inst.stop().finally(() => {
-          inst.setDraining(false)
-        })
+        this.#endRun(inst)
       }),
+    )
+  }
+
+  #endRun(inst: Instance): void {
+    const d = this.#desired.get(inst.id)
+    if (d && this.#handsOver(inst, d.spec)) {
+      inst.setDraining(false)
+      void inst.handOver(d.spec, d.generation)
+      return
+    }
+    void inst.stop().finally(() => {
+      inst.setDraining(false)
+    })
+  }
+
+  /**
+   * Whether a ready instance is replaced make-before-break (Instance.handOver): its new process
+   * starts on the socket tandem holds while the old one serves on, and the old one is stopped
+   * once the new one is ready; connections never wait for a process to start. Only where both
+   * processes serve the same held socket (its port, address and backlog unchanged), where
+   * readiness is the new process's own word (IPC: an HTTP probe through the shared socket could
+   * be answered by the old process) and for instances that do not serve an HA role (an
+   * active-only instance has one process serving its epoch). Anything else stops the old
+   * process first; with a held socket, connections then wait in its backlog meanwhile.
+   */
+  #handsOver(inst: Instance, next: InstanceSpec): boolean {
+    const now = inst.spec.socket
+    return (
+      this.#sockets !== undefined &&
+      inst.state === 'ready' &&
+      now !== undefined &&
+      next.socket !== undefined &&
+      next.port === inst.spec.port &&
+      next.socket.host === now.host &&
+      next.socket.backlog === now.backlog &&
+      next.readiness.type === 'ipc' &&
+      next.runOn !== 'active'
     )
   }
 

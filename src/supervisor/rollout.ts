@@ -220,7 +220,7 @@ const replace = async (
 /**
  * Follows the replacement of an instance by its run of `generation`: resolves once that run is
  * ready and has stayed up minReadyMs; rejects when it exits or fails first, or is not there
- * progressDeadlineMs after the old run stopped.
+ * progressDeadlineMs after the old run stopped (or, in a handover, after the new one started).
  */
 const waitUp = (
   reconciler: Reconciler,
@@ -234,7 +234,9 @@ const waitUp = (
     const id = inst.id
     let cancelMinReady = () => {}
     let cancelDeadline = () => {}
+    let armed = false
     const armDeadline = () => {
+      armed = true
       cancelDeadline()
       cancelDeadline = clock.after(r.progressDeadlineMs, () =>
         end(
@@ -264,7 +266,15 @@ const waitUp = (
         return
       }
       if (e.event === 'starting') {
-        say({ phase: 'starting', id, message: `${id} starting with the new definition` })
+        // A handover starts the new process while the old one serves on: the deadline counts
+        // from now (there is no stop of the old run to count from).
+        const handover = e.from === 'ready'
+        say({
+          phase: 'starting',
+          id,
+          message: `${id} starting with the new definition${handover ? ' (the old process serves until it is ready)' : ''}`,
+        })
+        if (!armed) armDeadline()
       } else if (e.event === 'ready') {
         if (r.minReadyMs <= 0) return end()
         cancelMinReady = clock.after(r.minReadyMs, () => end())

@@ -212,6 +212,51 @@ t.test(
   },
 )
 
+t.test(
+  'upgrade --all hands over an instance ready by IPC: the old process serves until the new one is ready',
+  async (t) => {
+    const env = { VERSION: 'v1', RESPONSE_DELAY_MS: '50', IPC_READY: '1' }
+    const web = socketWeb(29403, { env, readiness: { type: 'ipc' } })
+    const { dir, config, sup } = start(t, { web })
+    await sup.waitLog('ready', (r) => r.event === 'ready')
+    const before = await readyPid(config, 'web#0')
+    const load = await startLoad(t, 29403)
+    await sleep(1000)
+    writeConfig(dir, { web: { ...web, env: { ...env, VERSION: 'v2' } } })
+    const from = wall()
+    const up = await cli(['upgrade', '--all', '-c', config])
+    const to = wall()
+    t.equal(up.code, 0, up.err)
+    const after = await readyPid(config, 'web#0')
+    t.not(after, before, 'a new process serves')
+    const retired = await sup.waitLog(
+      'the old process retired',
+      (r) => r.event === 'retired' && r.childPid === before,
+    )
+    await sleep(500)
+    const s = await load.stop()
+    t.same(s.failures, {}, `no request failed (${s.ok} of ${s.sent} served)`)
+    const during = dueWithin(s, [[from, to]])
+    t.ok(during.length >= 5, `${during.length} requests were due during the upgrade`)
+    t.comment(
+      `upgrade took ${Math.round(to - from)} ms; latency over the run p50 ${s.latencyMs.p50} ms, p99 ${s.latencyMs.p99} ms, max ${s.latencyMs.max} ms`,
+    )
+    const order = sup.records
+      .filter(
+        (r) =>
+          (r.childPid === before && ['retired', 'stopping', 'stopped'].includes(r.event ?? '')) ||
+          (r.childPid === after && ['spawned', 'ready'].includes(r.event ?? '')),
+      )
+      .map((r) => `${r.childPid === before ? 'old' : 'new'} ${r.event}`)
+    t.same(
+      order,
+      ['new spawned', 'new ready', 'old retired'],
+      'the old one stopped after the new one was ready',
+    )
+    t.match(retired, { exit: { reason: 'stopped', code: 0, killedAfterTimeout: false } })
+  },
+)
+
 t.test('without a held socket the same upgrade fails requests (the test can fail)', async (t) => {
   const web = {
     command: [process.execPath, FIXTURE],

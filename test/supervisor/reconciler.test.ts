@@ -241,12 +241,12 @@ t.test('shutdown: dependents stop before what they depend on', async (t) => {
   t.same([...c.os.live().keys()], [])
 })
 
-t.test(
-  'a held socket is kept while its instance wants to run, released when it no longer does',
-  async (t) => {
-    // A stand-in for HeldSockets: which instances hold a socket now.
-    const held = new Set<string>()
-    const sockets = {
+/** A stand-in for HeldSockets: `held` names the instances that hold a socket now. */
+const heldSockets = () => {
+  const held = new Set<string>()
+  return {
+    held,
+    sockets: {
       acquire: (id: string) => {
         held.add(id)
         return Promise.resolve(3)
@@ -254,8 +254,15 @@ t.test(
       releaseUnless: (keep: (id: string) => boolean) => {
         for (const id of [...held]) if (!keep(id)) held.delete(id)
       },
-    }
-    const socket = { activation: 'node' }
+    },
+  }
+}
+const socket = { activation: 'node' }
+
+t.test(
+  'a held socket is kept while its instance wants to run, released when it no longer does',
+  async (t) => {
+    const { held, sockets } = heldSockets()
     const c = make(
       t,
       {
@@ -279,5 +286,107 @@ t.test(
     t.same([...held], ['web#0'], 'released when its instance left the plan')
     await c.settle(c.r.shutdown())
     t.same([...held], [], 'released at shutdown')
+  },
+)
+
+t.test(
+  'a rollout of a held-socket instance ready by IPC hands over: the old process serves until the new one is ready',
+  async (t) => {
+    const { sockets } = heldSockets()
+    const c = make(t, { web: comp('slow:300', { port: 29413, socket }) }, false, { sockets })
+    await c.start()
+    const old = c.os.live().get('web#0')!
+    const mark = c.events.length
+    const phases: string[] = []
+    const next = planOf({ web: comp('slow:400', { port: 29413, socket }) })
+    const done = rollout(c.r, next, { all: false, addRemove: false }, c.clock, (e) =>
+      phases.push(e.message),
+    )
+    await c.clock.advance(200)
+    t.ok(old.alive, 'the old process still runs while the new one starts')
+    t.same(old.signals, [], 'and has had no signal')
+    t.equal([...c.os.procs.values()].filter((p) => p.alive).length, 2, 'two processes for a moment')
+    t.equal(c.r.instances.get('web#0')!.state, 'starting')
+    const result = await c.settle(done)
+    t.same(result.replaced, ['web#0'])
+    await c.settle(c.r.waitSettled(['web#0']))
+    await c.clock.advance(200)
+    t.same(old.signals, ['SIGTERM'], 'the old one got its stop signal once the new one was ready')
+    t.same(c.events.slice(mark), [
+      'web#0 starting',
+      'web#0 spawned',
+      'web#0 ready',
+      'web#0 retired',
+    ])
+    t.same(c.modes(), { 'web#0': 'slow:400' })
+    t.throws(
+      () => void c.r.instances.get('web#0')!.start(),
+      /web#0: cannot start in state ready/,
+      'a second process over a ready one only through a handover',
+    )
+    t.match(phases[1], /web#0 starting .*the old process serves until it is ready/)
+  },
+)
+
+t.test(
+  'a handover whose new process never gets ready stops the old one at its end; the rollout rolls back',
+  async (t) => {
+    const { sockets } = heldSockets()
+    const c = make(t, { web: comp('ok', { port: 29414, socket }) }, false, { sockets })
+    await c.start()
+    const old = c.os.live().get('web#0')!
+    const next = planOf({ web: comp('never', { port: 29414, socket }) })
+    const err = await c
+      .settle(rollout(c.r, next, { all: false, addRemove: false }, c.clock, () => {}))
+      .then(
+        () => undefined,
+        (e: Error & { code?: string }) => e,
+      )
+    t.match(err, { code: 'EROLLOUT', message: /web#0 exited during the rollout/ })
+    t.same(old.signals, ['SIGTERM'], 'the old one stopped when the new run ended')
+    await c.settle(c.r.waitSettled(['web#0']))
+    t.same(c.modes(), { 'web#0': 'ok' }, 'rolled back')
+    t.equal(c.r.instances.get('web#0')!.state, 'ready')
+  },
+)
+
+t.test('shutdown during a handover stops both processes', async (t) => {
+  const { sockets } = heldSockets()
+  const c = make(t, { web: comp('ok', { port: 29415, socket }) }, false, { sockets })
+  await c.start()
+  c.r.replaceInstance(
+    'web#0',
+    planOf({ web: comp('slow:500', { port: 29415, socket }) }).components[0]!.instances[0]!,
+  )
+  await c.clock.advance(100)
+  t.equal([...c.os.procs.values()].filter((p) => p.alive).length, 2)
+  await c.settle(c.r.shutdown())
+  t.equal([...c.os.procs.values()].filter((p) => p.alive).length, 0, 'none left')
+  t.equal(c.r.instances.get('web#0')!.state, 'stopped')
+})
+
+t.test(
+  'no handover when the socket changes, or without held sockets: the old process stops first',
+  async (t) => {
+    const { sockets } = heldSockets()
+    const c = make(t, { b: comp('ok', { port: 29417, socket }) }, false, { sockets })
+    // No held sockets (the component's socket is then ignored).
+    const d = make(t, { b: comp('ok', { port: 29418, socket }) })
+    for (const [x, port, next] of [
+      [c, 29417, { ...socket, backlog: 64 }],
+      [d, 29418, socket],
+    ] as const) {
+      await x.start()
+      const mark = x.events.length
+      const plan = planOf({ b: comp('slow:10', { port, socket: next }) })
+      await x.settle(rollout(x.r, plan, { all: false, addRemove: false }, x.clock, () => {}))
+      const after = x.events.slice(mark)
+      t.ok(
+        after.indexOf('b#0 stopped') >= 0 &&
+          after.indexOf('b#0 stopped') < after.indexOf('b#0 starting'),
+        `stopped before it started again (${after.join(', ')})`,
+      )
+      t.notOk(after.some((e) => e.endsWith('retired')))
+    }
   },
 )
