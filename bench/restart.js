@@ -9,9 +9,30 @@
 // so that 50 kills in a row are not delayed or stopped by policy: this measures the supervisor's
 // mechanical latency (exit detection, port check, spawn), not its restart policy.
 //
-// Environment: BENCH_ROUNDS (default 50).
+// Then the client's view, in two modes side by side, each with a fixed-rate load straight at the
+// instance's port (bench/fixed-rate-load.js: BENCH_RATE requests/s, default 200, each on a new
+// connection, no load balancer) while the instance is killed BENCH_CLIENT_ROUNDS times (default
+// 20), BENCH_QUIET_MS (300) after it was ready again:
+// - plain: the instance binds its port itself (the supervisor above);
+// - socket-held: `socket: { activation: "node" }`, tandem holds the listening socket across
+//   restarts (the same examples/server.js, which then serves fd 3; readiness http /health).
+// Each kill is a SIGKILL at a moment the process holds no accepted connection (SIGSTOP, look at
+// its fds in /proc, SIGCONT and retry if it holds one): a request a process has accepted dies with
+// it whatever holds the port, so what is counted is what the restart itself costs clients.
+// Reported per mode: failed requests (goal 0 with the held socket), and how long requests due
+// during a restart (from the kill to the supervisor's "ready" line) waited.
+//
+// Environment: BENCH_ROUNDS (default 50), BENCH_CLIENT_ROUNDS, BENCH_RATE, BENCH_QUIET_MS,
+// BENCH_PORTS (the range free ports are taken from, default 27000-27999).
 import { execFile, spawn } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import { connect } from 'node:net'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -24,7 +45,12 @@ import { canBind, exitOnSignal, gitState, killGroup } from './common.js'
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const CLI = join(ROOT, 'bin', 'tandem.js')
 const SERVER = join(ROOT, 'examples', 'server.js')
+const LOAD = join(ROOT, 'bench', 'fixed-rate-load.js')
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 50)
+const CLIENT_ROUNDS = Number(process.env.BENCH_CLIENT_ROUNDS ?? 20)
+const RATE = Number(process.env.BENCH_RATE ?? 200)
+const QUIET_MS = Number(process.env.BENCH_QUIET_MS ?? 300)
+const [PORT_LOW, PORT_HIGH] = (process.env.BENCH_PORTS ?? '27000-27999').split('-').map(Number)
 const GOAL_MS = 10
 const HOST = '127.0.0.1'
 const POLL_MS = 1
@@ -37,19 +63,21 @@ const run = promisify(execFile)
 // Ports and probes
 
 /**
- * Free ports in 27000-27999, starting at a random offset. Below the ephemeral range (Linux
- * default 32768-60999) on purpose: the thousands of connects this benchmark makes take their
- * local ports from that range, and a port in it would now and then be held by one of them (or
- * its TIME_WAIT), so the server could not bind it.
+ * Free ports in BENCH_PORTS (27000-27999), starting at a random offset. Below the ephemeral
+ * range (Linux default 32768-60999) on purpose: the thousands of connects this benchmark makes
+ * take their local ports from that range, and a port in it would now and then be held by one of
+ * them (or its TIME_WAIT), so the server could not bind it.
  */
 const freePorts = async (count) => {
   const found = []
-  const start = Math.floor(Math.random() * 1000)
-  for (let i = 0; i < 1000 && found.length < count; i++) {
-    const port = 27000 + ((start + i) % 1000)
+  const size = PORT_HIGH - PORT_LOW + 1
+  const start = Math.floor(Math.random() * size)
+  for (let i = 0; i < size && found.length < count; i++) {
+    const port = PORT_LOW + ((start + i) % size)
     if (await canBind(port)) found.push(port)
   }
-  if (found.length < count) throw new Error(`found only ${found.length} free ports in 27000-27999`)
+  if (found.length < count)
+    throw new Error(`found only ${found.length} free ports in ${PORT_LOW}-${PORT_HIGH}`)
   return found
 }
 
@@ -261,6 +289,143 @@ const measureRestart = async (sup, cfgPath, port) => {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The client's view: a fixed-rate load while the instance is killed, plain and socket-held
+
+const wall = () => performance.timeOrigin + performance.now()
+/** Process groups this part started (load generators): killed on Ctrl-C. */
+const loadGroups = new Set()
+
+/** Starts bench/fixed-rate-load.js on `port`; stop() ends it and resolves with its summary. */
+const startLoad = async (port) => {
+  const proc = spawn(process.execPath, [LOAD, '--port', String(port), '--rate', String(RATE)], {
+    detached: true,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  })
+  loadGroups.add(proc.pid)
+  let out = ''
+  proc.stdout.setEncoding('utf8').on('data', (d) => (out += d))
+  const closed = new Promise((resolve) => proc.once('close', resolve))
+  await new Promise((resolve, reject) =>
+    createInterface({ input: proc.stderr }).once('line', (l) =>
+      l.startsWith('started') ? resolve() : reject(new Error(`load generator: ${l}`)),
+    ),
+  )
+  return {
+    stop: async () => {
+      proc.stdin.end()
+      await closed
+      loadGroups.delete(proc.pid)
+      return JSON.parse(out)
+    },
+  }
+}
+
+/** Inodes of this network namespace's TCP sockets that are not listening. */
+const connectedTcpInodes = () => {
+  const out = new Set()
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of readFileSync(file, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/)
+      if (f.length > 9 && f[3] !== '0A' && f[9] !== '0') out.add(f[9])
+    }
+  }
+  return out
+}
+
+/** Whether the process holds an accepted connection. */
+const holdsConnection = (pid) => {
+  const connected = connectedTcpInodes()
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))
+      if (m && connected.has(m[1])) return true
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return false
+}
+
+/** SIGKILL at a moment the process holds no accepted connection (see the header). */
+const killIdle = async (pid) => {
+  let retries = 0
+  for (; retries < 1000; retries++) {
+    process.kill(pid, 'SIGSTOP')
+    if (!holdsConnection(pid)) break
+    process.kill(pid, 'SIGCONT')
+    await sleep(1)
+  }
+  killGroup(pid, 'SIGKILL')
+  return retries
+}
+
+/**
+ * A second of steady load, then CLIENT_ROUNDS kills under it; the load's requests split into
+ * those due before the first kill (the baseline) and those due from each kill to the next (or to
+ * the end): a request due during a restart waits for the next process (or fails), and so may
+ * the ones after it while that process works through the backlog.
+ */
+const clientView = async (sup, cfgPath, port) => {
+  const load = await startLoad(port)
+  await sleep(1000) // steady load before the first kill
+  const kills = []
+  const restartMs = []
+  let pid = (await status(cfgPath)).pid
+  for (let i = 0; i < CLIENT_ROUNDS; i++) {
+    const mark = sup.events.length
+    const killedAt = wall()
+    await killIdle(pid)
+    const ready = await sup.waitEvent(
+      'the next process ready',
+      (e) => e.event === 'ready' && e.childPid !== pid,
+      mark,
+    )
+    kills.push(killedAt)
+    restartMs.push(performance.timeOrigin + ready.seenAt - killedAt)
+    pid = ready.childPid
+    await sleep(QUIET_MS)
+  }
+  const r = await load.stop()
+  const rounds = kills.map(() => ({ n: 0, failed: 0, maxWait: 0 }))
+  const baseline = []
+  const underKills = []
+  const failures = {}
+  for (const [at, latency, outcome] of r.samples) {
+    // The round it belongs to: the last kill at or before it was due (-1: before the first).
+    let w = kills.length - 1
+    while (w >= 0 && kills[w] > at) w--
+    if (outcome !== 'ok') {
+      failures[outcome] = (failures[outcome] ?? 0) + 1
+      if (w >= 0) rounds[w].failed++
+      continue
+    }
+    if (w < 0) {
+      baseline.push(latency)
+      continue
+    }
+    underKills.push(latency)
+    rounds[w].n++
+    rounds[w].maxWait = Math.max(rounds[w].maxWait, latency)
+  }
+  const p99 = (xs) =>
+    quantile(
+      [...xs].sort((a, b) => a - b),
+      0.99,
+    )
+  return {
+    sent: r.sent,
+    failed: r.sent - r.ok,
+    failures,
+    restartsWithFailures: rounds.filter((x) => x.failed > 0).length,
+    baseline: { ...summary(baseline), p99: p99(baseline) },
+    underKills: { ...summary(underKills), p99: p99(underKills) },
+    restartMs: summary(restartMs),
+    // The longest a served request waited in each round: about kill -> the new process serving.
+    maxWaitPerRestart: summary(rounds.filter((x) => x.n > 0).map((x) => x.maxWait)),
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Baseline: the same server, spawned directly
 
 let baselineChild
@@ -297,16 +462,21 @@ const measureColdStart = async (port) => {
 const main = async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tandem-bench-'))
   let sup
-  let lastPid // the instance's current pid, killed at the end if the supervisor left it
+  let sockSup // the supervisor of the socket-held mode
+  // Every process an instance had: the groups killed at the end if a supervisor left one.
+  const children = () =>
+    [sup, sockSup].flatMap((s) =>
+      (s?.events ?? []).filter((e) => e.event === 'spawned').map((e) => e.childPid),
+    )
   // Ctrl-C or a TERM: run the same cleanup as the finally below.
   exitOnSignal(() => {
     if (baselineChild?.pid) killGroup(baselineChild.pid, 'SIGKILL')
-    if (sup) killGroup(sup.child.pid, 'SIGKILL')
-    if (lastPid !== undefined) killGroup(lastPid, 'SIGKILL')
+    for (const s of [sup, sockSup]) if (s) killGroup(s.child.pid, 'SIGKILL')
+    for (const pid of [...children(), ...loadGroups]) killGroup(pid, 'SIGKILL')
     rmSync(dir, { recursive: true, force: true })
   })
   try {
-    const [port, basePort] = await freePorts(2)
+    const [port, basePort, sockPort] = await freePorts(3)
     const cfgPath = join(dir, 'tandem.json')
     writeFileSync(
       cfgPath,
@@ -351,13 +521,11 @@ const main = async () => {
 
     sup = startSupervisor(cfgPath)
     await sup.waitEvent('all-ready', (e) => e.event === 'all-ready')
-    lastPid = (await status(cfgPath)).pid
 
     const restarts = []
     const cold = []
     for (let i = 0; i < ROUNDS; i++) {
       const r = await measureRestart(sup, cfgPath, port)
-      lastPid = r.newPid
       restarts.push(r)
       cold.push(await measureColdStart(basePort))
       if (process.stdout.isTTY)
@@ -415,6 +583,79 @@ const main = async () => {
     console.log(
       `  1-minute load average: ${loadBefore.toFixed(2)} before, ${loadavg()[0].toFixed(2)} after (this benchmark alone adds about 1; other work on the machine skews p95/max)`,
     )
+
+    // The client's view: plain (the supervisor above), then socket-held (a second one).
+    console.log('')
+    console.log(
+      `  the client's view: ${RATE} requests/s on new connections straight at the port, ${CLIENT_ROUNDS} kills (SIGKILL while the process holds no accepted connection), ${QUIET_MS} ms apart after each ready`,
+    )
+    const plain = await clientView(sup, cfgPath, port)
+    const sockCfg = join(dir, 'tandem-socket.json')
+    writeFileSync(
+      sockCfg,
+      JSON.stringify(
+        {
+          stateDir: join(dir, 'state-socket'),
+          logs: { dir: join(dir, 'logs-socket') },
+          components: {
+            bench: {
+              command: [process.execPath, SERVER, 'bench'],
+              cwd: ROOT,
+              env: { PORT: '{port}' },
+              instances: 1,
+              port: sockPort,
+              socket: { activation: 'node' },
+              readiness: { type: 'http', path: '/health', intervalMs: 5 },
+              backoff: { initialMs: 0 },
+              crashLoop: { maxExits: 1000 },
+            },
+          },
+        },
+        null,
+        2,
+      ),
+    )
+    sockSup = startSupervisor(sockCfg)
+    await sockSup.waitEvent('all-ready (socket-held)', (e) => e.event === 'all-ready')
+    const held = await clientView(sockSup, sockCfg, sockPort)
+    const modes = [
+      ['plain (the instance binds its port)', plain],
+      ['socket-held (socket.activation node)', held],
+    ]
+    const kinds = (f) =>
+      Object.entries(f)
+        .map(([k, n]) => `${n} ${k}`)
+        .join(', ') || 'none'
+    console.log('')
+    for (const [name, m] of modes) {
+      console.log(`  ${name}:`)
+      console.log(
+        `    requests ${m.sent}, failed ${m.failed} (${kinds(m.failures)})${name.startsWith('socket') ? ' (goal 0)' : ''}; restarts with a failed request: ${m.restartsWithFailures} of ${CLIENT_ROUNDS}`,
+      )
+      console.log(
+        `    restart (kill -> "ready" logged) p50 ${f1(m.restartMs.p50)} ms, max ${f1(m.restartMs.max)} ms`,
+      )
+      console.log(
+        `    latency of served requests (ms): before the kills p50 ${f1(m.baseline.p50)}, p99 ${f1(m.baseline.p99)}; under the kills p50 ${f1(m.underKills.p50)}, p99 ${f1(m.underKills.p99)}, max ${f1(m.underKills.max)}`,
+      )
+      console.log(
+        `    added latency at p99: ${f1(m.underKills.p99 - m.baseline.p99)} ms; the longest wait of a served request per restart: p50 ${f1(m.maxWaitPerRestart.p50)} ms, max ${f1(m.maxWaitPerRestart.max)} ms`,
+      )
+    }
+    const view = (m) => ({
+      sent: m.sent,
+      failed: m.failed,
+      failures: m.failures,
+      restartsWithFailures: m.restartsWithFailures,
+      restartP50Ms: r1(m.restartMs.p50),
+      baselineMs: { p50: r1(m.baseline.p50), p99: r1(m.baseline.p99) },
+      underKillsMs: {
+        p50: r1(m.underKills.p50),
+        p99: r1(m.underKills.p99),
+        max: r1(m.underKills.max),
+      },
+      maxWaitPerRestartMs: { p50: r1(m.maxWaitPerRestart.p50), max: r1(m.maxWaitPerRestart.max) },
+    })
     console.log(
       JSON.stringify({
         bench: 'restart',
@@ -440,21 +681,30 @@ const main = async () => {
         errorLines: anomalies.errors.length,
         commit,
         srcDirty,
+        clientView: {
+          rate: RATE,
+          kills: CLIENT_ROUNDS,
+          quietMs: QUIET_MS,
+          plain: view(plain),
+          socketHeld: view(held),
+        },
         load1: [r1(loadBefore), r1(loadavg()[0])],
       }),
     )
   } finally {
     if (baselineChild?.pid) killGroup(baselineChild.pid, 'SIGKILL')
-    if (sup) {
+    for (const pid of loadGroups) killGroup(pid, 'SIGKILL')
+    for (const s of [sup, sockSup]) {
+      if (!s) continue
       // Orderly first (the supervisor stops its instance), then the whole group regardless.
-      if (sup.child.exitCode === null && sup.child.signalCode === null) {
-        killGroup(sup.child.pid, 'SIGTERM')
-        await Promise.race([sup.exited, sleep(5_000)])
+      if (s.child.exitCode === null && s.child.signalCode === null) {
+        killGroup(s.child.pid, 'SIGTERM')
+        await Promise.race([s.exited, sleep(5_000)])
       }
-      killGroup(sup.child.pid, 'SIGKILL')
-      // The instance runs in its own process group: make sure it does not outlive the benchmark.
-      if (lastPid !== undefined && pidAlive(lastPid)) killGroup(lastPid, 'SIGKILL')
+      killGroup(s.child.pid, 'SIGKILL')
     }
+    // The instances run in their own process groups: none outlives the benchmark.
+    for (const pid of children()) if (pidAlive(pid)) killGroup(pid, 'SIGKILL')
     rmSync(dir, { recursive: true, force: true })
   }
 }

@@ -4,9 +4,10 @@
 // Its role in a cluster (active or standby, and the epoch) comes from tandem's child helper: in a
 // cluster (TANDEM_ROLE set) it answers 503 to everything but /health while it is not active, and
 // it says so to its supervisor (`cooperative: true`). Run by a node without ha, or by hand, it is
-// always active.
+// always active. With `socket` in its component (tandem holds the port), it serves the socket
+// tandem passes it (fd 3); otherwise it listens on PORT itself.
 import { createServer } from 'node:http'
-import { tandemChild } from 'tandem/child'
+import { listenInherited, tandemChild } from 'tandem/child'
 
 const name = process.argv[2] ?? 'server'
 const port = Number(process.env.PORT)
@@ -37,7 +38,7 @@ const server = createServer((req, res) => {
     : { ...me, role: active ? 'active' : 'standby', epoch: role.epoch, url: req.url }
   res.end(JSON.stringify(body) + '\n')
 })
-server.listen(port, () => console.log(`${name} listening on port ${port}`))
+listenInherited(server, { port }, () => console.log(`${name} listening on port ${port}`))
 process.on('SIGTERM', () => {
   console.log(`${name} on port ${port}: SIGTERM, closing`)
   server.close(() => process.exit(0))
