@@ -19,11 +19,17 @@
 // Each kill is a SIGKILL at a moment the process holds no accepted connection (SIGSTOP, look at
 // its fds in /proc, SIGCONT and retry if it holds one): a request a process has accepted dies with
 // it whatever holds the port, so what is counted is what the restart itself costs clients.
-// Reported per mode: failed requests (goal 0 with the held socket), and how long requests due
-// during a restart (from the kill to the supervisor's "ready" line) waited.
+// Then BENCH_UPGRADES (default 5) `tandem upgrade --all` (a new VERSION in the config each time)
+// under the same load, in three setups: plain; socket-held with readiness http (the old process
+// is stopped, then the new one started: connections wait in the backlog meanwhile); socket-held
+// with readiness ipc (a handover: the new process starts on the same socket while the old one
+// serves, and the old one is stopped once the new one is ready).
+// Reported per mode: failed requests (goal 0 with the held socket), latency before the first
+// kill or upgrade and from it on (p99: the added latency), and the longest wait of a request per
+// kill or upgrade.
 //
 // Environment: BENCH_ROUNDS (default 50), BENCH_CLIENT_ROUNDS, BENCH_RATE, BENCH_QUIET_MS,
-// BENCH_PORTS (the range free ports are taken from, default 27000-27999).
+// BENCH_UPGRADES, BENCH_PORTS (the range free ports are taken from, default 27000-27999).
 import { execFile, spawn } from 'node:child_process'
 import {
   mkdtempSync,
@@ -50,6 +56,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 50)
 const CLIENT_ROUNDS = Number(process.env.BENCH_CLIENT_ROUNDS ?? 20)
 const RATE = Number(process.env.BENCH_RATE ?? 200)
 const QUIET_MS = Number(process.env.BENCH_QUIET_MS ?? 300)
+const UPGRADES = Number(process.env.BENCH_UPGRADES ?? 5)
 const [PORT_LOW, PORT_HIGH] = (process.env.BENCH_PORTS ?? '27000-27999').split('-').map(Number)
 const GOAL_MS = 10
 const HOST = '127.0.0.1'
@@ -359,34 +366,47 @@ const killIdle = async (pid) => {
   return retries
 }
 
+/** A round of clientView: SIGKILL the instance; resolves when the next one is logged ready. */
+const killRound = (sup, cfgPath) => async () => {
+  const { pid } = await status(cfgPath)
+  const mark = sup.events.length
+  await killIdle(pid)
+  const ready = await sup.waitEvent(
+    'the next process ready',
+    (e) => e.event === 'ready' && e.childPid !== pid,
+    mark,
+  )
+  return performance.timeOrigin + ready.seenAt
+}
+
+/** A round of clientView: a new VERSION in the config, then `tandem upgrade --all`. */
+const upgradeRound = (cfgPath, write) => async (i) => {
+  write(`v${i + 2}`)
+  await run(process.execPath, [CLI, 'upgrade', '--all', '-c', cfgPath], { cwd: ROOT })
+  return wall()
+}
+
 /**
- * A second of steady load, then CLIENT_ROUNDS kills under it; the load's requests split into
+ * A second of steady load, then `rounds` acts under it (kills or upgrades: `act` resolves when
+ * the instance is back, on the wall() scale); the load's requests split into
  * those due before the first kill (the baseline) and those due from each kill to the next (or to
  * the end): a request due during a restart waits for the next process (or fails), and so may
  * the ones after it while that process works through the backlog.
  */
-const clientView = async (sup, cfgPath, port) => {
+const clientView = async (port, rounds, act) => {
   const load = await startLoad(port)
   await sleep(1000) // steady load before the first kill
   const kills = []
   const restartMs = []
-  let pid = (await status(cfgPath)).pid
-  for (let i = 0; i < CLIENT_ROUNDS; i++) {
-    const mark = sup.events.length
-    const killedAt = wall()
-    await killIdle(pid)
-    const ready = await sup.waitEvent(
-      'the next process ready',
-      (e) => e.event === 'ready' && e.childPid !== pid,
-      mark,
-    )
-    kills.push(killedAt)
-    restartMs.push(performance.timeOrigin + ready.seenAt - killedAt)
-    pid = ready.childPid
+  for (let i = 0; i < rounds; i++) {
+    const at = wall()
+    const doneAt = await act(i)
+    kills.push(at)
+    restartMs.push(doneAt - at)
     await sleep(QUIET_MS)
   }
   const r = await load.stop()
-  const rounds = kills.map(() => ({ n: 0, failed: 0, maxWait: 0 }))
+  const perRound = kills.map(() => ({ n: 0, failed: 0, maxWait: 0 }))
   const baseline = []
   const underKills = []
   const failures = {}
@@ -396,7 +416,7 @@ const clientView = async (sup, cfgPath, port) => {
     while (w >= 0 && kills[w] > at) w--
     if (outcome !== 'ok') {
       failures[outcome] = (failures[outcome] ?? 0) + 1
-      if (w >= 0) rounds[w].failed++
+      if (w >= 0) perRound[w].failed++
       continue
     }
     if (w < 0) {
@@ -404,8 +424,8 @@ const clientView = async (sup, cfgPath, port) => {
       continue
     }
     underKills.push(latency)
-    rounds[w].n++
-    rounds[w].maxWait = Math.max(rounds[w].maxWait, latency)
+    perRound[w].n++
+    perRound[w].maxWait = Math.max(perRound[w].maxWait, latency)
   }
   const p99 = (xs) =>
     quantile(
@@ -416,12 +436,13 @@ const clientView = async (sup, cfgPath, port) => {
     sent: r.sent,
     failed: r.sent - r.ok,
     failures,
-    restartsWithFailures: rounds.filter((x) => x.failed > 0).length,
+    rounds,
+    roundsWithFailures: perRound.filter((x) => x.failed > 0).length,
     baseline: { ...summary(baseline), p99: p99(baseline) },
     underKills: { ...summary(underKills), p99: p99(underKills) },
     restartMs: summary(restartMs),
     // The longest a served request waited in each round: about kill -> the new process serving.
-    maxWaitPerRestart: summary(rounds.filter((x) => x.n > 0).map((x) => x.maxWait)),
+    maxWaitPerRestart: summary(perRound.filter((x) => x.n > 0).map((x) => x.maxWait)),
   }
 }
 
@@ -459,48 +480,53 @@ const measureColdStart = async (port) => {
 
 // ---------------------------------------------------------------------------------------------
 
+/** Writes a config of one instance of examples/server.js on `port` (`extra`: its overrides). */
+const writeBenchConfig = (file, dir, name, port, extra = {}, version = 'v1') =>
+  writeFileSync(
+    file,
+    JSON.stringify(
+      {
+        stateDir: join(dir, `state-${name}`),
+        logs: { dir: join(dir, `logs-${name}`) },
+        components: {
+          bench: {
+            command: [process.execPath, SERVER, 'bench'],
+            cwd: ROOT,
+            env: { PORT: '{port}', VERSION: version },
+            instances: 1,
+            port,
+            backoff: { initialMs: 0 },
+            crashLoop: { maxExits: 1000 },
+            ...extra,
+          },
+        },
+      },
+      null,
+      2,
+    ),
+  )
+
 const main = async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tandem-bench-'))
   let sup
-  let sockSup // the supervisor of the socket-held mode
+  const sups = [] // every supervisor started, the first one (sup) included
   // Every process an instance had: the groups killed at the end if a supervisor left one.
   const children = () =>
-    [sup, sockSup].flatMap((s) =>
+    sups.flatMap((s) =>
       (s?.events ?? []).filter((e) => e.event === 'spawned').map((e) => e.childPid),
     )
   // Ctrl-C or a TERM: run the same cleanup as the finally below.
   exitOnSignal(() => {
     if (baselineChild?.pid) killGroup(baselineChild.pid, 'SIGKILL')
-    for (const s of [sup, sockSup]) if (s) killGroup(s.child.pid, 'SIGKILL')
+    for (const s of sups) killGroup(s.child.pid, 'SIGKILL')
     for (const pid of [...children(), ...loadGroups]) killGroup(pid, 'SIGKILL')
     rmSync(dir, { recursive: true, force: true })
   })
   try {
-    const [port, basePort, sockPort] = await freePorts(3)
+    const [port, basePort, sockPort, handPort] = await freePorts(4)
     const cfgPath = join(dir, 'tandem.json')
-    writeFileSync(
-      cfgPath,
-      JSON.stringify(
-        {
-          stateDir: join(dir, 'state'),
-          logs: { dir: join(dir, 'logs') },
-          components: {
-            bench: {
-              command: [process.execPath, SERVER, 'bench'],
-              cwd: ROOT,
-              env: { PORT: '{port}' },
-              instances: 1,
-              port,
-              readiness: { type: 'tcp', intervalMs: 5 },
-              backoff: { initialMs: 0 },
-              crashLoop: { maxExits: 1000 },
-            },
-          },
-        },
-        null,
-        2,
-      ),
-    )
+    const plainExtra = { readiness: { type: 'tcp', intervalMs: 5 } }
+    writeBenchConfig(cfgPath, dir, 'plain', port, plainExtra)
 
     const { commit, srcDirty } = await gitState(ROOT)
     console.log('tandem restart latency benchmark')
@@ -520,6 +546,7 @@ const main = async () => {
     console.log(`  goal: added latency <= ${GOAL_MS} ms at p50`)
 
     sup = startSupervisor(cfgPath)
+    sups.push(sup)
     await sup.waitEvent('all-ready', (e) => e.event === 'all-ready')
 
     const restarts = []
@@ -589,38 +616,42 @@ const main = async () => {
     console.log(
       `  the client's view: ${RATE} requests/s on new connections straight at the port, ${CLIENT_ROUNDS} kills (SIGKILL while the process holds no accepted connection), ${QUIET_MS} ms apart after each ready`,
     )
-    const plain = await clientView(sup, cfgPath, port)
+    const plain = await clientView(port, CLIENT_ROUNDS, killRound(sup, cfgPath))
     const sockCfg = join(dir, 'tandem-socket.json')
-    writeFileSync(
-      sockCfg,
-      JSON.stringify(
-        {
-          stateDir: join(dir, 'state-socket'),
-          logs: { dir: join(dir, 'logs-socket') },
-          components: {
-            bench: {
-              command: [process.execPath, SERVER, 'bench'],
-              cwd: ROOT,
-              env: { PORT: '{port}' },
-              instances: 1,
-              port: sockPort,
-              socket: { activation: 'node' },
-              readiness: { type: 'http', path: '/health', intervalMs: 5 },
-              backoff: { initialMs: 0 },
-              crashLoop: { maxExits: 1000 },
-            },
-          },
-        },
-        null,
-        2,
-      ),
-    )
-    sockSup = startSupervisor(sockCfg)
+    const sockExtra = {
+      socket: { activation: 'node' },
+      readiness: { type: 'http', path: '/health', intervalMs: 5 },
+    }
+    writeBenchConfig(sockCfg, dir, 'socket', sockPort, sockExtra)
+    const sockSup = startSupervisor(sockCfg)
+    sups.push(sockSup)
     await sockSup.waitEvent('all-ready (socket-held)', (e) => e.event === 'all-ready')
-    const held = await clientView(sockSup, sockCfg, sockPort)
+    const held = await clientView(sockPort, CLIENT_ROUNDS, killRound(sockSup, sockCfg))
+    // Upgrades under the same load: plain, socket-held stopping the old process first (readiness
+    // http), socket-held handing over (readiness ipc: the new process starts while the old one
+    // serves).
+    const handCfg = join(dir, 'tandem-handover.json')
+    const handExtra = { socket: { activation: 'node' }, readiness: { type: 'ipc' } }
+    writeBenchConfig(handCfg, dir, 'handover', handPort, handExtra)
+    const handSup = startSupervisor(handCfg)
+    sups.push(handSup)
+    await handSup.waitEvent('all-ready (handover)', (e) => e.event === 'all-ready')
+    console.log(
+      `  then ${UPGRADES} \`tandem upgrade --all\` (a new VERSION each) under the same load, ${QUIET_MS} ms apart`,
+    )
+    const upgrades = []
+    for (const [name, file, state, p, extra] of [
+      ['plain, stop then start', cfgPath, 'plain', port, plainExtra],
+      ['socket-held, stop then start (readiness http)', sockCfg, 'socket', sockPort, sockExtra],
+      ['socket-held, handover (readiness ipc)', handCfg, 'handover', handPort, handExtra],
+    ]) {
+      const write = (version) => writeBenchConfig(file, dir, state, p, extra, version)
+      upgrades.push([name, await clientView(p, UPGRADES, upgradeRound(file, write))])
+    }
     const modes = [
-      ['plain (the instance binds its port)', plain],
-      ['socket-held (socket.activation node)', held],
+      ['kills, plain (the instance binds its port)', plain],
+      ['kills, socket-held (socket.activation node)', held],
+      ...upgrades.map(([name, m]) => [`upgrades, ${name}`, m]),
     ]
     const kinds = (f) =>
       Object.entries(f)
@@ -630,26 +661,26 @@ const main = async () => {
     for (const [name, m] of modes) {
       console.log(`  ${name}:`)
       console.log(
-        `    requests ${m.sent}, failed ${m.failed} (${kinds(m.failures)})${name.startsWith('socket') ? ' (goal 0)' : ''}; restarts with a failed request: ${m.restartsWithFailures} of ${CLIENT_ROUNDS}`,
+        `    requests ${m.sent}, failed ${m.failed} (${kinds(m.failures)})${name.includes('socket-held') ? ' (goal 0)' : ''}; rounds with a failed request: ${m.roundsWithFailures} of ${m.rounds}`,
       )
       console.log(
-        `    restart (kill -> "ready" logged) p50 ${f1(m.restartMs.p50)} ms, max ${f1(m.restartMs.max)} ms`,
+        `    ${name.startsWith('kills') ? 'restart (kill -> "ready" logged)' : 'upgrade command'} p50 ${f1(m.restartMs.p50)} ms, max ${f1(m.restartMs.max)} ms`,
       )
       console.log(
-        `    latency of served requests (ms): before the kills p50 ${f1(m.baseline.p50)}, p99 ${f1(m.baseline.p99)}; under the kills p50 ${f1(m.underKills.p50)}, p99 ${f1(m.underKills.p99)}, max ${f1(m.underKills.max)}`,
+        `    latency of served requests (ms): before p50 ${f1(m.baseline.p50)}, p99 ${f1(m.baseline.p99)}; from the first ${name.startsWith('kills') ? 'kill' : 'upgrade'} on p50 ${f1(m.underKills.p50)}, p99 ${f1(m.underKills.p99)}, max ${f1(m.underKills.max)}`,
       )
       console.log(
-        `    added latency at p99: ${f1(m.underKills.p99 - m.baseline.p99)} ms; the longest wait of a served request per restart: p50 ${f1(m.maxWaitPerRestart.p50)} ms, max ${f1(m.maxWaitPerRestart.max)} ms`,
+        `    added latency at p99: ${f1(m.underKills.p99 - m.baseline.p99)} ms; the longest wait of a served request per round: p50 ${f1(m.maxWaitPerRestart.p50)} ms, max ${f1(m.maxWaitPerRestart.max)} ms`,
       )
     }
     const view = (m) => ({
       sent: m.sent,
       failed: m.failed,
       failures: m.failures,
-      restartsWithFailures: m.restartsWithFailures,
-      restartP50Ms: r1(m.restartMs.p50),
+      roundsWithFailures: m.roundsWithFailures,
+      roundP50Ms: r1(m.restartMs.p50),
       baselineMs: { p50: r1(m.baseline.p50), p99: r1(m.baseline.p99) },
-      underKillsMs: {
+      afterFirstMs: {
         p50: r1(m.underKills.p50),
         p99: r1(m.underKills.p99),
         max: r1(m.underKills.max),
@@ -685,8 +716,12 @@ const main = async () => {
           rate: RATE,
           kills: CLIENT_ROUNDS,
           quietMs: QUIET_MS,
-          plain: view(plain),
-          socketHeld: view(held),
+          killsPlain: view(plain),
+          killsSocketHeld: view(held),
+          upgrades: UPGRADES,
+          upgradesPlain: view(upgrades[0][1]),
+          upgradesSocketHeldStopStart: view(upgrades[1][1]),
+          upgradesSocketHeldHandover: view(upgrades[2][1]),
         },
         load1: [r1(loadBefore), r1(loadavg()[0])],
       }),
@@ -694,8 +729,7 @@ const main = async () => {
   } finally {
     if (baselineChild?.pid) killGroup(baselineChild.pid, 'SIGKILL')
     for (const pid of loadGroups) killGroup(pid, 'SIGKILL')
-    for (const s of [sup, sockSup]) {
-      if (!s) continue
+    for (const s of sups) {
       // Orderly first (the supervisor stops its instance), then the whole group regardless.
       if (s.child.exitCode === null && s.child.signalCode === null) {
         killGroup(s.child.pid, 'SIGTERM')

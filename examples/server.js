@@ -38,7 +38,11 @@ const server = createServer((req, res) => {
     : { ...me, role: active ? 'active' : 'standby', epoch: role.epoch, url: req.url }
   res.end(JSON.stringify(body) + '\n')
 })
-listenInherited(server, { port }, () => console.log(`${name} listening on port ${port}`))
+listenInherited(server, { port }, () => {
+  console.log(`${name} listening on port ${port}`)
+  // Readiness ipc: tandem gave it an IPC channel and waits for this.
+  process.send?.('ready')
+})
 process.on('SIGTERM', () => {
   console.log(`${name} on port ${port}: SIGTERM, closing`)
   server.close(() => process.exit(0))
