@@ -366,29 +366,34 @@ const killIdle = async (pid) => {
   return retries
 }
 
-/** A round of clientView: SIGKILL the instance; resolves when the next one is logged ready. */
+/**
+ * A round of clientView: SIGKILL the instance; resolves with [the kill, the next process logged
+ * ready], on the wall() scale.
+ */
 const killRound = (sup, cfgPath) => async () => {
   const { pid } = await status(cfgPath)
   const mark = sup.events.length
+  const killedAt = wall()
   await killIdle(pid)
   const ready = await sup.waitEvent(
     'the next process ready',
     (e) => e.event === 'ready' && e.childPid !== pid,
     mark,
   )
-  return performance.timeOrigin + ready.seenAt
+  return [killedAt, performance.timeOrigin + ready.seenAt]
 }
 
 /** A round of clientView: a new VERSION in the config, then `tandem upgrade --all`. */
 const upgradeRound = (cfgPath, write) => async (i) => {
   write(`v${i + 2}`)
+  const from = wall()
   await run(process.execPath, [CLI, 'upgrade', '--all', '-c', cfgPath], { cwd: ROOT })
-  return wall()
+  return [from, wall()]
 }
 
 /**
- * A second of steady load, then `rounds` acts under it (kills or upgrades: `act` resolves when
- * the instance is back, on the wall() scale); the load's requests split into
+ * A second of steady load, then `rounds` acts under it (kills or upgrades: `act` resolves with
+ * when it began and when the instance was back, on the wall() scale); the load's requests split into
  * those due before the first kill (the baseline) and those due from each kill to the next (or to
  * the end): a request due during a restart waits for the next process (or fails), and so may
  * the ones after it while that process works through the backlog.
@@ -399,8 +404,7 @@ const clientView = async (port, rounds, act) => {
   const kills = []
   const restartMs = []
   for (let i = 0; i < rounds; i++) {
-    const at = wall()
-    const doneAt = await act(i)
+    const [at, doneAt] = await act(i)
     kills.push(at)
     restartMs.push(doneAt - at)
     await sleep(QUIET_MS)

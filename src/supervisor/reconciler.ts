@@ -363,6 +363,7 @@ export class Reconciler extends EventEmitter<{
       next.socket.host === now.host &&
       next.socket.backlog === now.backlog &&
       next.readiness.type === 'ipc' &&
+      inst.spec.runOn !== 'active' &&
       next.runOn !== 'active'
     )
   }
