@@ -327,43 +327,49 @@ const startLoad = async (port) => {
   }
 }
 
-/** Inodes of this network namespace's TCP sockets that are not listening. */
-const connectedTcpInodes = () => {
-  const out = new Set()
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    for (const line of readFileSync(file, 'utf8').split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/)
-      if (f.length > 9 && f[3] !== '0A' && f[9] !== '0') out.add(f[9])
+/** The inodes of the sockets among a process's fds 3 and up (0-2: its stdio, socketpairs). */
+const socketInodes = (pid) => {
+  const out = []
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    if (Number(fd) < 3) continue
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))
+      if (m) out.push(m[1])
+    } catch {
+      // closed meanwhile
     }
   }
   return out
 }
 
-/** Whether the process holds an accepted connection. */
-const holdsConnection = (pid) => {
-  const connected = connectedTcpInodes()
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))
-      if (m && connected.has(m[1])) return true
-    } catch {
-      // closed meanwhile
+/** The inodes of the sockets listening on `port` (from /proc/net/tcp and tcp6). */
+const listeningInodes = (port) => {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`
+  const out = new Set()
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of readFileSync(file, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/)
+      if (f[3] === '0A' && f[1]?.endsWith(hex)) out.add(f[9])
     }
   }
-  return false
+  return out
 }
 
-/** SIGKILL at a moment the process holds no accepted connection (see the header). */
-const killIdle = async (pid) => {
-  let retries = 0
-  for (; retries < 1000; retries++) {
+/**
+ * SIGKILL at a moment the process holds no accepted connection (see the header): stopped, it
+ * accepts nothing more, so what its fds show then is what would die with it: any socket besides
+ * its listener (the server here has no other: no IPC channel, no connections of its own). If it
+ * holds one, it runs on for a few ms to finish it, and is looked at again.
+ */
+const killIdle = async (pid, port) => {
+  const listener = listeningInodes(port)
+  for (let attempt = 0; attempt < 200; attempt++) {
     process.kill(pid, 'SIGSTOP')
-    if (!holdsConnection(pid)) break
+    if (socketInodes(pid).every((inode) => listener.has(inode))) break
     process.kill(pid, 'SIGCONT')
-    await sleep(1)
+    await sleep(5)
   }
   killGroup(pid, 'SIGKILL')
-  return retries
 }
 
 /**
@@ -371,10 +377,10 @@ const killIdle = async (pid) => {
  * ready], on the wall() scale.
  */
 const killRound = (sup, cfgPath) => async () => {
-  const { pid } = await status(cfgPath)
+  const { pid, port } = await status(cfgPath)
   const mark = sup.events.length
   const killedAt = wall()
-  await killIdle(pid)
+  await killIdle(pid, port)
   const ready = await sup.waitEvent(
     'the next process ready',
     (e) => e.event === 'ready' && e.childPid !== pid,

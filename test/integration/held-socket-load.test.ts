@@ -3,7 +3,7 @@
 // instance's port, no load balancer in between; every request's outcome is counted.
 // Ports 29400-29419 belong to this file.
 import { spawn } from 'node:child_process'
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs'
+import { readdirSync, readlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
@@ -74,45 +74,36 @@ const readyPid = async (config: string, id: string, not?: number): Promise<numbe
     return i?.state === 'ready' && i.pid !== undefined && i.pid !== not && i.pid
   })
 
-/** Inodes of the TCP sockets of this network namespace that are not listening. */
-const connectedTcpInodes = (): Set<string> => {
-  const out = new Set<string>()
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    for (const line of readFileSync(file, 'utf8').split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/)
-      // st 0A is LISTEN; inode 0 is a socket no process holds (TIME_WAIT).
-      if (f.length > 9 && f[3] !== '0A' && f[9] !== '0') out.add(f[9]!)
+/** The inodes of the sockets among a process's fds 3 and up (0-2: its stdio, socketpairs). */
+const socketInodes = (pid: number): string[] => {
+  const out: string[] = []
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    if (Number(fd) < 3) continue
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))
+      if (m) out.push(m[1]!)
+    } catch {
+      // closed meanwhile
     }
   }
   return out
 }
 
-/** Whether the process holds an accepted connection (a request it took and has not finished). */
-const holdsConnection = (pid: number): boolean => {
-  const connected = connectedTcpInodes()
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))
-      if (m && connected.has(m[1]!)) return true
-    } catch {
-      // closed meanwhile
-    }
-  }
-  return false
-}
-
 /**
  * SIGKILL at a moment the process holds no accepted connection: stopped (SIGSTOP) it accepts
- * nothing more, so what /proc shows then is what dies with it. A connection a process had
- * accepted dies with it whatever holds the listening socket (the kernel resets it); what the
- * held socket saves is every connection not yet accepted, and that is what is counted here.
+ * nothing more, so what its fds show then is what dies with it: any socket besides the listening
+ * one it inherited as fd 3 (the fixture has no other: readiness http, no IPC channel). If it
+ * holds one, it runs on for a few ms to finish it, and is looked at again. A connection a
+ * process had accepted dies with it whatever holds the listening socket (the kernel resets it);
+ * what the held socket saves is every connection not yet accepted, and that is what is counted.
  */
 const killIdle = async (pid: number): Promise<void> => {
-  for (let attempt = 0; ; attempt++) {
+  const listener = readlinkSync(`/proc/${pid}/fd/3`).replace(/^socket:\[(\d+)\]$/, '$1')
+  for (let attempt = 0; attempt < 200; attempt++) {
     process.kill(pid, 'SIGSTOP')
-    if (!holdsConnection(pid) || attempt > 500) break
+    if (socketInodes(pid).every((inode) => inode === listener)) break
     process.kill(pid, 'SIGCONT')
-    await sleep(1)
+    await sleep(5)
   }
   killGroup(pid)
 }
