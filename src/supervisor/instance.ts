@@ -195,6 +195,11 @@ export class Instance {
     if (this.#phase.state === 'ready') this.#activeEpoch = epoch
   }
 
+  /** The process a handover replaced still runs (it finishes its requests after its stop signal). */
+  get handingOver(): boolean {
+    return this.#predecessor !== undefined
+  }
+
   /** Sends a message on the child's IPC channel; false when there is none or no child. */
   send(message: unknown): boolean {
     return this.#run?.child?.send(message) ?? false

@@ -357,6 +357,9 @@ export class Reconciler extends EventEmitter<{
     return (
       this.#sockets !== undefined &&
       inst.state === 'ready' &&
+      // One handover at a time: a replacement while the last one's old process still finishes
+      // its requests stops the current process first.
+      !inst.handingOver &&
       now !== undefined &&
       next.socket !== undefined &&
       next.port === inst.spec.port &&

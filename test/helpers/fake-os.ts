@@ -11,7 +11,8 @@ import type { FakeClock } from './fake-clock.js'
 /**
  * A process of the fake OS. What it does is its argv[1]: `ok` says ready (IPC) at once,
  * `slow:<ms>` after ms on the fake clock, `crash` exits with code 1 at once, `never` never says
- * it. It ends on any stop signal (SIGKILL included), at once.
+ * it, `linger:<ms>` says ready at once and takes ms to end after a stop signal (a server
+ * finishing its requests). It ends on any stop signal (SIGKILL included), at once.
  */
 export class FakeProc {
   alive = true
@@ -74,7 +75,7 @@ export class FakeOs {
     this.procs.set(p.pid, p)
     const mode = p.mode
     if (mode === 'crash') queueMicrotask(() => p.exit(1))
-    else if (mode === 'ok') queueMicrotask(() => p.ready())
+    else if (mode === 'ok' || mode.startsWith('linger:')) queueMicrotask(() => p.ready())
     else if (mode.startsWith('slow:')) this.clock.after(Number(mode.slice(5)), () => p.ready())
     return p.handle
   }
@@ -84,7 +85,9 @@ export class FakeOs {
       const p = this.procs.get(pgid)
       if (!p?.alive) return false
       p.signals.push(signal)
-      queueMicrotask(() => p.exit(null, signal))
+      if (p.mode.startsWith('linger:') && signal !== 'SIGKILL')
+        this.clock.after(Number(p.mode.slice(7)), () => p.exit(null, signal))
+      else queueMicrotask(() => p.exit(null, signal))
       return true
     },
     alive: (pgid) => this.procs.get(pgid)?.alive ?? false,

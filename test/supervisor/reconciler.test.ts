@@ -390,3 +390,35 @@ t.test(
     }
   },
 )
+
+t.test(
+  'a replacement while the old process of the last handover still finishes stops the current one first',
+  async (t) => {
+    const { sockets } = heldSockets()
+    const web = (v: string) =>
+      comp('linger:2000', {
+        command: ['prog', 'linger:2000', v],
+        port: 29419,
+        socket,
+        stop: { signal: 'SIGTERM', timeoutMs: 5000 },
+      })
+    const c = make(t, { web: web('v1') }, false, { sockets })
+    await c.start()
+    const first = c.os.live().get('web#0')!
+    const spec = (v: string) => planOf({ web: web(v) }).components[0]!.instances[0]!
+    c.r.replaceInstance('web#0', spec('v2'))
+    await c.settle(c.r.waitSettled(['web#0']))
+    const inst = c.r.instances.get('web#0')!
+    t.equal(inst.state, 'ready')
+    t.ok(inst.handingOver && first.alive, 'v1 still finishing its requests')
+    const second = [...c.os.procs.values()].find((p) => p.alive && p !== first)!
+    c.r.replaceInstance('web#0', spec('v3'))
+    await c.settle(c.r.waitSettled(['web#0']))
+    t.equal(inst.state, 'ready')
+    t.same(second.signals, ['SIGTERM'], 'v2 was stopped, not handed over')
+    t.same(c.modes(), { 'web#0': 'linger:2000 v3' })
+    await c.clock.advance(3000)
+    t.equal([...c.os.procs.values()].filter((p) => p.alive).length, 1, 'only v3 runs')
+    t.notOk(inst.handingOver)
+  },
+)
