@@ -3,8 +3,11 @@
 // {t, heapUsed, rss, timers, handles, resources} to the file named by FOOTPRINT_PROBE: timers are
 // the active Timeouts of process.getActiveResourcesInfo() (this probe's own interval is one of
 // them), handles every active resource (sockets, pipes, child processes, timers, pending
-// requests). Its interval is unref'd: it never keeps the supervisor alive.
+// requests). Its interval is unref'd: it never keeps the supervisor alive. `--import` loads it in
+// every thread, the log thread included: each line says which (`thread`: main or log), and the
+// heap, timers and handles are that thread's own (rss is the process's).
 import { appendFileSync } from 'node:fs'
+import { isMainThread } from 'node:worker_threads'
 
 const file = process.env.FOOTPRINT_PROBE
 if (file) {
@@ -19,6 +22,7 @@ if (file) {
         file,
         JSON.stringify({
           t: Math.round((Date.now() - t0) / 1000),
+          thread: isMainThread ? 'main' : 'log',
           heapUsed: m.heapUsed,
           rss: m.rss,
           timers: counts.Timeout ?? 0,

@@ -506,24 +506,30 @@ const soak = async (dir) => {
       }
     }
   })()
+  /** The last line each thread wrote: the main thread's and the log thread's. */
   const probe = () => {
     try {
-      const lines = readFileSync(probeFile, 'utf8').trim().split('\n')
-      return JSON.parse(lines[lines.length - 1])
+      const lines = readFileSync(probeFile, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l))
+      const last = (thread) => lines.findLast((l) => l.thread === thread)
+      return { main: last('main'), log: last('log') }
     } catch {
-      return undefined
+      return {}
     }
   }
-  writeFileSync(csv, 't_s,rss_mb,heap_used_mb,fds,timers,handles,kills\n')
+  writeFileSync(csv, 't_s,rss_mb,heap_used_mb,log_heap_used_mb,fds,timers,handles,kills\n')
   try {
     for (let i = 1; i * SOAK_EVERY_S <= SOAK_S; i++) {
       await sleep(started + i * SOAK_EVERY_S * 1000 - performance.now())
       sup.alive('tandem')
-      const p = probe()
+      const { main: p, log: lp } = probe()
       const row = {
         t: Math.round((performance.now() - started) / 1000),
         rss: (rssBytes(sup.pid) ?? NaN) / 2 ** 20,
         heap: p ? p.heapUsed / 2 ** 20 : NaN,
+        logHeap: lp ? lp.heapUsed / 2 ** 20 : NaN,
         fds: fdCount(sup.pid) ?? NaN,
         timers: p?.timers ?? NaN,
         handles: p?.handles ?? NaN,
@@ -532,11 +538,11 @@ const soak = async (dir) => {
       rows.push(row)
       appendFileSync(
         csv,
-        `${row.t},${row.rss.toFixed(1)},${row.heap.toFixed(1)},${row.fds},${row.timers},${row.handles},${row.kills}\n`,
+        `${row.t},${row.rss.toFixed(1)},${row.heap.toFixed(1)},${row.logHeap.toFixed(1)},${row.fds},${row.timers},${row.handles},${row.kills}\n`,
       )
       if (i % 6 === 0)
         console.log(
-          `  ${row.t} s: RSS ${row.rss.toFixed(1)} MB, heap ${row.heap.toFixed(1)} MB, fds ${row.fds}, timers ${row.timers}, handles ${row.handles}, kills ${kills}`,
+          `  ${row.t} s: RSS ${row.rss.toFixed(1)} MB, heap ${row.heap.toFixed(1)} MB (log thread ${row.logHeap.toFixed(1)}), fds ${row.fds}, timers ${row.timers}, handles ${row.handles}, kills ${kills}`,
         )
     }
     stopKilling = true
@@ -565,7 +571,7 @@ const soak = async (dir) => {
       `  RSS: ${f2(first.rss)} MB at ${first.t} s, ${f2(after10?.rss)} MB at ${after10?.t ?? '-'} s, ${f2(last.rss)} MB at ${last.t} s (max ${f2(Math.max(...rows.map((r) => r.rss)))}); growth after 10 min ${f2(growth)} MB (goal < ${GOALS.soakGrowthMb})`,
     )
     console.log(
-      `  heap used: ${f2(first.heap)} MB first, ${f2(last.heap)} MB last (max ${f2(Math.max(...rows.map((r) => r.heap)))})`,
+      `  heap used: ${f2(first.heap)} MB first, ${f2(last.heap)} MB last (max ${f2(Math.max(...rows.map((r) => r.heap)))}); log thread ${f2(first.logHeap)} MB first, ${f2(last.logHeap)} MB last (max ${f2(Math.max(...rows.map((r) => r.logHeap)))})`,
     )
     console.log(
       `  fds: ${first.fds} first, ${last.fds} last (min ${Math.min(...rows.map((r) => r.fds))}, max ${Math.max(...rows.map((r) => r.fds))}); timers: ${first.timers} first, ${last.timers} last (max ${Math.max(...rows.map((r) => r.timers))}); handles ${first.handles} first, ${last.handles} last`,
@@ -587,6 +593,7 @@ const soak = async (dir) => {
         },
         growthAfter10MinMb: Number.isNaN(growth) ? null : Math.round(growth * 10) / 10,
         heapMb: { first: first.heap, last: last.heap },
+        logHeapMb: { first: first.logHeap, last: last.logHeap },
         fds: { first: first.fds, last: last.fds, max: Math.max(...rows.map((r) => r.fds)) },
         timers: {
           first: first.timers,
@@ -606,7 +613,7 @@ const soak = async (dir) => {
   }
 }
 
-/** A small SVG: RSS and heap (MB) above, fds and timers below, against minutes. */
+/** A small SVG: RSS and both threads' heaps (MB) above, fds and timers below, against minutes. */
 const chart = (rows) => {
   const W = 640
   const H = 150
@@ -644,6 +651,7 @@ ${lines.join('\n')}`
 ${panel(0, 'tandem soak: memory (MB) against minutes', [
   { key: 'rss', label: 'RSS', color: '#c0392b' },
   { key: 'heap', label: 'heap used', color: '#2471a3' },
+  { key: 'logHeap', label: 'log thread heap', color: '#5dade2' },
 ])}
 ${panel(H + 16, 'open fds and active timers / handles', [
   { key: 'fds', label: 'fds', color: '#7d3c98' },
