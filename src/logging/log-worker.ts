@@ -1,8 +1,8 @@
 /**
  * The log's thread (see ThreadedLog): takes child pipes' chunks and supervisor event records from
  * the main thread, in order, and does the rest here: line splitting, record encoding, the
- * writes, rotation. Acknowledges the bytes it took once its destinations can take more, which
- * is the main thread's back-pressure.
+ * writes, rotation. Takes a batch only while its destinations can take more, and acknowledges
+ * it once taken whole: the main thread's back-pressure.
  */
 import { readlinkSync } from 'node:fs'
 import { getPriority, setPriority } from 'node:os'
@@ -49,9 +49,6 @@ const log = new UnifiedLog(data.logs, {
   },
 })
 const pipes = new Map<number, PipeOutput>()
-/** Bytes taken and not yet acknowledged. */
-let taken = 0
-let ackWaiting = false
 let lastStatus = ''
 
 const sendStatus = (): void => {
@@ -60,28 +57,6 @@ const sendStatus = (): void => {
   if (text === lastStatus) return
   lastStatus = text
   post({ t: 'status', status })
-}
-
-/**
- * Acknowledges what was taken once no destination is congested (at once if none is), with the
- * shared batch buffer, free again (nothing here keeps a reference into it): one message back
- * per batch. While congested, the buffer goes back at once and the bytes once it drains.
- */
-const ack = (buffer: number | undefined): void => {
-  if (!ackWaiting && !log.congested) {
-    const bytes = taken
-    taken = 0
-    return post({ t: 'ack', bytes, ...(buffer === undefined ? {} : { buffer }) })
-  }
-  if (buffer !== undefined) post({ t: 'ack', bytes: 0, buffer })
-  if (ackWaiting) return
-  ackWaiting = true
-  log.whenDrained(() => {
-    ackWaiting = false
-    const bytes = taken
-    taken = 0
-    if (bytes > 0) post({ t: 'ack', bytes })
-  })
 }
 
 const handle = (m: ToLog): void => {
@@ -111,22 +86,80 @@ const handle = (m: ToLog): void => {
   }
 }
 
-port.on('message', ({ messages, bytes, used }: LogBatch) => {
-  let next = 0
-  if (bytes !== undefined) {
-    const b = typeof bytes === 'number' ? buffers[bytes]! : Buffer.from(bytes)
-    for (let p = 0; p < used;) {
-      while (next < messages.length && messages[next]!.at <= p) handle(messages[next++]!)
-      const id = b.readUInt32LE(p)
-      const length = b.readUInt32LE(p + 4)
-      const time = b.readDoubleLE(p + 8)
-      p += CHUNK_HEADER_BYTES
+/** A batch being taken: its chunks' bytes, how far it has been taken, how many bytes so far. */
+interface Taking {
+  batch: LogBatch
+  bytes: Buffer | undefined
+  /** The offset of the next chunk, and the index of the next message. */
+  p: number
+  next: number
+  taken: number
+}
+
+/** Batches received and not yet taken whole, oldest first. */
+const batches: Taking[] = []
+let waiting = false
+
+/**
+ * Takes the batches in order, chunk by chunk, while no destination is congested; then waits
+ * for them to drain. A batch's raw bytes stay in its buffer until they are taken (2.4 times
+ * fewer bytes than their records, and no allocation), so the writers' queues stay near their
+ * high-water mark, and the main thread, short of free buffers, pauses the pipes. A batch
+ * taken whole is acknowledged with its buffer, free again (nothing here keeps a reference
+ * into it).
+ */
+const takeBatches = (): void => {
+  while (batches.length > 0) {
+    const t = batches[0]!
+    if (!take(t)) {
+      waiting = true
+      return log.whenDrained(() => {
+        waiting = false
+        takeBatches()
+      })
+    }
+    batches.shift()
+    const { bytes } = t.batch
+    if (typeof bytes === 'number') post({ t: 'ack', bytes: t.taken, buffer: bytes })
+    else if (t.taken > 0) post({ t: 'ack', bytes: t.taken })
+  }
+}
+
+/** Takes what is left of a batch; false when a destination became congested before its end. */
+const take = (t: Taking): boolean => {
+  const { messages, used } = t.batch
+  const b = t.bytes
+  if (b !== undefined) {
+    while (t.p < used) {
+      if (log.congested) return false
+      while (t.next < messages.length && messages[t.next]!.at <= t.p) handle(messages[t.next++]!)
+      const id = b.readUInt32LE(t.p)
+      const length = b.readUInt32LE(t.p + 4)
+      const time = b.readDoubleLE(t.p + 8)
+      const p = t.p + CHUNK_HEADER_BYTES
+      t.p = p + length
+      t.taken += length
       pipes.get(id)?.push(b.subarray(p, p + length), time)
-      taken += length
-      p += length
     }
   }
-  while (next < messages.length) handle(messages[next++]!)
-  ack(typeof bytes === 'number' ? bytes : undefined)
+  while (t.next < messages.length) handle(messages[t.next++]!)
+  return true
+}
+
+port.on('message', (batch: LogBatch) => {
+  const { bytes } = batch
+  batches.push({
+    batch,
+    bytes:
+      bytes === undefined
+        ? undefined
+        : typeof bytes === 'number'
+          ? buffers[bytes]!
+          : Buffer.from(bytes),
+    p: 0,
+    next: 0,
+    taken: 0,
+  })
+  if (!waiting) takeBatches()
 })
 sendStatus()

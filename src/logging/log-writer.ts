@@ -30,6 +30,12 @@ const BLOCK_BYTES = 1024 * 1024
 const FIRST_BLOCK_BYTES = 64 * 1024
 /** Written blocks kept for reuse while the writer is busy (more than that are left to the GC). */
 const SPARE_BLOCKS = 2
+/**
+ * How long an idle writer keeps its spare blocks: a flood that pauses now and then (a child
+ * blocked on a full pipe, the log thread waiting for the disk) would otherwise allocate new
+ * blocks at every restart, and the old ones are freed only by a full garbage collection.
+ */
+const SPARE_KEEP_MS = 1000
 const NL = 0x0a
 const NO_BYTES = Buffer.alloc(0)
 
@@ -72,6 +78,7 @@ export class LogWriter
   #reopenWanted = false
   #error: { message: string; since: number } | undefined
   #retryTimer: NodeJS.Timeout | undefined
+  #spareTimer: NodeJS.Timeout | undefined
   #dropped = 0
   #droppedTotal = 0
   #closed = false
@@ -201,6 +208,7 @@ export class LogWriter
     await this.flush()
     this.#closed = true
     clearTimeout(this.#retryTimer)
+    clearTimeout(this.#spareTimer)
     if (this.#ownsFd && this.#fd !== undefined) closeSync(this.#fd)
     this.#fd = undefined
   }
@@ -294,23 +302,33 @@ export class LogWriter
       this.#pending = n < buf.length ? buf.subarray(n) : undefined
       if (!this.#pending) this.#reuse(buf.buffer)
       this.#recovered()
+      if (!this.#closed) this.#writeNext()
+      // After the next write is on its way: a 'drain' listener may queue lines at once, and
+      // their commit must find this writer busy, not start a second write of the same bytes.
       if (this.#congested && this.#queuedBytes <= this.#opts.highWaterBytes / 2) {
         this.#congested = false
         this.emit('drain')
       }
-      if (!this.#closed) this.#writeNext()
     })
   }
 
   /**
    * Everything is written: the current block is reused from its start (an outsized one, made for
-   * one huge line, is let go), and so are the spare blocks: an idle writer holds one block.
+   * one huge line, is let go), and so are the spare blocks once it stays idle SPARE_KEEP_MS: an
+   * idle writer holds one block.
    */
   #idleNow(): void {
     if (this.#block.length > BLOCK_BYTES) this.#block = NO_BYTES
     this.#start = 0
     this.#end = 0
-    this.#spare = []
+    if (this.#spare.length > 0 && !this.#spareTimer) {
+      // A real timer, not the Clock seam: it only lets memory go, nothing a test drives.
+      this.#spareTimer = setTimeout(() => {
+        this.#spareTimer = undefined
+        if (!this.#writing && this.#queuedBytes === 0) this.#spare = []
+      }, SPARE_KEEP_MS)
+      this.#spareTimer.unref()
+    }
     this.#becameIdle()
   }
 

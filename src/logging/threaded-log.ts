@@ -8,11 +8,12 @@ import type { WriterStatus } from '../status.js'
 import type { PipeOutput } from './pipe-output.js'
 
 /**
- * Bytes handed to the log's thread and not yet taken by its destinations, above which the
- * children's pipes are not read (until half of it is acknowledged): a 1 MiB writer queue
- * behind it, as many bytes in flight between the threads.
+ * Bytes handed to the log's thread and not yet taken by it, above which the children's pipes are
+ * not read (until half of it is acknowledged). The log's thread takes a batch only while its
+ * writers are below their high-water mark (1 MiB of records), so these bytes wait raw in the
+ * batch buffers, not encoded (2.4 times larger) in the writers' queues.
  */
-export const IN_FLIGHT_HIGH_WATER_BYTES = 4 * 1024 * 1024
+export const IN_FLIGHT_HIGH_WATER_BYTES = 2 * 1024 * 1024
 
 /**
  * What the main thread sends the log's thread besides chunks. `at`: where the batch's chunks
@@ -44,7 +45,7 @@ export interface LogBatch {
 
 export const CHUNK_HEADER_BYTES = 16
 
-/** What the log's thread answers. `ack`: bytes taken, and a shared batch buffer free again. */
+/** What the log's thread answers. `ack`: a batch taken whole: its bytes, and its shared buffer, free again. */
 export type FromLog =
   | { t: 'ack'; bytes: number; buffer?: number }
   | { t: 'status'; status: WriterStatus[] }
@@ -59,11 +60,15 @@ export type FromLog =
 export const WORKER_YOUNG_GENERATION_MB = 4
 
 /**
- * The shared batch buffers: their size, and how many (enough for IN_FLIGHT_HIGH_WATER_BYTES
- * and the batches on their way back: 5 MiB in all).
+ * The shared batch buffers: their size, and how many (IN_FLIGHT_HIGH_WATER_BYTES and a few
+ * batches on their way back, 4 MiB in all). A batch takes what the pipes gave in one turn of
+ * the event loop, often less than a buffer; once none is free the pipes pause (`congested`)
+ * until the log's thread gives one back.
  */
 export const BATCH_BYTES = 256 * 1024
-export const BATCH_BUFFERS = 20
+export const BATCH_BUFFERS = 16
+/** What one read of a child's pipe usually returns at most (libuv reads 64 KiB at a time). */
+const PIPE_READ_BYTES = 64 * 1024
 
 /**
  * How much lower the log thread's priority is than the main thread's (nice +5: under contention
@@ -94,10 +99,11 @@ const workerUrl = (): URL =>
  * checks. The main thread only reads the pipes and hands each chunk over as it came, with its
  * read time; supervisor events go the same way, so the order of records is the order things
  * happened. Hand-overs are batched: one message per turn of the event loop, its chunks copied
- * into one buffer that is transferred, not cloned. The log's thread splits, encodes and writes, and acknowledges what it has
- * taken once its destinations are not congested; with more than IN_FLIGHT_HIGH_WATER_BYTES not
- * acknowledged, `congested` is true and the instances stop reading their pipes until
- * `whenDrained`, so memory stays bounded and a slow disk slows the children, as before.
+ * into one of the shared batch buffers. The log's thread splits, encodes and writes, taking a
+ * batch only while its destinations are not congested, and acknowledges each batch taken whole;
+ * with more than IN_FLIGHT_HIGH_WATER_BYTES not acknowledged, or no batch buffer free,
+ * `congested` is true and the instances stop reading their pipes until `whenDrained`, so memory
+ * stays bounded and a slow disk slows the children, as before.
  */
 export class ThreadedLog {
   readonly logger: Logger
@@ -176,9 +182,18 @@ export class ThreadedLog {
     }
   }
 
-  /** Whether readers of children's pipes should pause until `whenDrained`. */
+  /**
+   * Whether readers of children's pipes should pause until `whenDrained`: too many bytes not
+   * yet taken by the log's thread, or no batch buffer free and no room for another read in the
+   * one being filled (a chunk read then would need a buffer of its own: an allocation, and
+   * external memory in the log's thread until its next full garbage collection).
+   */
   get congested(): boolean {
-    return this.#inFlight > IN_FLIGHT_HIGH_WATER_BYTES
+    return (
+      this.#inFlight > IN_FLIGHT_HIGH_WATER_BYTES ||
+      (this.#free.length === 0 &&
+        (!this.#bytes || this.#bytes.length - this.#used < CHUNK_HEADER_BYTES + PIPE_READ_BYTES))
+    )
   }
 
   /** Calls `fn` once the log's thread has caught up (at once if it is not behind). */
@@ -222,9 +237,7 @@ export class ThreadedLog {
   #batchBuffer(need: number): Buffer {
     const i = need <= BATCH_BYTES ? this.#free.pop() : undefined
     this.#current = i ?? -1
-    return i === undefined
-      ? Buffer.from(new ArrayBuffer(Math.max(need, BATCH_BYTES)))
-      : this.#buffers[i]!
+    return i === undefined ? Buffer.from(new ArrayBuffer(need)) : this.#buffers[i]!
   }
 
   #flush(): void {
@@ -248,7 +261,7 @@ export class ThreadedLog {
       case 'ack':
         if (m.buffer !== undefined) this.#free.push(m.buffer)
         this.#inFlight -= m.bytes
-        if (this.#inFlight <= IN_FLIGHT_HIGH_WATER_BYTES / 2) this.#drained()
+        if (this.#inFlight <= IN_FLIGHT_HIGH_WATER_BYTES / 2 && !this.congested) this.#drained()
         return
       case 'status':
         this.#status = m.status

@@ -261,3 +261,19 @@ t.test('a block is reused only once every byte of it is written', async (t) => {
   t.same(seqs(readAll(dir)), range(0, lines.length), 'every line once, in order, none overwritten')
   t.ok(readdirSync(dir).length >= 2, 'rotated, cutting a block')
 })
+
+t.test('lines queued by a drain listener at once are written once, in order', async (t) => {
+  const dir = tempDir(t)
+  const w = new LogWriter({ path: join(dir, 'tandem.log'), highWaterBytes: 64 * 1024 })
+  const lines = numbered(0, 40_000)
+  let next = 0
+  // A producer like the log thread: writes until congested, and on 'drain' at once again.
+  const produce = (): void => {
+    while (next < lines.length) if (!w.write(lines[next++]!)) return
+  }
+  w.on('drain', produce)
+  produce()
+  await waitUntil('every line handed to the writer', () => next === lines.length)
+  await w.close()
+  t.same(seqs(readAll(dir)), range(0, 40_000))
+})
