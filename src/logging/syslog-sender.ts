@@ -17,6 +17,12 @@ export const SYSLOG_RETRY_MAX_MS = 5_000
  */
 export const SYSLOG_RESEND_BYTES = 256 * 1024
 export const SYSLOG_CLOSE_MS = 1_000
+/**
+ * Drops not yet reported (the server slower than the log for a long spell, no recovery to
+ * report them at) are reported this long after the first of them: every drop is counted and
+ * logged, at most once per this interval.
+ */
+export const SYSLOG_DROP_REPORT_MS = 5_000
 /** Larger UDP messages are cut here (the largest IPv4 datagram, less headers). */
 export const SYSLOG_MAX_DATAGRAM_BYTES = 65_000
 
@@ -32,8 +38,11 @@ export interface SyslogStatus {
  * Ships syslog messages to one server over TCP or TLS (octet-counted framing, RFC 6587 3.4.1)
  * or UDP (a datagram each, RFC 5426). It never holds up its caller: while the server is
  * unreachable or slower than the log, messages queue up to `maxBufferBytes`, and beyond that
- * they are dropped and counted; the count is reported (`onProblem`) once it is over. A broken
- * connection is reopened with back-off (SYSLOG_RETRY_MIN_MS doubling to SYSLOG_RETRY_MAX_MS).
+ * they are dropped and counted; every drop is reported (`onProblem`): when shipping has caught up,
+ * else SYSLOG_DROP_REPORT_MS after the first drop not yet reported, and at close (what is still
+ * queued then is dropped too). A broken connection is reopened with back-off
+ * (SYSLOG_RETRY_MIN_MS doubling to SYSLOG_RETRY_MAX_MS), and the last frames written on it (up to
+ * SYSLOG_RESEND_BYTES, and no more than the buffer) are sent again.
  */
 export class SyslogSender {
   readonly name: string
@@ -53,8 +62,10 @@ export class SyslogSender {
   #retryMs = SYSLOG_RETRY_MIN_MS
   #retryTimer: NodeJS.Timeout | undefined
   #error: { message: string; since: number } | undefined
+  /** Drops not yet reported, and all of them. */
   #dropped = 0
   #droppedTotal = 0
+  #dropTimer: NodeJS.Timeout | undefined
   #closed = false
 
   constructor(spec: SyslogSpec, onProblem: (message: string) => void) {
@@ -92,6 +103,12 @@ export class SyslogSender {
       await new Promise((r) => setTimeout(r, 10))
     this.#closed = true
     clearTimeout(this.#retryTimer)
+    clearTimeout(this.#dropTimer)
+    // What could not go out in time is dropped, and the drops not yet reported are said now.
+    if (this.#queue.length > 0) this.#drop(this.#queue.length)
+    this.#queue = []
+    this.#queuedBytes = 0
+    this.#reportDrops('at close')
     const socket = this.#socket
     if (socket && this.#connected)
       await new Promise<void>((resolve) => {
@@ -105,15 +122,37 @@ export class SyslogSender {
     this.#udp?.close()
   }
 
-  #drop(): void {
-    this.#dropped++
-    this.#droppedTotal++
+  #drop(n = 1): void {
+    this.#dropped += n
+    this.#droppedTotal += n
+    if (this.#dropTimer || this.#closed) return
+    // A real timer, not the Clock seam: it only decides when a count is logged.
+    this.#dropTimer = setTimeout(() => {
+      this.#dropTimer = undefined
+      this.#reportDrops(`in ${SYSLOG_DROP_REPORT_MS / 1000} s`)
+    }, SYSLOG_DROP_REPORT_MS)
+    this.#dropTimer.unref()
+  }
+
+  /** Logs the drops not yet reported, if any. */
+  #reportDrops(when: string): void {
+    const dropped = this.#dropped
+    if (dropped === 0) return
+    this.#dropped = 0
+    const why = this.#error
+      ? `still failing ("${this.#error.message}")`
+      : 'the server takes them slower than the log writes them'
+    this.#onProblem(
+      `${this.name}: ${dropped} messages were dropped ${when}: ${why}; ${this.#droppedTotal} in all`,
+    )
   }
 
   #write(frame: Buffer): void {
     this.#sent.push(frame)
     this.#sentBytes += frame.length
-    while (this.#sentBytes - this.#sent[0]!.length >= SYSLOG_RESEND_BYTES)
+    // No more than the buffer: what is sent again on a new connection is queued over it.
+    const keep = Math.min(SYSLOG_RESEND_BYTES, this.#spec.maxBufferBytes)
+    while (this.#sentBytes - this.#sent[0]!.length >= keep)
       this.#sentBytes -= this.#sent.shift()!.length
     if (!this.#socket!.write(frame)) this.#blocked = true
   }
@@ -217,16 +256,22 @@ export class SyslogSender {
     )
   }
 
-  /** Everything queued went out: say so if there was an outage or drops. */
+  /**
+   * Everything queued went out: after an outage, say so with the drops not yet reported (drops
+   * with no outage, a server slower than the log, are left to the report timer: a queue that
+   * fills and empties again many times a second would otherwise log as often).
+   */
   #caughtUp(): void {
     const dropped = this.#dropped
-    if (!this.#error && dropped === 0) return
+    if (!this.#error) return
     const since = this.#error?.since
     const what = this.#error?.message
     this.#error = undefined
     this.#dropped = 0
+    clearTimeout(this.#dropTimer)
+    this.#dropTimer = undefined
     this.#onProblem(
-      `${this.name}: shipping again${since !== undefined ? ` after ${((Date.now() - since) / 1000).toFixed(1)} s of "${what}"` : ''}; ${dropped ? `${dropped} messages were dropped meanwhile` : 'no message dropped'}`,
+      `${this.name}: shipping again${since !== undefined ? ` after ${((Date.now() - since) / 1000).toFixed(1)} s of "${what}"` : ''}; ${dropped ? `${dropped} messages were dropped meanwhile` : 'no message dropped'}; ${this.#droppedTotal} in all`,
     )
   }
 }

@@ -142,12 +142,26 @@ t.test(
     // The last lines get through once it is back; what is missing is no more than was dropped.
     await waitUntil('the last line at rsyslog', () => received().seen.has(COUNT - 1))
     // Drops can go on after the first "shipping again" (what was buffered and resent overflows
-    // the small buffer again), so the total is status's, and the log's count is part of it.
+    // the small buffer again): they are logged too, within SYSLOG_DROP_REPORT_MS, so the
+    // counts logged add up to status's total.
     const s = (await status(config)) as unknown as {
       logs: { path: string; droppedLines: number }[]
     }
     const total = s.logs.find((l) => l.path.startsWith('syslog'))?.droppedLines ?? 0
     t.ok(total >= dropped, `status counts every drop: ${total}, of which ${dropped} logged first`)
+    const logged = () =>
+      sup.records
+        .filter((r) => /^syslog tcp:\/\/127\.0\.0\.1:29002: /.test(r.msg))
+        .reduce((n, r) => n + Number(/(\d+) messages were dropped/.exec(r.msg)?.[1] ?? 0), 0)
+    const dropTotal = async () =>
+      (
+        (await status(config)) as unknown as { logs: { path: string; droppedLines: number }[] }
+      ).logs.find((l) => l.path.startsWith('syslog'))?.droppedLines ?? 0
+    await waitUntil(
+      `the log says every drop (${total})`,
+      async () => logged() === (await dropTotal()),
+    )
+    t.pass(`the drops logged add up to status's total: ${logged()}`)
     const { seen, twice } = received()
     const missing = COUNT - seen.size
     t.ok(missing <= total, `${missing} lines missing, ${total} dropped, ${twice} sent twice`)
