@@ -259,3 +259,33 @@ t.test('encode: random lines give the same records as record() of the decoded li
   }
   t.equal(mismatches, 0)
 })
+
+t.test(
+  'encode: each byte value at each place of a plain line, at each alignment, gives the record of the decoded line',
+  async (t) => {
+    // The fast path looks at four bytes a turn: a byte that needs escaping or checking must be
+    // found in any lane of a word and in the bytes after the last word.
+    const records = new ChildRecords(source, 99)
+    const out = new RecordBuffer(16)
+    let mismatches = 0
+    const first: string[] = []
+    for (let value = 0; value < 256; value++) {
+      if (value === 0x0a) continue
+      for (let length = 1; length <= 11; length++)
+        for (let place = 0; place < length; place++)
+          for (let offset = 0; offset < 4; offset++) {
+            // The line sits inside a larger buffer, at `offset`, between plain bytes.
+            const buffer = Buffer.alloc(offset + length + 5, 0x61)
+            buffer[offset + place] = value
+            records.encode(buffer, offset, offset + length, false, TIME, out)
+            const line = buffer.subarray(offset, offset + length)
+            const expected = Buffer.from(records.record(line.toString('utf8'), false, TIME))
+            if (!out.bytes.subarray(0, out.length).equals(expected)) {
+              mismatches++
+              if (first.length < 3) first.push(`${value} at ${place} of ${length} (+${offset})`)
+            }
+          }
+    }
+    t.equal(mismatches, 0, first.join(', '))
+  },
+)
