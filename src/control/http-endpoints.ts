@@ -4,6 +4,15 @@ import type { StatusReply } from '../status.js'
 import { errorMessage } from '../errors.js'
 import { hostMonotonic } from '../seams/clock.js'
 import { listenOn } from './listen.js'
+import { EventFeed, type FeedSources } from './event-feed.js'
+import {
+  handleAction,
+  HTTP_ACTIONS,
+  isHttpAction,
+  type ActionRecord,
+  type HttpActions,
+} from './http-actions.js'
+import { loadStatusPage, type StatusPage } from './status-page.js'
 import {
   formatMetrics,
   METRICS_CONTENT_TYPE,
@@ -27,6 +36,20 @@ export interface HttpSources {
 
 /** The paths served; anything else is a 404 that lists them. */
 export const HTTP_PATHS = ['/health', '/ready', '/leader', '/metrics', '/status'] as const
+/** The status page and its event stream, served when startHttpEndpoints is given `page`. */
+export const PAGE_PATHS = ['/', '/events'] as const
+
+/** What the status page, its event stream and its actions need. */
+export interface PageSources extends Omit<FeedSources, 'status'> {
+  /** The token of the actions (see writeHttpToken). */
+  token: string
+  /** The control socket's own functions for POST /restart, /stop, /start, /switchover. */
+  actions: HttpActions
+  /** Every action asked for, done or refused, with its source: for the log. */
+  onAction(record: ActionRecord, message: string): void
+  /** The page (default: status-page.html, read at start). */
+  page?: StatusPage
+}
 
 /**
  * A whole request (headers included) must arrive within this: every answer is computed at once,
@@ -165,6 +188,90 @@ const route = (path: string, sources: HttpSources): Reply => {
 
 const isServed = (path: string) => (HTTP_PATHS as readonly string[]).includes(path)
 
+/** Serves the status page's paths; false for the others (the read-only routes). */
+const servePage = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  path: string,
+  page: PageSources,
+  feed: EventFeed,
+  html: StatusPage,
+  onError: (message: string) => void,
+): boolean => {
+  const method = req.method ?? 'GET'
+  const action = isHttpAction(path)
+  if (method === 'OPTIONS') {
+    // Only another origin asks before it sends: the actions never answer it.
+    const record: ActionRecord = {
+      action: `OPTIONS ${path}`,
+      from: req.socket.remoteAddress ?? '?',
+      status: 403,
+      outcome: 'refused',
+      reason: `preflight from ${req.headers.origin ?? 'no origin'}`,
+    }
+    page.onAction(
+      record,
+      `control.http: preflight OPTIONS ${path} from ${record.from} (Origin ${req.headers.origin ?? '-'}) refused: no other origin may act`,
+    )
+    send(
+      req,
+      res,
+      json(403, { error: { code: 'EUSAGE', message: 'cross-origin requests are refused' } }),
+    )
+    return true
+  }
+  if (action) {
+    if (method !== 'POST') {
+      send(
+        req,
+        res,
+        json(
+          405,
+          { error: { code: 'EUSAGE', message: `${method} not allowed: POST ${path}` } },
+          { allow: 'POST' },
+        ),
+      )
+      return true
+    }
+    handleAction(action, req, page).then(
+      (reply) => send(req, res, json(reply.status, reply.body, reply.headers)),
+      (err: unknown) => {
+        onError(`control.http POST ${path} failed: ${errorMessage(err)}`)
+        send(req, res, json(500, { error: { code: 'ECONTROL', message: errorMessage(err) } }))
+      },
+    )
+    return true
+  }
+  if (path !== '/' && path !== '/events') return false
+  if (method !== 'GET' && method !== 'HEAD') {
+    send(
+      req,
+      res,
+      json(
+        405,
+        { error: { code: 'EUSAGE', message: `${method} not allowed: read-only endpoint` } },
+        { allow: 'GET, HEAD' },
+      ),
+    )
+    return true
+  }
+  if (path === '/') send(req, res, pageReply(html))
+  else if (method === 'HEAD') send(req, res, { status: 200, type: 'text/event-stream', body: '' })
+  else {
+    try {
+      feed.open(req, res)
+    } catch (err) {
+      onError(`control.http GET /events failed: ${errorMessage(err)}`)
+      if (!res.headersSent)
+        send(req, res, json(500, { error: { code: 'ECONTROL', message: errorMessage(err) } }))
+      else res.destroy()
+    }
+  }
+  return true
+}
+
+export { HTTP_ACTIONS }
+
 const send = (req: IncomingMessage, res: ServerResponse, reply: Reply) => {
   res.writeHead(reply.status, {
     'content-type': reply.type,
@@ -175,12 +282,29 @@ const send = (req: IncomingMessage, res: ServerResponse, reply: Reply) => {
   res.end(req.method === 'HEAD' ? undefined : reply.body)
 }
 
+const pageReply = (page: StatusPage): Reply => ({
+  status: 200,
+  type: 'text/html; charset=utf-8',
+  body: page.html,
+  headers: {
+    'content-security-policy': page.csp,
+    'x-frame-options': 'DENY',
+    'x-content-type-options': 'nosniff',
+    'referrer-policy': 'no-referrer',
+  },
+})
+
 /**
- * Read-only HTTP endpoints for monitoring on `host:port` (`control.http`; loopback by default,
- * as nothing here asks who is calling): GET or HEAD `/health`, `/ready` (503 with the ids of
- * instances not ready, operator-stopped ones aside), `/metrics` (Prometheus text) and `/status`
- * (as `tandem status --json`). No route changes anything. A source that throws gives a 500 with
- * its message, reported through `onError`; the server serves on.
+ * HTTP endpoints for monitoring on `host:port` (`control.http`; loopback by default): GET or
+ * HEAD `/health`, `/ready` (503 with the ids of instances not ready, operator-stopped ones
+ * aside), `/metrics` (Prometheus text) and `/status` (as `tandem status --json`). None of these
+ * changes anything. A source that throws gives a 500 with its message, reported through
+ * `onError`; the server serves on.
+ *
+ * With `page`: the status page at `/`, its Server-Sent Events at `/events` (EventFeed), and
+ * the actions `POST /restart`, `/stop`, `/start`, `/switchover` (handleAction: same origin and
+ * the bearer token only, each one logged through `page.onAction`). A preflight (OPTIONS) is
+ * refused with 403: no other origin may call them.
  *
  * Rejects with ECONTROL naming host:port when it cannot listen. Resolves to the close function
  * (idempotent): it stops listening, closes idle connections at once and any busy one after
@@ -190,7 +314,10 @@ export const startHttpEndpoints = async (
   options: { host: string; port: number },
   sources: HttpSources,
   onError: (message: string) => void,
+  page?: PageSources,
 ): Promise<() => Promise<void>> => {
+  const html = page && (page.page ?? loadStatusPage())
+  const feed = page && new EventFeed({ ...page, status: () => sources.status() }, onError)
   const server = createServer(
     {
       requestTimeout: REQUEST_TIMEOUT_MS,
@@ -199,6 +326,7 @@ export const startHttpEndpoints = async (
     },
     (req, res) => {
       const path = (req.url ?? '/').split('?')[0] ?? '/'
+      if (page && feed && html && servePage(req, res, path, page, feed, html, onError)) return
       let reply: Reply
       if (isServed(path) && req.method !== 'GET' && req.method !== 'HEAD') {
         reply = json(
@@ -222,6 +350,7 @@ export const startHttpEndpoints = async (
   let closing: Promise<void> | undefined
   return () =>
     (closing ??= new Promise<void>((resolve) => {
+      feed?.close()
       const drop = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS)
       drop.unref()
       server.close(() => {

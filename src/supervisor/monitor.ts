@@ -3,6 +3,7 @@ import { errorMessage } from '../errors.js'
 import type { SampleGroups, Usage } from '../process/group-usage.js'
 import type { Cancel, Clock } from '../seams/clock.js'
 import type { Instance } from './instance.js'
+import type { MetricHistory } from './metric-history.js'
 import { probeOnce } from './readiness.js'
 
 export type { SampleGroups, Usage }
@@ -19,6 +20,8 @@ export interface MonitorOptions {
   sample: SampleGroups
   probe: typeof probeOnce
   onError(message: string): void
+  /** Where each sample pass is kept for the status page's charts (the last hour). */
+  history?: MetricHistory
 }
 
 /** The first CPU and RSS sample comes this soon after the start (or at intervalMs if sooner). */
@@ -162,6 +165,13 @@ export class Monitor {
     const usages = pids.length > 0 ? await this.#opts.sample(pids) : new Map<number, Usage>()
     for (const [inst, pid] of running)
       this.#record(inst, pid, pid === undefined ? undefined : usages.get(pid))
+    this.#opts.history?.record(
+      running.map(([inst, pid]) => {
+        // A process that restarted during the read has no figures of its own yet.
+        const usage = pid !== undefined && inst.pid === pid ? usages.get(pid) : undefined
+        return { id: inst.id, ...usage, restarts: inst.restarts }
+      }),
+    )
     // Forget counters of processes that are gone.
     const live = new Set(instances.map((i) => `${i.id}:${i.pid}`))
     for (const key of this.#over.keys()) if (!live.has(key)) this.#over.delete(key)
