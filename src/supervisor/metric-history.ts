@@ -21,10 +21,18 @@ export interface MetricSample {
 
 /**
  * One point of a series: wall time (ms since the epoch) of its latest sample, CPU % and RSS
- * bytes (null: no process then), restart count. An array, as the status page gets it: an hour
- * of ten instances is 7,200 of these in one message.
+ * bytes (null: no process then), the restart count at its latest sample and before its bucket
+ * (so `restarts - before` restarts happened in it, even when it is the first point, or when the
+ * samples before and after a restart were merged into it). An array, as the status page gets
+ * it: an hour of ten instances is 7,200 of these in one message.
  */
-export type MetricPoint = [t: number, cpu: number | null, rss: number | null, restarts: number]
+export type MetricPoint = [
+  t: number,
+  cpu: number | null,
+  rss: number | null,
+  restarts: number,
+  before: number,
+]
 
 export type SampleListener = (t: number, samples: MetricSample[]) => void
 
@@ -82,9 +90,17 @@ export class MetricHistory {
       if (!series) this.#series.set(s.id, (series = []))
       const last = series[series.length - 1]
       if (last && Math.floor(last[0] / this.bucketMs) === bucket) {
-        series[series.length - 1] = [t, maxOf(last[1], cpu), maxOf(last[2], rss), s.restarts]
+        series[series.length - 1] = [
+          t,
+          maxOf(last[1], cpu),
+          maxOf(last[2], rss),
+          s.restarts,
+          last[4],
+        ]
       } else {
-        series.push([t, cpu, rss, s.restarts])
+        // A count lower than the last (the instance was replaced by a reload) starts afresh.
+        const before = last && last[3] <= s.restarts ? last[3] : s.restarts
+        series.push([t, cpu, rss, s.restarts, before])
         if (series.length > this.maxPoints) series.shift()
       }
     }

@@ -120,7 +120,7 @@ t.test(
     t.match(named(c.messages, 'history')[0]!.data, {
       windowMs: 3_600_000,
       bucketMs: 5000,
-      series: { 'web#0': [[s.clock.now(), 1.5, 1000, 0]] },
+      series: { 'web#0': [[s.clock.now(), 1.5, 1000, 0, 0]] },
     })
     t.same(named(c.messages, 'status')[0]!.data, JSON.parse(JSON.stringify(STATUS)))
     publish(s.events, 1)

@@ -28,10 +28,10 @@ t.test('keeps one point per instance per sample, in order', async (t) => {
   h.record([{ id: 'a#0', cpuPercent: 7, rssBytes: 120, restarts: 1 }])
   t.same(h.series(), {
     'a#0': [
-      [1_000_000, 5, 100, 0],
-      [1_005_000, 7, 120, 1],
+      [1_000_000, 5, 100, 0, 0],
+      [1_005_000, 7, 120, 1, 0],
     ],
-    'b#0': [[1_000_000, null, null, 2]],
+    'b#0': [[1_000_000, null, null, 2, 2]],
   })
 })
 
@@ -43,7 +43,25 @@ t.test('samples within one bucket merge: highest CPU and RSS, latest restarts', 
   h.record([{ id: 'a', cpuPercent: 10, rssBytes: 300, restarts: 1 }])
   clock.t += 1000
   h.record([{ id: 'a', restarts: 1 }])
-  t.same(h.series().a, [[1_002_000, 50, 300, 1]], 'the time of the latest sample')
+  t.same(
+    h.series().a,
+    [[1_002_000, 50, 300, 1, 0]],
+    'the time of the latest sample; the restart within the bucket counted from before it',
+  )
+})
+
+t.test('a lower restart count (the instance replaced) starts afresh', async (t) => {
+  const clock = clockAt(0)
+  const h = new MetricHistory({ clock })
+  h.record([{ id: 'a', restarts: 4 }])
+  clock.t += 5000
+  h.record([{ id: 'a', restarts: 0 }])
+  clock.t += 5000
+  h.record([{ id: 'a', restarts: 1 }])
+  t.same(
+    h.series().a!.map((p) => p[3] - p[4]),
+    [0, 0, 1],
+  )
 })
 
 t.test('bounded: nothing older than the window, however long it runs', async (t) => {
