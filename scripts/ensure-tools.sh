@@ -53,6 +53,10 @@ check() {
   # rsyslog: a real syslog server (rsyslogd in the foreground with its own config and loopback
   # ports) receives logs.syslog's RFC 5424 messages over TCP and UDP in the syslog tests.
   need rsyslog has rsyslogd /usr/sbin/rsyslogd
+  # chromium: the status page of control.http is tested in a real browser (headless, driven by
+  # playwright-core over the DevTools protocol; never a browser that playwright downloads), and
+  # `npm run screenshot` takes docs/status-page.png with it.
+  need chromium has chromium /usr/bin/chromium
 }
 
 check

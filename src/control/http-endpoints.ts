@@ -5,13 +5,7 @@ import { errorMessage } from '../errors.js'
 import { hostMonotonic } from '../seams/clock.js'
 import { listenOn } from './listen.js'
 import { EventFeed, type FeedSources } from './event-feed.js'
-import {
-  handleAction,
-  HTTP_ACTIONS,
-  isHttpAction,
-  type ActionRecord,
-  type HttpActions,
-} from './http-actions.js'
+import { handleAction, isHttpAction, type ActionRecord, type HttpActions } from './http-actions.js'
 import { loadStatusPage, type StatusPage } from './status-page.js'
 import {
   formatMetrics,
@@ -41,8 +35,11 @@ export const PAGE_PATHS = ['/', '/events'] as const
 
 /** What the status page, its event stream and its actions need. */
 export interface PageSources extends Omit<FeedSources, 'status'> {
-  /** The token of the actions (see writeHttpToken). */
-  token: string
+  /**
+   * Makes the token of the actions (writeHttpToken): called once, when the endpoints start, so
+   * that a token file that cannot be written fails the start like a port that cannot be bound.
+   */
+  token: () => string
   /** The control socket's own functions for POST /restart, /stop, /start, /switchover. */
   actions: HttpActions
   /** Every action asked for, done or refused, with its source: for the log. */
@@ -193,7 +190,7 @@ const servePage = (
   req: IncomingMessage,
   res: ServerResponse,
   path: string,
-  page: PageSources,
+  page: Omit<PageSources, 'token'> & { token: string },
   feed: EventFeed,
   html: StatusPage,
   onError: (message: string) => void,
@@ -270,8 +267,6 @@ const servePage = (
   return true
 }
 
-export { HTTP_ACTIONS }
-
 const send = (req: IncomingMessage, res: ServerResponse, reply: Reply) => {
   res.writeHead(reply.status, {
     'content-type': reply.type,
@@ -317,6 +312,7 @@ export const startHttpEndpoints = async (
   page?: PageSources,
 ): Promise<() => Promise<void>> => {
   const html = page && (page.page ?? loadStatusPage())
+  const token = page?.token()
   const feed = page && new EventFeed({ ...page, status: () => sources.status() }, onError)
   const server = createServer(
     {
@@ -326,7 +322,8 @@ export const startHttpEndpoints = async (
     },
     (req, res) => {
       const path = (req.url ?? '/').split('?')[0] ?? '/'
-      if (page && feed && html && servePage(req, res, path, page, feed, html, onError)) return
+      if (page && feed && html && token !== undefined)
+        if (servePage(req, res, path, { ...page, token }, feed, html, onError)) return
       let reply: Reply
       if (isServed(path) && req.method !== 'GET' && req.method !== 'HEAD') {
         reply = json(

@@ -46,7 +46,7 @@ const start = async (t: Test, port: number, capacity = 1000): Promise<Setup> => 
     clock,
     pid: 4242,
     node: 'host-a',
-    token: 'tok',
+    token: () => 'tok',
     actions: {
       restart: async () => ({}),
       stop: async () => ({}),
@@ -296,7 +296,7 @@ t.test('closing the endpoints ends the streams', async (t) => {
       clock,
       pid: 1,
       node: 'n',
-      token: 't',
+      token: () => 't',
       actions: {
         restart: async () => ({}),
         stop: async () => ({}),

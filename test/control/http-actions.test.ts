@@ -50,7 +50,7 @@ const start = async (
     clock: systemClock,
     pid: 1,
     node: 'n',
-    token: TOKEN,
+    token: () => TOKEN,
     actions: {
       restart: action('restart'),
       stop: action('stop'),
