@@ -26,6 +26,8 @@ import { Overrides } from './supervisor/overrides.js'
 import { probeOnce } from './supervisor/readiness.js'
 import { Reconciler } from './supervisor/reconciler.js'
 import { EventStream } from './supervisor/event-stream.js'
+import { MetricHistory } from './supervisor/metric-history.js'
+import { writeHttpToken } from './control/http-token.js'
 import { createSupervisor } from './supervisor/app.js'
 import { acquireStateLock } from './supervisor/state-lock.js'
 import { HaNode } from './ha/ha-node.js'
@@ -234,6 +236,8 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
             )
           : fn()
     : undefined
+  // The last hour of samples, for the status page's charts.
+  const history = new MetricHistory({ clock: systemClock })
   const monitor = new Monitor(() => reconciler.instances.values(), {
     intervalMs: plan.metrics.intervalMs,
     idleIntervalMs: plan.metrics.idleIntervalMs,
@@ -241,6 +245,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     sample: groupUsageSampler({ monotonic: () => systemClock.monotonic() }),
     probe: probeOnce,
     onError: (m) => log.error({ event: 'monitor' }, m),
+    history,
   })
   // Under systemd (Type=notify): READY=1, STATUS=, STOPPING=1, WATCHDOG=1.
   const timeouts = serviceTimeouts(plan)
@@ -355,6 +360,24 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
         self: () => app.status().supervisor!,
       },
       (m) => log.error({ event: 'control' }, m),
+      {
+        events,
+        history,
+        clock: systemClock,
+        pid: process.pid,
+        node: plan.node,
+        // A new token at each start; its file is the state dir's (0700), itself 0600.
+        token: () => writeHttpToken(plan.stateDir).token,
+        // The control socket's functions: the page acts as `tandem restart` etc. does.
+        actions: {
+          restart: app.restartInstances,
+          stop: app.stopInstances,
+          start: app.startInstances,
+          switchover: app.switchover,
+        },
+        onAction: (r, m) =>
+          (r.outcome === 'done' ? log.info : log.warn).call(log, { event: 'http-action', ...r }, m),
+      },
     ).catch(abandon)
     app.open('listener', 'the HTTP endpoints', close)
   }
