@@ -66,6 +66,11 @@ t.test('the page in Chromium', async (t) => {
   const page = await browser.newPage()
   const errors: string[] = []
   page.on('pageerror', (e) => errors.push(e.message))
+  // A Content-Security-Policy violation or a failed request shows up here, not as a page error.
+  page.on('console', (m) => {
+    // (The 401 this test asks for on purpose is logged by the browser too.)
+    if (m.type() === 'error' && !/status of 401/.test(m.text())) errors.push(m.text())
+  })
   let navigations = 0
   page.on('framenavigated', (f) => {
     if (f === page.mainFrame()) navigations++
@@ -243,6 +248,28 @@ t.test('the page in Chromium', async (t) => {
       'only the kill restarted it',
     )
     await evil.close()
+  })
+
+  await t.test('on a phone: one column, nothing wider than the screen', async (t) => {
+    const phone = await browser.newPage()
+    await phone.setViewportSize({ width: 360, height: 740 })
+    await phone.goto(s.url)
+    await phone.waitForSelector('#instances tr[data-id="web#1"] [data-k=pid]:not(:empty)')
+    await phone.waitForFunction(() => document.querySelectorAll('#charts .chart').length === 2)
+    const widths = await phone.evaluate(() => ({
+      page: document.documentElement.scrollWidth,
+      screen: window.innerWidth,
+      header: getComputedStyle(document.querySelector('#instances thead')!).display,
+      label: getComputedStyle(document.querySelector('#instances td[data-k=state]')!, '::before')
+        .content,
+    }))
+    t.ok(
+      widths.page <= widths.screen,
+      `page ${widths.page} px wide on a ${widths.screen} px screen`,
+    )
+    t.equal(widths.header, 'none', 'no table header: each cell is labelled instead')
+    t.equal(widths.label, '"state"')
+    await phone.close()
   })
 
   t.same(errors, [], 'no script error on the page')

@@ -4,6 +4,7 @@
 import t from 'tap'
 import type { Instance } from '../../src/supervisor/instance.js'
 import { Monitor, type SampleGroups, type Usage } from '../../src/supervisor/monitor.js'
+import { MetricHistory } from '../../src/supervisor/metric-history.js'
 import { FakeClock } from '../helpers/fake-clock.js'
 
 const MB = 1024 * 1024
@@ -242,3 +243,52 @@ t.test('a sample read while the instance restarted is not given to the new proce
   t.equal(inst.usage, undefined)
   monitor.stop()
 })
+
+t.test(
+  'each sample pass is kept in the history: usage and restarts of every instance',
+  async (t) => {
+    const clock = new FakeClock()
+    const history = new MetricHistory({ clock })
+    const { inst, asInstance } = instance({})
+    const restarts = { n: 0 }
+    Object.defineProperty(inst, 'restarts', { get: () => restarts.n })
+    const stopped = {
+      id: 'web#1',
+      pid: undefined,
+      state: 'stopped',
+      restarts: 3,
+      recordUsage: () => {},
+      spec: {},
+    } as unknown as Instance
+    let cpu = 0
+    const monitor = new Monitor(() => [asInstance, stopped], {
+      intervalMs: 5000,
+      clock,
+      sample: each(() => ({ cpuPercent: ++cpu, rssBytes: 10 * MB })),
+      probe: () => Promise.resolve(),
+      onError: (m) => t.fail(m),
+      history,
+    })
+    monitor.start()
+    await clock.advance(1000) // the first sample
+    restarts.n = 1
+    await clock.advance(5000)
+    monitor.stop()
+    const series = history.series()
+    t.same(
+      series['web#0']!.map(([, c, r, n]) => [c, r, n]),
+      [
+        [1, 10 * MB, 0],
+        [2, 10 * MB, 1],
+      ],
+    )
+    t.same(
+      series['web#1']!.map(([, c, r, n]) => [c, r, n]),
+      [
+        [null, null, 3],
+        [null, null, 3],
+      ],
+      'an instance without a process: no figures, its restarts',
+    )
+  },
+)
