@@ -5,7 +5,13 @@ import { errorMessage } from '../errors.js'
 import { hostMonotonic } from '../seams/clock.js'
 import { listenOn } from './listen.js'
 import { EventFeed, type FeedSources } from './event-feed.js'
-import { handleAction, isHttpAction, type ActionRecord, type HttpActions } from './http-actions.js'
+import {
+  handleAction,
+  HTTP_ACTIONS,
+  isHttpAction,
+  type ActionRecord,
+  type HttpActions,
+} from './http-actions.js'
 import { loadStatusPage, type StatusPage } from './status-page.js'
 import {
   formatMetrics,
@@ -135,7 +141,7 @@ const json = (status: number, value: unknown, headers?: Record<string, string>):
   ...(headers ? { headers } : {}),
 })
 
-const route = (path: string, sources: HttpSources): Reply => {
+const route = (path: string, sources: HttpSources, pagePaths: readonly string[]): Reply => {
   switch (path) {
     case '/health':
       // Answering at all shows the loop turns; the lag says how freely.
@@ -178,7 +184,7 @@ const route = (path: string, sources: HttpSources): Reply => {
     default:
       return json(404, {
         error: { code: 'EUSAGE', message: `no such path: ${path}` },
-        paths: HTTP_PATHS,
+        paths: [...HTTP_PATHS, ...pagePaths],
       })
   }
 }
@@ -313,6 +319,7 @@ export const startHttpEndpoints = async (
 ): Promise<() => Promise<void>> => {
   const html = page && (page.page ?? loadStatusPage())
   const token = page?.token()
+  const pagePaths = page ? [...PAGE_PATHS, ...HTTP_ACTIONS.map((a) => `POST /${a}`)] : []
   const feed = page && new EventFeed({ ...page, status: () => sources.status() }, onError)
   const server = createServer(
     {
@@ -333,7 +340,7 @@ export const startHttpEndpoints = async (
         )
       } else {
         try {
-          reply = route(path, sources)
+          reply = route(path, sources, pagePaths)
         } catch (err) {
           onError(`control.http ${req.method} ${path} failed: ${errorMessage(err)}`)
           reply = json(500, { error: { code: 'ECONTROL', message: errorMessage(err) } })

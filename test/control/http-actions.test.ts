@@ -283,3 +283,22 @@ t.test(
     t.equal((await send(29257, 'POST', '/restart', AUTH, TARGETS)).status, 404)
   },
 )
+
+t.test('an unknown path: 404 listing the page, its stream and its actions too', async (t) => {
+  await start(t, 29258)
+  const res = await send(29258, 'GET', '/nope')
+  t.equal(res.status, 404)
+  t.same(JSON.parse(res.body).paths, [
+    '/health',
+    '/ready',
+    '/leader',
+    '/metrics',
+    '/status',
+    '/',
+    '/events',
+    'POST /restart',
+    'POST /stop',
+    'POST /start',
+    'POST /switchover',
+  ])
+})

@@ -8,7 +8,11 @@ import { createServer } from 'node:http'
 import { join } from 'node:path'
 import type { Page } from 'playwright-core'
 import t, { type Test } from 'tap'
+import { startHttpEndpoints } from '../../src/control/http-endpoints.js'
+import { systemClock } from '../../src/seams/clock.js'
+import { EventStream } from '../../src/supervisor/event-stream.js'
 import { chromiumCheck, launchBrowser } from '../helpers/browser.js'
+import { statusInstance } from '../helpers/status.js'
 import { cluster, node } from '../helpers/ha-cluster.js'
 import { needTool } from '../helpers/need-tool.js'
 import {
@@ -314,3 +318,97 @@ t.test('a two-node cluster: each page shows the standby as such', async (t) => {
     ['b', 'standby', '☆ standby'],
   ])
 })
+
+/** control.http in this process, on a stream the test publishes to (as a supervisor would). */
+const endpoints = async (port: number, pid: number, events: EventStream) =>
+  startHttpEndpoints(
+    { host: '127.0.0.1', port },
+    {
+      status: () => ({
+        node: 'n1',
+        role: 'standalone',
+        pid,
+        config: '/c.json',
+        instances: [statusInstance('gateway#0'), statusInstance('gateway#1')],
+      }),
+      ready: () => true,
+      leader: () => undefined,
+      self: () => ({ rssBytes: 1, eventLoopLagMs: { p50: 0, p99: 0, max: 0 }, uptimeMs: 1 }),
+    },
+    () => {},
+    {
+      events,
+      clock: systemClock,
+      pid,
+      node: 'n1',
+      token: () => 'unused',
+      actions: {
+        restart: async () => ({}),
+        stop: async () => ({}),
+        start: async () => ({}),
+        switchover: async () => ({}),
+      },
+      onAction: () => {},
+    },
+  )
+
+t.test(
+  'rollouts from the events; a reconnect resumes; a new supervisor starts afresh',
+  async (t) => {
+    if (!needTool(t, chromiumCheck())) return
+    const events = new EventStream({ node: 'n1', clock: systemClock })
+    let close = await endpoints(29340, 1111, events)
+    t.teardown(() => close())
+    const browser = await launchBrowser(t)
+    const page = await browser.newPage()
+    await page.goto('http://127.0.0.1:29340/')
+    await page.waitForSelector('#conn.s-live')
+    events.publish({ event: 'rollout.started', message: 'upgrade of gateway begins', of: 2 })
+    events.publish({ event: 'rollout.replaced', message: 'gateway#0 replaced', n: 1, of: 2 })
+    const progress = () => page.textContent('#rollouts')
+    await page.waitForFunction(() =>
+      /1 of 2 replaced/.test(document.querySelector('#rollouts')!.textContent),
+    )
+    t.match(await progress(), /▶ in progress 1 of 2 replaced/)
+    t.equal(await page.getAttribute('#rollouts [role=progressbar]', 'aria-valuenow'), '1')
+
+    // The stream breaks (the listener closes); the browser reconnects with Last-Event-ID.
+    await close()
+    await page.waitForSelector('#conn.s-reconnecting')
+    events.publish({ event: 'rollout.replaced', message: 'gateway#1 replaced', n: 2, of: 2 })
+    events.publish({ event: 'rollout.done', message: 'upgrade done' })
+    close = await endpoints(29340, 1111, events)
+    await page.waitForFunction(
+      () => /✔ done/.test(document.querySelector('#rollouts')!.textContent),
+      undefined,
+      {
+        timeout: WAIT_MS,
+      },
+    )
+    t.match(await progress(), /✔ done 2 of 2 replaced/)
+    const seqs = await page.$$eval('#events li', (lis) =>
+      lis.map((li) => (li as HTMLElement).dataset.seq),
+    )
+    t.same(seqs, ['4', '3', '2', '1'], 'each event once, newest first, none missed while away')
+
+    // Another supervisor on the port (a restart: sequence numbers begin again).
+    await close()
+    const fresh = new EventStream({ node: 'n1', clock: systemClock })
+    fresh.publish({ event: 'spawned', message: 'gateway#0 spawned', id: 'gateway#0' })
+    close = await endpoints(29340, 2222, fresh)
+    await page.waitForFunction(
+      () => /supervisor restarted/.test(document.querySelector('#notice')!.textContent),
+      undefined,
+      {
+        timeout: WAIT_MS,
+      },
+    )
+    t.equal(
+      await page.$$eval('#events li', (lis) => lis.length),
+      1,
+      "only the new supervisor's events",
+    )
+    t.match(await progress(), /none among/, 'the old rollout is gone with them')
+    t.match(await page.textContent('#events'), /gateway#0 spawned/)
+  },
+)
