@@ -12,9 +12,11 @@ export const STATUS_THROTTLE_MS = 250
  */
 export const STATUS_REFRESH_MS = 5_000
 /**
- * A client with this much written and not yet taken by its socket is cut off: a slow reader
- * never makes the supervisor hold more than this for it (the browser reconnects and resumes
- * from the last event it got).
+ * A client with this much written and not yet taken by its socket (beyond its first message,
+ * whatever that one's size) is cut off: a slow reader never makes the supervisor hold more than
+ * this for it (the browser reconnects and resumes from the last event it got). The first
+ * message (the kept events and an hour of samples) is never cut, or a large node's page would
+ * reconnect for ever.
  */
 export const MAX_QUEUED_BYTES = 4 * 1024 * 1024
 /** Open streams at most (each holds a connection of control.http's 64). */
@@ -51,6 +53,8 @@ export const sseMessage = (event: string, data: unknown, id?: number): string =>
 interface Client {
   res: ServerResponse
   from: string
+  /** Bytes queued beyond which it is cut off: MAX_QUEUED_BYTES more than its first message. */
+  limit: number
 }
 
 /**
@@ -108,7 +112,7 @@ export class EventFeed {
     })
     // The request has been read; the response is written for as long as the client stays.
     req.socket.setNoDelay(true)
-    const client: Client = { res, from }
+    const client: Client = { res, from, limit: MAX_QUEUED_BYTES }
     const since = resumeFrom(req)
     const { events } = this.#src
     const kept = events.recent()
@@ -136,6 +140,7 @@ export class EventFeed {
     res.once('close', drop)
     res.once('error', drop)
     if (this.#clients.size === 1) this.#start()
+    client.limit += Buffer.byteLength(out)
     this.#write(client, out)
   }
 
@@ -213,9 +218,9 @@ export class EventFeed {
     const { res } = client
     if (res.destroyed) return this.#remove(client)
     res.write(message)
-    if (res.writableLength > MAX_QUEUED_BYTES) {
+    if (res.writableLength > client.limit) {
       this.#onNotice(
-        `event stream to ${client.from} cut off: ${res.writableLength} bytes not taken by the client (limit ${MAX_QUEUED_BYTES}); it may reconnect and resume`,
+        `event stream to ${client.from} cut off: ${res.writableLength} bytes not taken by the client (limit ${client.limit}); it may reconnect and resume`,
       )
       this.#remove(client)
       res.destroy()

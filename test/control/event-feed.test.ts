@@ -8,7 +8,13 @@ import {
   STATUS_THROTTLE_MS,
   sseMessage,
 } from '../../src/control/event-feed.js'
-import { startHttpEndpoints, type PageSources } from '../../src/control/http-endpoints.js'
+import {
+  CONNECTIONS_CHECK_MS,
+  REQUEST_TIMEOUT_MS,
+  startHttpEndpoints,
+  type PageSources,
+} from '../../src/control/http-endpoints.js'
+import { systemClock } from '../../src/seams/clock.js'
 import { statusPage } from '../../src/control/status-page.js'
 import { EventStream } from '../../src/supervisor/event-stream.js'
 import { MetricHistory } from '../../src/supervisor/metric-history.js'
@@ -258,6 +264,59 @@ t.test('a client that does not read is cut off; the others and the stream go on'
     seqs(good.messages),
     Array.from({ length: n }, (_, k) => k + 1),
   )
+})
+
+t.test('a stream outlives the request timeout of control.http', async (t) => {
+  const events = new EventStream({ node: 'n', clock: systemClock })
+  const close = await startHttpEndpoints(
+    { host: '127.0.0.1', port: 29211 },
+    {
+      status: () => STATUS,
+      ready: () => true,
+      leader: () => undefined,
+      self: () => ({ rssBytes: 1, eventLoopLagMs: { p50: 0, p99: 0, max: 0 }, uptimeMs: 1 }),
+    },
+    () => {},
+    {
+      events,
+      clock: systemClock,
+      pid: 1,
+      node: 'n',
+      token: () => 't',
+      actions: {
+        restart: async () => ({}),
+        stop: async () => ({}),
+        start: async () => ({}),
+        switchover: async () => ({}),
+      },
+      onAction: () => {},
+      page: statusPage(''),
+    },
+  )
+  t.teardown(close)
+  const c = await sseClient(29211)
+  t.teardown(c.close)
+  let closed = false
+  c.res.on('close', () => (closed = true))
+  // Two refreshes on the real clock: 2 x STATUS_REFRESH_MS, past REQUEST_TIMEOUT_MS and the
+  // check that enforces it.
+  t.ok(2 * STATUS_REFRESH_MS > REQUEST_TIMEOUT_MS + CONNECTIONS_CHECK_MS)
+  await waitUntil('two refreshes', () => named(c.messages, 'status').length === 3 || closed)
+  t.notOk(closed, 'still open')
+  events.publish({ event: 'ready', message: 'still here' })
+  await waitUntil('a live event', () => seqs(c.messages).length === 1)
+})
+
+t.test('a first message larger than the limit is not cut off', async (t) => {
+  const s = await start(t, 29210, 100)
+  const big = 'x'.repeat(64 * 1024)
+  for (let k = 0; k < 100; k++) s.events.publish({ event: 'ready', message: big })
+  t.ok(100 * big.length > MAX_QUEUED_BYTES, 'the kept events alone are more than the limit')
+  const c = await sseClient(29210)
+  t.teardown(c.close)
+  await waitUntil('status', () => named(c.messages, 'status').length === 1)
+  t.equal(seqs(c.messages).length, 100)
+  t.same(s.notices, [])
 })
 
 t.test('at most MAX_FEED_CLIENTS streams; then 503', async (t) => {

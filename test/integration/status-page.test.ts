@@ -5,7 +5,7 @@
 // Ports 29300-29399 belong to this file (test files run in parallel).
 import { readFileSync } from 'node:fs'
 import { createServer } from 'node:http'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import type { Page } from 'playwright-core'
 import t, { type Test } from 'tap'
 import { startHttpEndpoints } from '../../src/control/http-endpoints.js'
@@ -279,7 +279,7 @@ t.test('the page in Chromium', async (t) => {
   t.same(errors, [], 'no script error on the page')
 })
 
-t.test('a two-node cluster: each page shows the standby as such', async (t) => {
+t.test('a two-node cluster: each page shows the standby as such; switchover from the page', async (t) => {
   if (!needTool(t, chromiumCheck())) return
   const shared = await cluster(t)
   const a = node(t, shared, 'a', 29320)
@@ -317,6 +317,30 @@ t.test('a two-node cluster: each page shows the standby as such', async (t) => {
     ['a', 'active', '★ active'],
     ['b', 'standby', '☆ standby'],
   ])
+
+  // Switch over from a's page, with its token: a becomes the standby, b the active node.
+  t.equal(await (await fetch(`http://127.0.0.1:${b.http}/switchover`, { method: 'POST' })).status, 401)
+  const token = readFileSync(join(dirname(a.config), 'state', 'http.token'), 'utf8').trim()
+  const page = await browser.newPage()
+  page.on('dialog', (d) => void d.accept())
+  await page.goto(`http://127.0.0.1:${a.http}/#token=${token}`)
+  t.equal(new URL(page.url()).hash, '', 'the token leaves the address at once')
+  await page.click('#nodes tr[data-node=a] button[data-action=switchover]')
+  await page.waitForFunction(
+    () =>
+      document.querySelector<HTMLElement>('#nodes tr[data-node=a]')?.dataset.role === 'standby' &&
+      document.querySelector<HTMLElement>('#nodes tr[data-node=b]')?.dataset.role === 'active',
+    undefined,
+    { timeout: WAIT_MS },
+  )
+  t.equal(await page.textContent('#title'), 'node a · standby')
+  t.equal(await page.$('#nodes button[data-action=switchover]'), null, 'no switchover on a standby')
+  const logged = await a.sup.waitLog(
+    'the switchover logged',
+    (r) => r.event === 'http-action' && r.action === 'switchover',
+  )
+  t.match(logged, { outcome: 'done', from: '127.0.0.1', status: 200 })
+  await b.sup.waitLog('b promoted', (r) => r.event === 'promoted')
 })
 
 /** control.http in this process, on a stream the test publishes to (as a supervisor would). */
