@@ -76,6 +76,10 @@ t.test('bounded: nothing older than the window, however long it runs', async (t)
   t.ok(a.length >= 60, 'the whole window')
   t.ok(a[0]![0] >= clock.t - 60_000, 'oldest point within the window')
   t.equal(a[a.length - 1]![1], 9999, 'the last sample is there')
+  t.ok(
+    a.every((p, i) => i === 0 || p[0] - a[i - 1]![0] === 1000),
+    "one point a bucket, oldest first, across the ring's wrap",
+  )
 })
 
 t.test('a series of an instance no longer sampled ages out', async (t) => {
