@@ -91,6 +91,8 @@ t.test('npm pack makes a tarball that installs globally and runs', async (t) => 
     'dist/child/index.js',
     'dist/child/index.d.ts',
     'dist/process/watchdog-main.js',
+    // Not TypeScript: copied by the build (scripts/copy-assets.js).
+    'dist/control/status-page.html',
     'config.schema.json',
     'config.example.json',
     'examples/server.js',
