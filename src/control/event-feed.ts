@@ -19,6 +19,8 @@ export const STATUS_REFRESH_MS = 5_000
  * reconnect for ever.
  */
 export const MAX_QUEUED_BYTES = 4 * 1024 * 1024
+/** How soon a browser reconnects after its stream broke (a supervisor restart, a cut-off). */
+export const RECONNECT_MS = 1000
 /** Open streams at most (each holds a connection of control.http's 64). */
 export const MAX_FEED_CLIENTS = 16
 
@@ -117,12 +119,15 @@ export class EventFeed {
     const { events } = this.#src
     const kept = events.recent()
     const first = kept[0]?.seq ?? events.lastSeq + 1
-    let out = sseMessage('hello', {
-      node: this.#src.node,
-      pid: this.#src.pid,
-      firstSeq: first,
-      lastSeq: events.lastSeq,
-    })
+    // `retry:` (the browser's delay before it reconnects, 3 s by default) with the first message.
+    let out =
+      `retry: ${RECONNECT_MS}\n` +
+      sseMessage('hello', {
+        node: this.#src.node,
+        pid: this.#src.pid,
+        firstSeq: first,
+        lastSeq: events.lastSeq,
+      })
     let replay: TandemEvent[]
     if (since === undefined || since > events.lastSeq) {
       // A first connect, or a seq from before a restart of the supervisor: everything kept.

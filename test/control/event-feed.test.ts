@@ -4,6 +4,7 @@ import t, { type Test } from 'tap'
 import {
   MAX_FEED_CLIENTS,
   MAX_QUEUED_BYTES,
+  RECONNECT_MS,
   STATUS_REFRESH_MS,
   STATUS_THROTTLE_MS,
   sseMessage,
@@ -94,6 +95,7 @@ t.test('policy constants', async (t) => {
   t.equal(STATUS_REFRESH_MS, 5000)
   t.equal(MAX_QUEUED_BYTES, 4 * 1024 * 1024)
   t.equal(MAX_FEED_CLIENTS, 16)
+  t.equal(RECONNECT_MS, 1000)
 })
 
 t.test('sseMessage: id only for events, data on one line', async (t) => {
@@ -117,6 +119,7 @@ t.test(
       ['hello', 'tandem', 'tandem', 'tandem', 'history', 'status'],
     )
     t.same(c.messages[0]!.data, { node: 'host-a', pid: 4242, firstSeq: 1, lastSeq: 3 })
+    t.equal(c.messages[0]!.retry, RECONNECT_MS, 'the reconnect delay with the first message')
     t.same(seqs(c.messages), [1, 2, 3])
     t.same(
       c.messages.filter((m) => m.id).map((m) => m.id),

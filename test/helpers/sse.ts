@@ -4,6 +4,7 @@ import { request, type IncomingMessage } from 'node:http'
 export interface SseMessage {
   event: string
   id?: string
+  retry?: number
   data: unknown
 }
 
@@ -34,6 +35,7 @@ export const sseClient = (
             if (k === 'event') m.event = v
             else if (k === 'id') m.id = v
             else if (k === 'data') m.data = JSON.parse(v)
+            else if (k === 'retry') m.retry = Number(v)
           }
           messages.push(m)
         }
