@@ -409,6 +409,21 @@ t.test(
     await close()
     await page.waitForSelector('#conn.s-reconnecting')
     events.publish({ event: 'rollout.replaced', message: 'gateway#1 replaced', n: 2, of: 2 })
+    // Meanwhile the port answers 503 (as a supervisor shutting down does): a browser gives up
+    // on such a stream for good; the page starts a new one, resuming where it was.
+    let refused = 0
+    const busy = createServer((req, res) => {
+      if (req.url?.startsWith('/events')) refused++
+      res.writeHead(503, { 'content-type': 'application/json' })
+      res.end('{"error":{"code":"EBUSY","message":"shutting down"}}')
+    })
+    await new Promise<void>((r) => busy.listen(29340, '127.0.0.1', r))
+    await waitUntil('two streams refused: the browser and then the page tried', () => refused >= 2)
+    t.match(await page.textContent('#conn'), /reconnecting/)
+    await new Promise<void>((r) => {
+      busy.close(() => r())
+      busy.closeAllConnections()
+    })
     events.publish({ event: 'rollout.done', message: 'upgrade done' })
     close = await endpoints(29340, 1111, events)
     await page.waitForFunction(
