@@ -61,19 +61,27 @@ export const controlRequest = (
 
 /**
  * Sends a control request whose answer streams (see Streamed): calls `onEvent` for each progress
- * line and resolves with the result, or rejects with the supervisor's error.
+ * line and resolves with the result, or rejects with the supervisor's error. A GET sends no
+ * body (`body` is ignored: its parameters are in `path`'s query string).
  */
 export const controlStream = (
   stateDir: string,
   path: string,
   body: unknown,
   onEvent: (event: unknown) => void,
+  method: 'GET' | 'POST' = 'POST',
 ): Promise<unknown> =>
   new Promise((resolve, reject) => {
     const socket = socketPath(stateDir)
-    const data = JSON.stringify(body)
+    // A GET says what it wants in its path's query string.
+    const data = method === 'GET' ? undefined : JSON.stringify(body)
     const req = request(
-      { socketPath: socket, method: 'POST', path, headers: { 'content-type': 'application/json' } },
+      {
+        socketPath: socket,
+        method,
+        path,
+        headers: data ? { 'content-type': 'application/json' } : {},
+      },
       (res) => {
         if (res.headers['content-type'] !== 'application/x-ndjson') {
           // An error answered before streaming began: a plain JSON error body.
