@@ -1,4 +1,4 @@
-import { errorMessage, hasCode } from '../errors.js'
+import { ConfigError, errorMessage, hasCode } from '../errors.js'
 import type { EventInput } from './event-stream.js'
 import type { RolloutEvent } from './rollout.js'
 
@@ -59,9 +59,11 @@ export const withRolloutEvents = async <T>(
     if (hasCode(err, 'ECONFIG'))
       publish({
         event: 'config.rejected',
-        message: `${what} refused: ${errorMessage(err)}`,
+        // One line: a ConfigError lists its problems one a line.
+        message: `${what} refused: ${errorMessage(err).replace(/\n\s*/g, ' ')}`,
         what,
         config: configFile,
+        ...(err instanceof ConfigError ? { problems: err.problems } : {}),
       })
     else if (hasCode(err, 'EROLLOUT'))
       publish({
