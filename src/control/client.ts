@@ -110,6 +110,17 @@ export const controlStream = (
           return
         }
         let settled = false
+        // The supervisor went away mid-answer (it stopped, or cut this reader off hard).
+        res.on('error', (err) => {
+          if (settled) return
+          settled = true
+          reject(
+            new TandemError(
+              'ECONTROL',
+              `the supervisor on ${socket} ended the answer early: ${err.message}`,
+            ),
+          )
+        })
         createInterface({ input: res, crlfDelay: Infinity })
           .on('line', (l) => {
             let v: { result?: unknown; error?: { code: string; message: string } }
@@ -126,6 +137,8 @@ export const controlStream = (
               resolve(v.result)
             } else onEvent(v)
           })
+          // readline passes on the response's error, which the handler above reports.
+          .on('error', () => {})
           .on('close', () => {
             if (!settled)
               reject(

@@ -36,10 +36,13 @@ const stream = (res: ServerResponse, streamed: Streamed, onError: (m: string) =>
   }
   const closed = new AbortController()
   res.once('close', () => closed.abort())
+  const socket = res.socket
   const connection: StreamConnection = {
     closed: closed.signal,
     bufferedBytes: () => res.writableLength,
-    destroy: () => res.destroy(),
+    // The socket itself: once the answer is ended, the response lets go of it while what was
+    // written still waits in it.
+    destroy: () => socket?.destroy(),
   }
   streamed.run(line, connection).then(
     (result) => {

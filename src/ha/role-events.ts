@@ -1,5 +1,6 @@
+import type { EventEmitter } from 'node:events'
 import type { EventInput } from '../events.js'
-import type { NodeRole } from './node-role.js'
+import type { LeaseEvents } from './lease.js'
 
 /**
  * Publishes a node's role changes: `promoted` when it becomes active (a claim won, a takeover,
@@ -8,7 +9,7 @@ import type { NodeRole } from './node-role.js'
  * appeared). Returns the undo.
  */
 export const publishRoleEvents = (
-  role: Pick<NodeRole, 'on' | 'off'>,
+  role: EventEmitter<LeaseEvents>,
   cluster: string,
   publish: (e: EventInput) => void,
 ): (() => void) => {
