@@ -2,7 +2,6 @@
 // does not read is cut off with a notice once it is too far behind, and the publisher never
 // waits for it.
 import { connect, type Socket } from 'node:net'
-import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { controlStream } from '../../src/control/client.js'
 import {
