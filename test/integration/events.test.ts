@@ -145,6 +145,66 @@ t.test(
   },
 )
 
+t.test(
+  'a liveness failure is unhealthy and a memory limit is memory, each before its exit',
+  async (t) => {
+    const { sup, config } = start(
+      t,
+      {
+        hung: fixture(
+          {
+            port: 29025,
+            health: { type: 'http', path: '/', intervalMs: 200, timeoutMs: 300, failures: 2 },
+          },
+          { HANG_AFTER_MS: '500' },
+        ),
+        hog: fixture({ port: 29026, maxMemoryMb: 150 }, { HOG_MB: '250' }),
+      },
+      { metrics: { intervalMs: 200 } },
+    )
+    await sup.waitLog('hung restarted', (r) => r.event === 'restart' && r.component === 'hung')
+    await sup.waitLog('hog restarted', (r) => r.event === 'restart' && r.component === 'hog')
+    const list = await waitUntil('both exits published', async () => {
+      const l = await events(config)
+      return (
+        ['hung#0', 'hog#0'].every((id) => l.some((e) => e.id === id && e.event === 'restarting')) &&
+        l
+      )
+    })
+    t.same(namesOf(list, 'hung#0').slice(0, 5), [
+      'spawned',
+      'ready',
+      'unhealthy',
+      'exited',
+      'restarting',
+    ])
+    t.same(namesOf(list, 'hog#0').slice(0, 5), [
+      'spawned',
+      'ready',
+      'memory',
+      'exited',
+      'restarting',
+    ])
+    t.match(
+      list.find((e) => e.event === 'unhealthy'),
+      {
+        cause: 'unhealthy',
+        message: /^hung#0 restarting: unhealthy: http health check failed 2 times in a row/,
+      },
+    )
+    t.match(
+      list.find((e) => e.event === 'memory'),
+      {
+        message: /^hog#0 restarting: memory: RSS \d+ MB above maxMemoryMb 150/,
+      },
+    )
+    t.match(
+      list.find((e) => e.id === 'hog#0' && e.event === 'exited'),
+      { exit: { reason: 'memory' } },
+    )
+  },
+)
+
 t.test('tandem events -f prints the kept events, then a kill as it happens', async (t) => {
   const { config, sup } = start(t, { web: fixture({ port: 29030, instances: 2 }) })
   await sup.waitLog('all ready', (r) => r.event === 'all-ready')
@@ -227,7 +287,10 @@ t.test(
       last.map((e) => e.event),
       ['reload', 'config.rejected'],
     )
-    t.match(last[1]!.message, /^reload refused: invalid config .*: components\.web\.command: [^\n]+$/)
+    t.match(
+      last[1]!.message,
+      /^reload refused: invalid config .*: components\.web\.command: [^\n]+$/,
+    )
     t.match(last[1], { problems: [{ path: 'components.web.command' }] })
   },
 )
