@@ -457,6 +457,8 @@ t.test('a hook whose queue is full drops events, counts them and says so', async
   t.equal(matching.length, 24)
   const dropped = summary.dropped as number
   t.equal(dropped, 21, '24 events, 1 ran at once, 2 waited: 21 dropped')
+  const counted = (await status(config)) as unknown as { hooks: unknown[] }
+  t.match(counted.hooks, [{ index: 0, dropped: 21 }], 'counted in status')
   const ran = await waitUntil('the queued runs', () => {
     const l = existsSync(runs) ? readFileSync(runs, 'utf8').trim().split('\n') : []
     return l.length >= 3 && l
