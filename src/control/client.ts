@@ -129,10 +129,13 @@ export const controlStream = (
             } catch {
               return
             }
-            if (v.error) {
+            // The last line has its one key; an event may have fields named so (log.unwritable's
+            // error).
+            const last = Object.keys(v).length === 1
+            if (last && v.error) {
               settled = true
               reject(new TandemError(v.error.code as 'ECONTROL', v.error.message))
-            } else if ('result' in v) {
+            } else if (last && 'result' in v) {
               settled = true
               resolve(v.result)
             } else onEvent(v)

@@ -2,7 +2,7 @@
 // The event stream end to end: a real supervisor, real children, real signals; the events read
 // back with `tandem events`, live with `tandem events -f`, and through hooks.
 import { spawn } from 'node:child_process'
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import t, { type Test } from 'tap'
@@ -465,3 +465,42 @@ t.test('a hook whose queue is full drops events, counts them and says so', async
   })
   t.same(ran.map(Number), [1, 2, 3], 'the first, then the two that waited, in event order')
 })
+
+t.test(
+  'a log file that cannot be written: log.unwritable, then log.recovered, once each',
+  async (t) => {
+    const dir = tempDir(t)
+    const blocker = join(dir, 'blocked')
+    // A file where the log directory should be: the log file cannot be opened until it goes.
+    writeFileSync(blocker, 'not a directory')
+    const config = writeConfig(
+      dir,
+      { web: fixture({ port: 29070 }) },
+      { logs: { dir: join(blocker, 'logs') } },
+    )
+    const sup = new Supervisor(config)
+    t.teardown(() => sup.kill())
+    await sup.waitLog('web ready', (r) => r.event === 'ready')
+    const path = join(blocker, 'logs', 'tandem.log')
+    const down = await waitUntil('log.unwritable', async () =>
+      (await events(config)).find((e) => e.event === 'log.unwritable'),
+    )
+    t.match(down, { path, error: /ENOTDIR|EEXIST/, message: new RegExp(`^cannot write ${path}: `) })
+    rmSync(blocker)
+    const list = await waitUntil('log.recovered', async () => {
+      const l = await events(config)
+      return l.some((e) => e.event === 'log.recovered') && l
+    })
+    t.same(
+      list.filter((e) => e.event.startsWith('log.')).map((e) => [e.event, e.path]),
+      [
+        ['log.unwritable', path],
+        ['log.recovered', path],
+      ],
+    )
+    t.match(
+      list.find((e) => e.event === 'log.recovered'),
+      { droppedLines: 0 },
+    )
+  },
+)
