@@ -102,7 +102,9 @@ export class HookRunner {
 
   #offer(h: Hook, e: TandemEvent): void {
     if (!h.running) {
-      h.running = this.#drain(h, e)
+      // Started once the publisher's call is over: the event came from inside a state change,
+      // which must not fork a process or write pid records in its midst.
+      h.running = Promise.resolve().then(() => this.#drain(h, e))
       return
     }
     if (h.queue.length < h.spec.maxQueued) {

@@ -61,6 +61,8 @@ t.test('one run at a time per hook, in event order; hooks run side by side', asy
   const { runner, calls } = harness([hook(), hook({ on: ['failed'] })])
   runner.listener(ev(1))
   runner.listener(ev(2))
+  t.same(calls, [], "not inside the publisher's call")
+  await settle()
   t.same(
     calls.map((c) => [c.index, c.seq]),
     [
@@ -98,6 +100,7 @@ t.test('one run at a time per hook, in event order; hooks run side by side', asy
 t.test('a full queue drops and counts; the first drop and the burst are logged', async (t) => {
   const { runner, calls, logs } = harness([hook({ maxQueued: 2 })])
   for (let seq = 1; seq <= 7; seq++) runner.listener(ev(seq))
+  await settle()
   // 1 runs, 2 and 3 wait, 4 to 7 are dropped.
   t.match(runner.status(), [{ running: 1, queued: 2, dropped: 4 }])
   const warns = logs.filter((l) => l.level === 'warn')
@@ -129,6 +132,7 @@ t.test('maxQueued 0: only what finds the hook idle runs', async (t) => {
   const { runner, calls } = harness([hook({ maxQueued: 0 })])
   runner.listener(ev(1))
   runner.listener(ev(2))
+  await settle()
   t.match(runner.status(), [{ running: 1, queued: 0, dropped: 1 }])
   calls[0]!.end()
   await settle()
@@ -138,6 +142,7 @@ t.test('maxQueued 0: only what finds the hook idle runs', async (t) => {
 t.test('failures, timeouts and throws are logged and counted; the queue goes on', async (t) => {
   const { runner, calls, logs } = harness([hook({ maxQueued: 10 })])
   for (let seq = 1; seq <= 5; seq++) runner.listener(ev(seq))
+  await settle()
   const results: (CommandResult | Error)[] = [
     { code: 3, signal: null, timedOut: false },
     { code: null, signal: 'SIGKILL', timedOut: true },
