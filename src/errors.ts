@@ -14,6 +14,7 @@ export const ERROR_CODES = [
   'EROLLOUT',
   'ECLUSTER',
   'ELEASELOST',
+  'ESLOW',
 ] as const
 
 /**
@@ -37,6 +38,7 @@ export const ERROR_CODES = [
  * - ECLUSTER: the shared directory of `ha` cannot be used, or belongs to another cluster or
  *   other timings; or a cluster action (switchover) is not possible on this node.
  * - ELEASELOST: a lease this node held (a roll slot) lapsed while it acted under it.
+ * - ESLOW: a reader of a stream (`tandem events -f`) fell too far behind and was cut off.
  */
 export type ErrorCode = (typeof ERROR_CODES)[number]
 

@@ -6,7 +6,15 @@ import { planInstances, planPorts, type Plan } from './config/plan.js'
 import { eventLoopLag, startHttpEndpoints } from './control/http-endpoints.js'
 import { startLbAgent } from './control/lb-agent.js'
 import { startControlServer, Streamed } from './control/server.js'
-import type { SupervisorSelf } from './status.js'
+import type { SupervisorSelf, WriterStatus } from './status.js'
+import type { EventInput } from './events.js'
+import { eventsRoute } from './control/events-route.js'
+import { publishRoleEvents } from './ha/role-events.js'
+import { logHealthEvents } from './logging/log-health-events.js'
+import { streamEventLogger } from './supervisor/event-log.js'
+import { hookCommand } from './supervisor/hook-command.js'
+import { HookRunner } from './supervisor/hook-runner.js'
+import { resolveTargets } from './supervisor/targets.js'
 import { checkSocketPath, socketPath } from './control/socket-path.js'
 import { errorMessage } from './errors.js'
 import { ThreadedLog } from './logging/threaded-log.js'
@@ -92,6 +100,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   const releaseLock = await acquireStateLock(plan.stateDir, (m) => lockProblem(m))
   // Log file problems go to stderr at once (the file is what fails) and into the log.
   let logProblem: (m: string) => void = () => {}
+  let logStatus: (s: WriterStatus[]) => void = () => {}
   const unified = new ThreadedLog(plan.logs, {
     node: plan.node,
     pretty: options.pretty,
@@ -99,6 +108,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       process.stderr.write(`tandem: ${m}\n`)
       logProblem(m)
     },
+    onStatus: (s) => logStatus(s),
   })
   const log = unified.logger
   logProblem = (m) => log.warn({ event: 'log-file' }, m)
@@ -112,8 +122,24 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     onListenerError: (err) =>
       log.error({ event: 'events' }, `an event consumer failed: ${errorMessage(err)}`),
   })
+  const publish = (e: EventInput) => void events.publish(e)
+  events.subscribe(streamEventLogger(log))
+  logStatus = logHealthEvents(publish)
   const pidRecords = new PidRecords(plan.stateDir)
   const watchdog = startWatchdog((m) => log.error({ event: 'watchdog' }, m))
+  const hooks = new HookRunner(plan.hooks, {
+    log,
+    run: hookCommand({
+      clock: systemClock,
+      spawn: spawnChild,
+      baseEnv: process.env,
+      configFile: plan.configFile,
+      pipe: (source) => unified.pipe(source),
+      pidRecords,
+      watchdog,
+    }),
+  })
+  events.subscribe(hooks.listener)
   const overrides = new Overrides(plan.stateDir)
   let ha: HaNode | undefined
   // Listening sockets of instances with `socket`: held across their restarts, closed when the
@@ -221,6 +247,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       },
     })
   }
+  if (ha) publishRoleEvents(ha.lease, plan.ha!.name, publish)
   // Instances of components that run on every node restart one roll slot at a time across
   // the cluster (rollout.maxUnavailable slots in the shared dir or etcd; none with an external
   // backend, whose cluster manager restarts what it wants).
@@ -304,7 +331,11 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     ...(exclusive ? { exclusive } : {}),
     self,
     pid: process.pid,
-    closeAfterInstances: [['the held sockets', () => heldSockets.close()]],
+    hooks,
+    closeAfterInstances: [
+      ['the held sockets', () => heldSockets.close()],
+      ['the hooks', () => hooks.close()],
+    ],
     closeLast: [
       ['the watchdog', () => watchdog.close()],
       ['the cluster backend', () => backend?.close()],
@@ -332,6 +363,12 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     socketPath(plan.stateDir),
     {
       'GET /status': app.status,
+      'GET /events': eventsRoute({
+        events,
+        resolveTargets: (t) => resolveTargets(t, planInstances(reconciler.plan)),
+        clock: systemClock,
+        onCutOff: (m) => log.warn({ event: 'events' }, m),
+      }),
       'POST /logs/reopen': () => app.reopenLogs('tandem logs --reopen'),
       'POST /upgrade': (b) => new Streamed((emit) => app.upgrade(b, emit)),
       'POST /reload': () => new Streamed((emit) => app.reload(emit)),

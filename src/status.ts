@@ -139,6 +139,23 @@ export interface StatusReply {
   logs?: WriterStatus[]
   /** The supervisor process itself: its event-loop lag shows whether it keeps up. */
   supervisor?: SupervisorSelf
+  /** The config's hooks, when it has any: runs, failures, drops. */
+  hooks?: HookStatus[]
+}
+
+/** What a hook runner reports of each hook (status, tests). */
+export interface HookStatus {
+  index: number
+  /** The sequence number of the event it runs for now, if it runs. */
+  running?: number
+  /** Events waiting for it. */
+  queued: number
+  /** Runs that ended, and of them those that failed (an exit other than 0, a signal, a
+   * timeout, a program that could not start). */
+  ran: number
+  failed: number
+  /** Events dropped because its queue was full, since the start. */
+  dropped: number
 }
 
 /** Event-loop delay of the supervisor beyond the monitor's own interval, in milliseconds. */

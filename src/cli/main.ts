@@ -19,6 +19,7 @@ import { formatStatus } from './format-status.js'
 import type { StatusReply } from '../status.js'
 import { haproxyConfig } from './lb-config.js'
 import type { LogsOptions } from './logs.js'
+import type { EventsOptions } from './events.js'
 import { systemdUnit } from '../ops/systemd-unit.js'
 
 /** tandem's version, from its package.json: two levels up from both src/cli and dist/cli. */
@@ -423,6 +424,19 @@ export const main = async (argv: string[], io: Io = defaultIo): Promise<number> 
     .action(async (targets: string[], o: LogsOptions) => {
       const { runLogs } = await import('./logs.js')
       code = await runLogs(await loadPlan(configPath()), targets, o, io)
+    })
+  program
+    .command('events')
+    .description(
+      "print the supervisor's recent events (instances, rollouts, roles, log files), oldest first; -f follows the live ones",
+    )
+    .argument('[targets...]', 'all, <component> or <component>#<index> (default: every event)')
+    .option('-f, --follow', 'then print events as they happen, until Ctrl-C')
+    .option('--since <seq>', 'only events after this sequence number')
+    .option('--json', 'one JSON object per line')
+    .action(async (targets: string[], o: EventsOptions) => {
+      const { runEvents } = await import('./events.js')
+      await runEvents(await stateDir(), targets, o, io)
     })
   program
     .command('lb-config')

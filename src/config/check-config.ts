@@ -8,6 +8,17 @@ export const componentPorts = (c: ComponentConfig): number[] | undefined =>
   c.ports ??
   (c.port === undefined ? undefined : Array.from({ length: c.instances }, (_, i) => c.port! + i))
 
+/** Why a hook's target names no instance of the config (undefined when it does). */
+const hookTargetProblem = (config: Config, target: string): string | undefined => {
+  const m = /^([^#]+)(?:#(\d+))?$/.exec(target)
+  const c = m ? config.components[m[1]!] : undefined
+  if (!m || !c)
+    return `unknown target ${JSON.stringify(target)}: expected <component> or <component>#<index>, with a component among ${Object.keys(config.components).join(', ')}`
+  if (m[2] !== undefined && Number(m[2]) >= c.instances)
+    return `unknown target ${JSON.stringify(target)}: ${m[1]} has instances #0 to #${c.instances - 1}`
+  return undefined
+}
+
 /**
  * Rules that span fields or components, which the schema cannot express. Returns every problem,
  * each with its JSON path, so that an operator fixes a config in one pass.
@@ -104,6 +115,10 @@ export const checkConfig = (config: Config): ConfigProblem[] => {
       }
     })
   }
+  config.hooks.forEach((h, i) => {
+    const problem = h.target === undefined ? undefined : hookTargetProblem(config, h.target)
+    if (problem) problems.push({ path: `hooks[${i}].target`, message: `hook ${i}: ${problem}` })
+  })
   for (const key of ['http', 'agent'] as const) {
     const listener = config.control[key]
     if (!listener) continue

@@ -170,6 +170,16 @@ export const buildPlan = (
     control: config.control,
     watchConfig: config.watchConfig,
     ha: config.ha ? haSpec(config.ha, base) : undefined,
+    hooks: config.hooks.map(({ target, ...h }) => {
+      const [component, index] = target?.split('#') ?? []
+      return {
+        ...h,
+        ...(component !== undefined
+          ? { target: { component, ...(index !== undefined ? { index: Number(index) } : {}) } }
+          : {}),
+        cwd: base,
+      }
+    }),
     components,
   }
 }

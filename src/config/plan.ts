@@ -1,3 +1,4 @@
+import type { EventName } from '../events.js'
 import type { ExecSpec } from '../process/exec-chain.js'
 import type { ComponentConfig, ReadinessConfig, SocketConfig } from './schema.js'
 
@@ -91,6 +92,18 @@ export interface SyslogSpec {
 }
 
 /** The normalized config: what this node should run, in dependency order. */
+/** A hook: `command` run on the events named in `on`, of `target`'s instances only if given. */
+export interface HookSpec {
+  on: EventName[]
+  /** Only events of this component's instances, or of one of them (index). */
+  target?: { component: string; index?: number }
+  command: string[]
+  /** Where it runs: the config file's directory. */
+  cwd: string
+  timeoutMs: number
+  maxQueued: number
+}
+
 export interface Plan {
   node: string
   configFile: string
@@ -100,6 +113,8 @@ export interface Plan {
   control: { http?: { host: string; port: number }; agent?: { host: string; port: number } }
   watchConfig: boolean
   ha: HaSpec | undefined
+  /** Commands run on events, in the config's order (their index names them in the log). */
+  hooks: HookSpec[]
   /** Dependencies before their dependents. */
   components: ComponentSpec[]
 }

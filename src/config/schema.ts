@@ -1,6 +1,7 @@
 import { constants } from 'node:os'
 import { z } from 'zod'
 import { DEFAULT_STATE_DIR } from './state-dir.js'
+import { EVENT_NAMES } from '../events.js'
 
 /**
  * The config file's schema. It is the single source of the JSON Schema in `config.schema.json`
@@ -58,6 +59,10 @@ export const DEFAULTS = {
   haPollMs: 100,
   /** takeoverMs must exceed selfFenceMs by this much: clock rate error, fence timer, slack. */
   haMinMarginMs: 500,
+  /** A hook (a pager call, a console message) that has not finished in 10 s hangs: stopped. */
+  hookTimeoutMs: 10_000,
+  /** Events waiting for a busy hook: a crash loop's burst fits; a storm beyond it is counted. */
+  hookMaxQueued: 100,
 } as const
 
 /** Syslog facilities by name (RFC 5424, 6.2.1), with their codes. */
@@ -483,6 +488,43 @@ export const componentSchema = z.strictObject({
 /** A path to a file, relative to the config file. */
 const filePath = z.string().min(1)
 
+const eventName = z.enum(EVENT_NAMES, {
+  error: (i) =>
+    `unknown event name ${JSON.stringify(i.input)}; expected one of ${EVENT_NAMES.join(', ')}`,
+})
+
+const hookSchema = z.strictObject({
+  on: z
+    .array(eventName)
+    .min(1)
+    .describe(
+      `The events that run the command, among ${EVENT_NAMES.join(', ')} (see tandem events).`,
+    ),
+  target: z
+    .string()
+    .optional()
+    .describe(
+      "Only events of this component's instances, or of one instance (component#index); default every event, the node's own too.",
+    ),
+  command: z
+    .array(z.string().min(1))
+    .min(1)
+    .describe(
+      'The program and its arguments (no shell), run as the supervisor user in the config file directory with TANDEM_EVENT, TANDEM_EVENT_JSON and the instance variables.',
+    ),
+  timeoutMs: ms
+    .default(DEFAULTS.hookTimeoutMs)
+    .describe('A run still going after this long is stopped (SIGTERM to its group, then SIGKILL).'),
+  maxQueued: z
+    .number()
+    .int()
+    .min(0)
+    .default(DEFAULTS.hookMaxQueued)
+    .describe(
+      'Events that wait while the hook runs (one run at a time, in event order); more are dropped, counted and logged.',
+    ),
+})
+
 /** Where a cluster's nodes hold the lease (../shared/DESIGN.md, hot standby). */
 const haBackend = z.discriminatedUnion('type', [
   z
@@ -694,6 +736,10 @@ export const configSchema = z.strictObject({
       'Hot standby across nodes: exactly one active node, by a lease on shared storage or etcd, or as a cluster manager decides.',
     ),
   envFile: envFile.optional(),
+  hooks: z
+    .array(hookSchema)
+    .default([])
+    .describe('Commands run on events (instance failures, rollouts, role changes, ...).'),
   watchConfig: z
     .boolean()
     .default(false)

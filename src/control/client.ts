@@ -61,19 +61,27 @@ export const controlRequest = (
 
 /**
  * Sends a control request whose answer streams (see Streamed): calls `onEvent` for each progress
- * line and resolves with the result, or rejects with the supervisor's error.
+ * line and resolves with the result, or rejects with the supervisor's error. A GET sends no
+ * body (`body` is ignored: its parameters are in `path`'s query string).
  */
 export const controlStream = (
   stateDir: string,
   path: string,
   body: unknown,
   onEvent: (event: unknown) => void,
+  method: 'GET' | 'POST' = 'POST',
 ): Promise<unknown> =>
   new Promise((resolve, reject) => {
     const socket = socketPath(stateDir)
-    const data = JSON.stringify(body)
+    // A GET says what it wants in its path's query string.
+    const data = method === 'GET' ? undefined : JSON.stringify(body)
     const req = request(
-      { socketPath: socket, method: 'POST', path, headers: { 'content-type': 'application/json' } },
+      {
+        socketPath: socket,
+        method,
+        path,
+        headers: data ? { 'content-type': 'application/json' } : {},
+      },
       (res) => {
         if (res.headers['content-type'] !== 'application/x-ndjson') {
           // An error answered before streaming began: a plain JSON error body.
@@ -102,6 +110,17 @@ export const controlStream = (
           return
         }
         let settled = false
+        // The supervisor went away mid-answer (it stopped, or cut this reader off hard).
+        res.on('error', (err) => {
+          if (settled) return
+          settled = true
+          reject(
+            new TandemError(
+              'ECONTROL',
+              `the supervisor on ${socket} ended the answer early: ${err.message}`,
+            ),
+          )
+        })
         createInterface({ input: res, crlfDelay: Infinity })
           .on('line', (l) => {
             let v: { result?: unknown; error?: { code: string; message: string } }
@@ -110,14 +129,19 @@ export const controlStream = (
             } catch {
               return
             }
-            if (v.error) {
+            // The last line has its one key; an event may have fields named so (log.unwritable's
+            // error).
+            const last = Object.keys(v).length === 1
+            if (last && v.error) {
               settled = true
               reject(new TandemError(v.error.code as 'ECONTROL', v.error.message))
-            } else if ('result' in v) {
+            } else if (last && 'result' in v) {
               settled = true
               resolve(v.result)
             } else onEvent(v)
           })
+          // readline passes on the response's error, which the handler above reports.
+          .on('error', () => {})
           .on('close', () => {
             if (!settled)
               reject(

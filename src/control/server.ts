@@ -11,7 +11,22 @@ export type Route = (body: Record<string, unknown>) => unknown
  * client shows progress.
  */
 export class Streamed {
-  constructor(readonly run: (emit: (event: unknown) => void) => Promise<unknown>) {}
+  constructor(
+    readonly run: (
+      emit: (event: unknown) => void,
+      connection: StreamConnection,
+    ) => Promise<unknown>,
+  ) {}
+}
+
+/** What a streaming route may know of its connection, to bound what it queues for a reader. */
+export interface StreamConnection {
+  /** Aborted when the client has gone (or the answer was ended). */
+  closed: AbortSignal
+  /** Bytes written and not yet taken by the client (the kernel's socket buffer is full). */
+  bufferedBytes(): number
+  /** Ends the connection at once, whatever is still buffered. */
+  destroy(): void
 }
 
 const stream = (res: ServerResponse, streamed: Streamed, onError: (m: string) => void) => {
@@ -19,7 +34,17 @@ const stream = (res: ServerResponse, streamed: Streamed, onError: (m: string) =>
   const line = (v: unknown) => {
     if (!res.destroyed) res.write(`${JSON.stringify(v)}\n`)
   }
-  streamed.run(line).then(
+  const closed = new AbortController()
+  res.once('close', () => closed.abort())
+  const socket = res.socket
+  const connection: StreamConnection = {
+    closed: closed.signal,
+    bufferedBytes: () => res.writableLength,
+    // The socket itself: once the answer is ended, the response lets go of it while what was
+    // written still waits in it.
+    destroy: () => socket?.destroy(),
+  }
+  streamed.run(line, connection).then(
     (result) => {
       line({ result: result ?? { ok: true } })
       res.end()
@@ -80,13 +105,21 @@ export const startControlServer = async (
   // A socket file left by a dead supervisor blocks listen(); the state-dir lock proves it is stale.
   rmSync(path, { force: true })
   const server = createServer((req, res) => {
-    const route = routes[`${req.method} ${(req.url ?? '/').split('?')[0]}`]
+    const [path, query] = (req.url ?? '/').split('?', 2)
+    const route = routes[`${req.method} ${path}`]
     if (!route)
       return send(res, 404, {
         error: { code: 'EUSAGE', message: `no such endpoint: ${req.method} ${req.url}` },
       })
     readBody(req)
-      .then((body) => route(body))
+      // A GET's parameters come in its query string: they are its body's fields.
+      .then((body) =>
+        route(
+          req.method === 'GET' && query
+            ? { ...Object.fromEntries(new URLSearchParams(query)), ...body }
+            : body,
+        ),
+      )
       .then(
         (result) =>
           result instanceof Streamed

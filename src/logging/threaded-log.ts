@@ -108,6 +108,7 @@ const workerUrl = (): URL =>
 export class ThreadedLog {
   readonly logger: Logger
   readonly #onProblem: (message: string) => void
+  readonly #onStatus: (status: WriterStatus[]) => void
   readonly #worker: Worker
   #messages: ToLog[] = []
   /** The chunks of the batch, copied in one after another: one buffer moves per batch. */
@@ -129,9 +130,16 @@ export class ThreadedLog {
 
   constructor(
     logs: LogsSpec,
-    options: { node: string; pretty?: boolean; onProblem: (message: string) => void },
+    options: {
+      node: string
+      pretty?: boolean
+      onProblem: (message: string) => void
+      /** The destinations' status, each time the log's thread reports a change. */
+      onStatus?: (status: WriterStatus[]) => void
+    },
   ) {
     this.#onProblem = options.onProblem
+    this.#onStatus = options.onStatus ?? (() => {})
     const shared = Array.from({ length: BATCH_BUFFERS }, () => new SharedArrayBuffer(BATCH_BYTES))
     this.#buffers = shared.map((b) => Buffer.from(b))
     this.#free = shared.map((_, i) => i)
@@ -265,6 +273,7 @@ export class ThreadedLog {
         return
       case 'status':
         this.#status = m.status
+        this.#onStatus(m.status)
         return
       case 'problem':
         this.#onProblem(m.message)

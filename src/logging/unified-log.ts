@@ -18,7 +18,8 @@ export const PRETTY_OPTIONS = {
   translateTime: 'SYS:HH:MM:ss.l',
   // A child's line shows where it came from; an event's message already names its instance.
   messageFormat: '{if stream}{component}#{instance} {stream} | {end}{msg}',
-  ignore: 'pid,hostname,node,event,from,component,instance,port,childPid,stream,delayMs',
+  // seq (the event's number in `tandem events`) and cause (named by the message) are for machines.
+  ignore: 'pid,hostname,node,event,from,component,instance,port,childPid,stream,delayMs,seq,cause',
 }
 
 /** A child pipe's source, and the per-instance file its records also go to. */

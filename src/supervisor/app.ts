@@ -3,10 +3,17 @@ import type { Logger } from 'pino'
 import { planInstances, type Plan } from '../config/plan.js'
 import { TandemError, errorMessage } from '../errors.js'
 import type { Clock } from '../seams/clock.js'
-import type { ClusterStatus, StatusReply, SupervisorSelf, WriterStatus } from '../status.js'
+import type {
+  ClusterStatus,
+  HookStatus,
+  StatusReply,
+  SupervisorSelf,
+  WriterStatus,
+} from '../status.js'
 import { ChangeQueue } from './change-queue.js'
-import { fromInstanceEvent, type EventStream } from './event-stream.js'
-import { describeExit, type InstanceEvent } from './instance.js'
+import { fromInstanceEvent, type EventInput, type EventStream } from './event-stream.js'
+import { logInstanceEvent } from './event-log.js'
+import { withRolloutEvents, type InstanceFields } from './rollout-events.js'
 import type { Reconciler } from './reconciler.js'
 import { rollout, type RolloutEvent, type RolloutOptions, type RolloutResult } from './rollout.js'
 import { resolveTargets } from './targets.js'
@@ -70,6 +77,8 @@ export interface SupervisorDeps {
   /** The supervisor's own figures (status, /health, /metrics). */
   self(): SupervisorSelf
   pid: number
+  /** The config's hooks (HookRunner), for status: runs, failures, drops. */
+  hooks?: { status(): HookStatus[] }
   /** What shutdown closes once the instances have stopped, before the listeners (held sockets). */
   closeAfterInstances: [what: string, close: Close][]
   /** What shutdown closes after the listeners, in order (the watchdog, the backend, the lock). */
@@ -86,39 +95,6 @@ const targetsOf = (body: Record<string, unknown>): string[] => {
     )
   }
   return t
-}
-
-export const logEvent = (log: Logger, e: InstanceEvent) => {
-  const { event, id, exit, stderrTail, ...rest } = e
-  const fields = {
-    event,
-    ...rest,
-    ...(exit ? { exit } : {}),
-    ...(stderrTail?.length ? { stderrTail } : {}),
-  }
-  switch (event) {
-    case 'failed':
-      return log.error(fields, `${id} failed: ${e.reason}`)
-    case 'exited':
-      return exit && exit.reason !== 'exited'
-        ? log.warn(fields, `${id} did not start: ${describeExit(exit)}`)
-        : log.warn(fields, `${id} exited: ${exit ? describeExit(exit) : ''}`)
-    case 'backoff':
-      return log.warn(fields, `${id} restarting in ${e.delayMs} ms`)
-    case 'spawned':
-      return log.info(fields, `${id} spawned (pid ${e.childPid})`)
-    case 'restart':
-      return log.warn(fields, `${id} restarting: ${e.reason}`)
-    case 'retired':
-      return log.info(fields, `${id}: pid ${e.childPid} ${e.reason}`)
-    case 'reactivated':
-      return log.warn(
-        fields,
-        `${id} active again in epoch ${e.epoch} after its deadline had lapsed for ${e.lapsedMs} ms (a lease message came late)`,
-      )
-    default:
-      return log.info(fields, `${id} ${event}`)
-  }
 }
 
 export type Supervisor = ReturnType<typeof createSupervisor>
@@ -158,9 +134,10 @@ export const createSupervisor = (deps: SupervisorDeps) => {
   const allWantedReady = () => wanted().every((i) => i.state === 'ready' || i.completed)
   let allReady = false
   reconciler.on('event', (e) => {
-    logEvent(log, e)
-    const published = fromInstanceEvent(e)
-    if (published) events.publish(published)
+    const published = fromInstanceEvent(e, {
+      stoppedByOperator: (id) => reconciler.stoppedByOperator.has(id),
+    })
+    logInstanceEvent(log, e, published && events.publish(published).seq)
     monitor.changed()
     const nowReady = wanted().length > 0 && allWantedReady()
     if (nowReady && !allReady)
@@ -179,6 +156,7 @@ export const createSupervisor = (deps: SupervisorDeps) => {
     instances: reconciler.status(),
     logs: logs.status(),
     supervisor: deps.self(),
+    ...(deps.hooks && plan.hooks.length ? { hooks: deps.hooks.status() } : {}),
   })
 
   let resolveDone!: (code: number) => void
@@ -272,7 +250,7 @@ export const createSupervisor = (deps: SupervisorDeps) => {
           'ETARGET',
           `unknown component "${c}"; expected one of ${next.components.map((x) => x.name).join(', ')}`,
         )
-    for (const key of ['logs', 'metrics', 'control', 'node', 'ha'] as const)
+    for (const key of ['logs', 'metrics', 'control', 'node', 'ha', 'hooks'] as const)
       if (!isDeepStrictEqual(next[key], plan[key]))
         log.warn(
           { event: 'rollout' },
@@ -288,6 +266,13 @@ export const createSupervisor = (deps: SupervisorDeps) => {
       emit(e)
     })
   }
+  const instanceFields: InstanceFields = (id) => {
+    const i = reconciler.instances.get(id)
+    return i
+      ? { component: i.spec.component, instance: i.spec.index, port: i.spec.port, childPid: i.pid }
+      : {}
+  }
+  const publish = (e: EventInput) => void events.publish(e)
   // Operator restarts and rollouts change what runs one at a time, in the order asked.
   const changes = new ChangeQueue()
   const serially = <T>(fn: () => Promise<T>): Promise<T> => changes.run(fn)
@@ -304,7 +289,14 @@ export const createSupervisor = (deps: SupervisorDeps) => {
     rolling = `${what === 'upgrade' ? 'an' : 'a'} ${what} started at ${new Date(deps.clock.now()).toISOString()}`
     if (what === 'reload') notifier.reloading()
     try {
-      return await serially(() => rolloutNow(what, options, emit))
+      return await serially(() =>
+        withRolloutEvents(what, plan.configFile, publish, instanceFields, (progress) =>
+          rolloutNow(what, options, (e) => {
+            progress(e)
+            emit(e)
+          }),
+        ),
+      )
     } finally {
       monitor.sync()
       overrides.write(reconciler.stoppedByOperator)
@@ -337,6 +329,10 @@ export const createSupervisor = (deps: SupervisorDeps) => {
         'EUSAGE',
         `switchover is not for ha.backend {"type": "external"}: the cluster manager decides which node is active (pcs resource move)`,
       )
+    }
+    if (ha.isActive()) {
+      const epoch = ha.status().epoch
+      publish({ event: 'switchover', message: `switchover: handing over epoch ${epoch}`, epoch })
     }
     const { epoch } = await ha.switchover()
     const { name, backend: where, renewMs, selfFenceMs, takeoverMs, pollMs } = plan.ha!

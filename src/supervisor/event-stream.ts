@@ -1,68 +1,14 @@
 import type { Clock } from '../seams/clock.js'
-import type { InstanceEvent } from './instance.js'
+import { describeExit, type InstanceEvent } from './instance.js'
 
-/**
- * The names of the events a supervisor publishes: what hooks subscribe to (`hooks[].on`), what
- * `tandem events` and the status page show. An unknown name in a config is an error.
- */
-export const EVENT_NAMES = [
-  // An instance's life.
-  'spawned',
-  'ready',
-  'exited',
-  'restarting',
-  'failed',
-  'crashLoop',
-  'unhealthy',
-  'memory',
-  'stopped',
-  // Rollouts (upgrade, reload, cluster upgrade).
-  'rollout.started',
-  'rollout.replaced',
-  'rollout.rolledBack',
-  'rollout.done',
-  'reload',
-  // High availability.
-  'promoted',
-  'fenced',
-  'released',
-  'switchover',
-  // The supervisor itself.
-  'log.unwritable',
-  'log.recovered',
-  'config.rejected',
-] as const
-
-export type EventName = (typeof EVENT_NAMES)[number]
-
-export const isEventName = (s: string): s is EventName =>
-  (EVENT_NAMES as readonly string[]).includes(s)
-
-/** What a publisher says; the stream adds the sequence number, time and node. */
-export interface EventInput {
-  event: EventName
-  /** One line for a person: what the log says of it. */
-  message: string
-  /** The instance's fields, for instance events. */
-  id?: string
-  component?: string
-  instance?: number
-  port?: number
-  childPid?: number
-  /** Anything else the event carries (an exit, a reason, an epoch): plain JSON values. */
-  [field: string]: unknown
-}
-
-/** One published event, as the log, `tandem events`, hooks and the status page get it. */
-export interface TandemEvent extends EventInput {
-  /** 1, 2, 3, ... for the life of this supervisor: gaps mean nothing was lost to a reader that
-   * saw them all; a reader that resumes with `since` gets what it missed while it is in the ring. */
-  seq: number
-  /** ISO 8601, wall clock. */
-  time: string
-  /** `node` of the config. */
-  node: string
-}
+export {
+  EVENT_NAMES,
+  isEventName,
+  type EventName,
+  type EventInput,
+  type TandemEvent,
+} from '../events.js'
+import type { EventInput, EventName, TandemEvent } from '../events.js'
 
 export type EventListener = (e: TandemEvent) => void
 
@@ -142,28 +88,28 @@ export class EventStream {
   }
 }
 
+/** What the mapping of instance events needs to know besides the event itself. */
+export interface InstanceEventContext {
+  /** Whether an operator stopped it (`tandem stop`, a stop action): its `stopped` is published. */
+  stoppedByOperator(id: string): boolean
+}
+
 /**
- * An instance's state change as a stream event (undefined for the transitions the stream does
- * not publish: starting, stopping; and for a handover's old process ending: retired). First cut; crash loops, health and memory restarts are told
- * apart by `reason` here and get their own names with the hooks.
+ * An instance's state change as a stream event: one transition, at most one event (undefined
+ * for those the stream does not publish). Named apart by `cause`: a `failed` that the
+ * crash-loop window decided is `crashLoop` (not also `failed`); a `restart` of a ready instance
+ * is `memory` (over maxMemoryMb) or `unhealthy` (liveness checks failed), or `restarting` when an
+ * operator asked; a `backoff` is `restarting` too. `stopped` is published only for a stop an
+ * operator asked for; the other stops are told by what caused them (a rollout's events, the
+ * node's `fenced` or `released`, the `exited` of a one-shot that completed) or are the
+ * supervisor's own shutdown. `starting`, `stopping`, `reactivated` and `retired` (a handover's
+ * old process ended) are not published.
  */
-export const fromInstanceEvent = (e: InstanceEvent): EventInput | undefined => {
-  const name = (
-    {
-      spawned: 'spawned',
-      ready: 'ready',
-      exited: 'exited',
-      backoff: 'restarting',
-      restart: 'restarting',
-      failed: 'failed',
-      stopped: 'stopped',
-      reactivated: undefined,
-      // The old process of a handover ended; the instance itself did not change.
-      retired: undefined,
-      starting: undefined,
-      stopping: undefined,
-    } as const
-  )[e.event]
+export const fromInstanceEvent = (
+  e: InstanceEvent,
+  context: InstanceEventContext,
+): EventInput | undefined => {
+  const name = streamName(e, context)
   if (!name) return undefined
   const { id, component, instance, port, childPid } = e
   const fields = Object.fromEntries(
@@ -176,11 +122,61 @@ export const fromInstanceEvent = (e: InstanceEvent): EventInput | undefined => {
   return {
     ...fields,
     event: name,
-    message: `${id} ${e.event}${e.reason ? `: ${e.reason}` : ''}`,
+    message: instanceMessage(name, e),
     id,
     component,
     instance,
     ...(port !== undefined ? { port } : {}),
     ...(childPid !== undefined ? { childPid } : {}),
+  }
+}
+
+const streamName = (e: InstanceEvent, context: InstanceEventContext): EventName | undefined => {
+  switch (e.event) {
+    case 'spawned':
+    case 'ready':
+    case 'exited':
+      return e.event
+    case 'backoff':
+      return 'restarting'
+    case 'restart':
+      return e.cause === 'memory' || e.cause === 'unhealthy' ? e.cause : 'restarting'
+    case 'failed':
+      return e.cause === 'crashLoop' ? 'crashLoop' : 'failed'
+    case 'stopped':
+      return context.stoppedByOperator(e.id) ? 'stopped' : undefined
+    case 'starting':
+    case 'stopping':
+    case 'reactivated':
+    // The old process of a handover ended; the instance itself did not change.
+    case 'retired':
+      return undefined
+  }
+}
+
+/** The line a person reads (`tandem events`, the status page): as the log says it. */
+const instanceMessage = (name: EventName, e: InstanceEvent): string => {
+  const { id, exit } = e
+  switch (name) {
+    case 'spawned':
+      return `${id} spawned (pid ${e.childPid})`
+    case 'exited':
+      return exit && exit.reason !== 'exited'
+        ? `${id} did not start: ${describeExit(exit)}`
+        : `${id} exited: ${exit ? describeExit(exit) : (e.reason ?? '')}`
+    case 'restarting':
+      return e.event === 'backoff'
+        ? `${id} restarting in ${e.delayMs} ms${e.reason ? ` (${e.reason})` : ''}`
+        : `${id} restarting: ${e.reason ?? ''}`
+    case 'memory':
+    case 'unhealthy':
+      return `${id} restarting: ${e.reason ?? name}`
+    case 'crashLoop':
+    case 'failed':
+      return `${id} failed: ${e.reason ?? ''}`
+    case 'stopped':
+      return `${id} stopped by operator`
+    default:
+      return `${id} ${name}`
   }
 }

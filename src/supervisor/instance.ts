@@ -38,6 +38,12 @@ export interface InstanceEvent {
   delayMs?: number
   reason?: string
   stderrTail?: string[]
+  /**
+   * Why, where a reason string alone would have to be parsed: a `failed` that the crash-loop
+   * window decided, a `restart` of a ready instance over its memory limit or after failed
+   * liveness checks, or one an operator asked for. The event stream names these apart.
+   */
+  cause?: 'crashLoop' | 'memory' | 'unhealthy' | 'operator'
   /** `reactivated`: the epoch its child serves again, after how long its deadline had lapsed. */
   epoch?: number
   lapsedMs?: number
@@ -651,7 +657,12 @@ export class Instance {
     }
     if (looping) {
       this.#reason = `crash loop: ${this.#failureTimes.length} failures within ${spec.crashLoop.windowMs} ms, last: ${what}`
-      this.#transition('failed', { reason: this.#reason, exit, stderrTail: [...this.#stderrTail] })
+      this.#transition('failed', {
+        reason: this.#reason,
+        cause: 'crashLoop',
+        exit,
+        stderrTail: [...this.#stderrTail],
+      })
       if (spec.crashLoop.retry) this.#schedule(spec.backoff.maxMs)
       return
     }
@@ -720,7 +731,7 @@ export class Instance {
     const run = this.#run
     if (this.#phase.state !== 'ready' || !run || run.failure) return
     run.failure = { reason, detail }
-    this.#emit('restart', { reason: `${reason}: ${detail}` })
+    this.#emit('restart', { reason: `${reason}: ${detail}`, cause: reason })
     this.#signalStop(run)
   }
 

@@ -496,6 +496,7 @@ export class Reconciler extends EventEmitter<{
         port: inst.spec.port,
         childPid: inst.pid,
         reason: 'operator request',
+        cause: 'operator',
       })
       if (this.#shuttingDown) return
       this.stoppedByOperator.delete(id)

@@ -207,6 +207,36 @@ const bad: BadCase[] = [
     fragments: ['unknown component "nope"', 'a, b'],
   },
   {
+    name: 'rejects a hook on an unknown event, naming the hook, the name and the list',
+    content: {
+      components: { a: { command: cmd } },
+      hooks: [
+        { on: ['failed'], command: cmd },
+        { on: ['ready', 'crashloop'], command: cmd },
+      ],
+    },
+    path: 'hooks[1].on[1]',
+    fragments: ['unknown event name "crashloop"', 'expected one of spawned, ready', 'crashLoop'],
+  },
+  {
+    name: 'rejects a hook whose target names no component',
+    content: {
+      components: { a: { command: cmd }, b: { command: cmd } },
+      hooks: [{ on: ['failed'], target: 'nope', command: cmd }],
+    },
+    path: 'hooks[0].target',
+    fragments: ['hook 0: unknown target "nope"', 'among a, b'],
+  },
+  {
+    name: 'rejects a hook whose target names no instance',
+    content: {
+      components: { a: { command: cmd, instances: 2 } },
+      hooks: [{ on: ['failed'], target: 'a#2', command: cmd }],
+    },
+    path: 'hooks[0].target',
+    fragments: ['hook 0: unknown target "a#2"', 'a has instances #0 to #1'],
+  },
+  {
     name: 'rejects a component that depends on itself',
     content: { components: { a: { command: cmd, dependsOn: ['a'] } } },
     path: 'components.a.dependsOn[0]',
@@ -935,3 +965,40 @@ t.test(
     t.same(external.plan.ha?.backend, { type: 'external' })
   },
 )
+
+t.test('hooks: defaults, target split, run in the config file directory', async (t) => {
+  const { plan, dir } = loadGood(t, {
+    components: { a: { command: cmd, instances: 2 } },
+    hooks: [
+      { on: ['failed', 'crashLoop'], command: ['/bin/page', 'x'] },
+      { on: ['ready'], target: 'a#1', command: ['y'], timeoutMs: 500, maxQueued: 0 },
+      { on: ['ready'], target: 'a', command: ['z'] },
+    ],
+  })
+  t.same(plan.hooks, [
+    {
+      on: ['failed', 'crashLoop'],
+      command: ['/bin/page', 'x'],
+      timeoutMs: DEFAULTS.hookTimeoutMs,
+      maxQueued: DEFAULTS.hookMaxQueued,
+      cwd: dir,
+    },
+    {
+      on: ['ready'],
+      target: { component: 'a', index: 1 },
+      command: ['y'],
+      timeoutMs: 500,
+      maxQueued: 0,
+      cwd: dir,
+    },
+    {
+      on: ['ready'],
+      target: { component: 'a' },
+      command: ['z'],
+      timeoutMs: DEFAULTS.hookTimeoutMs,
+      maxQueued: DEFAULTS.hookMaxQueued,
+      cwd: dir,
+    },
+  ])
+  t.same(loadGood(t, { components: { a: { command: cmd } } }).plan.hooks, [], 'none by default')
+})

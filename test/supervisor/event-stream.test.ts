@@ -73,21 +73,47 @@ t.test('names and capacity are checked', async (t) => {
   )
 })
 
+const byOperator = { stoppedByOperator: (id: string) => id === 'web#1' }
+const nobody = { stoppedByOperator: () => false }
+const base = { id: 'web#1', component: 'web', instance: 1, port: 7001, childPid: 42 }
+
 t.test(
   'instance events map to stream events; starting and stopping are not published',
   async (t) => {
-    const base = { id: 'web#1', component: 'web', instance: 1, port: 7001, childPid: 42 }
-    t.same(fromInstanceEvent({ ...base, event: 'backoff', delayMs: 500 }), {
+    t.same(fromInstanceEvent({ ...base, event: 'backoff', delayMs: 500 }, nobody), {
       delayMs: 500,
       event: 'restarting',
-      message: 'web#1 backoff',
+      message: 'web#1 restarting in 500 ms',
       ...base,
     })
-    t.equal(fromInstanceEvent({ ...base, event: 'starting' }), undefined)
+    t.equal(fromInstanceEvent({ ...base, event: 'starting' }, nobody), undefined)
+    t.equal(fromInstanceEvent({ ...base, event: 'stopping' }, nobody), undefined)
+    t.equal(fromInstanceEvent({ ...base, event: 'reactivated', epoch: 2 }, nobody), undefined)
     t.equal(
-      fromInstanceEvent({ ...base, event: 'failed', reason: 'crash loop' })?.message,
-      'web#1 failed: crash loop',
+      fromInstanceEvent({ ...base, event: 'failed', reason: 'restart policy is "never"' }, nobody)
+        ?.message,
+      'web#1 failed: restart policy is "never"',
     )
-    t.notOk('stderrTail' in fromInstanceEvent({ ...base, event: 'exited', stderrTail: ['x'] })!)
+    t.notOk(
+      'stderrTail' in fromInstanceEvent({ ...base, event: 'exited', stderrTail: ['x'] }, nobody)!,
+    )
   },
 )
+
+t.test('a crash loop, memory and liveness restarts have names of their own', async (t) => {
+  const name = (e: Partial<Parameters<typeof fromInstanceEvent>[0]>) =>
+    fromInstanceEvent({ ...base, event: 'failed', ...e }, nobody)?.event
+  t.equal(name({ cause: 'crashLoop', reason: 'crash loop: 5 failures' }), 'crashLoop')
+  t.equal(name({}), 'failed')
+  t.equal(name({ event: 'restart', cause: 'memory', reason: 'memory: 300 MB' }), 'memory')
+  t.equal(name({ event: 'restart', cause: 'unhealthy', reason: 'unhealthy: x' }), 'unhealthy')
+  t.equal(name({ event: 'restart', cause: 'operator', reason: 'operator request' }), 'restarting')
+  t.equal(name({ event: 'spawned' }), 'spawned')
+  t.equal(name({ event: 'ready' }), 'ready')
+  t.equal(name({ event: 'exited' }), 'exited')
+})
+
+t.test('stopped is published only for a stop an operator asked for', async (t) => {
+  t.equal(fromInstanceEvent({ ...base, event: 'stopped' }, byOperator)?.event, 'stopped')
+  t.equal(fromInstanceEvent({ ...base, event: 'stopped' }, nobody), undefined)
+})

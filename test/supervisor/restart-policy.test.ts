@@ -67,6 +67,8 @@ t.test('pins the restart and stop defaults', async (t) => {
     haTakeoverMs: 2000,
     haPollMs: 100,
     haMinMarginMs: 500,
+    hookTimeoutMs: 10_000,
+    hookMaxQueued: 100,
   })
 })
 
