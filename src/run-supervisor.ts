@@ -12,7 +12,7 @@ import { eventsRoute } from './control/events-route.js'
 import { publishRoleEvents } from './ha/role-events.js'
 import { logHealthEvents } from './logging/log-health-events.js'
 import { streamEventLogger } from './supervisor/event-log.js'
-import { hookCommand } from './supervisor/hook-command.js'
+import { hookCommand, runTracked, type TrackedCommandDeps } from './supervisor/hook-command.js'
 import { HookRunner } from './supervisor/hook-runner.js'
 import { resolveTargets } from './supervisor/targets.js'
 import { checkSocketPath, socketPath } from './control/socket-path.js'
@@ -24,7 +24,6 @@ import { describePortHolder, ephemeralPortWarning, portFree } from './process/po
 import { HeldSockets } from './process/held-sockets.js'
 import { processStartTime } from './process/process-start-time.js'
 import { cgroupSpawner } from './process/cgroup-spawn.js'
-import { runCommand } from './process/run-command.js'
 import { hookExec } from './process/exec-chain.js'
 import { spawnChild } from './process/spawn-child.js'
 import { startWatchdog } from './process/watchdog.js'
@@ -127,17 +126,17 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   logStatus = logHealthEvents(publish)
   const pidRecords = new PidRecords(plan.stateDir)
   const watchdog = startWatchdog((m) => log.error({ event: 'watchdog' }, m))
+  // Hooks (event hooks, activation hooks) run as tracked commands: pid record, watchdog, log.
+  const commandDeps: TrackedCommandDeps = {
+    clock: systemClock,
+    spawn: spawnChild,
+    pipe: (source) => unified.pipe(source),
+    pidRecords,
+    watchdog,
+  }
   const hooks = new HookRunner(plan.hooks, {
     log,
-    run: hookCommand({
-      clock: systemClock,
-      spawn: spawnChild,
-      baseEnv: process.env,
-      configFile: plan.configFile,
-      pipe: (source) => unified.pipe(source),
-      pidRecords,
-      watchdog,
-    }),
+    run: hookCommand({ ...commandDeps, baseEnv: process.env, configFile: plan.configFile }),
   })
   events.subscribe(hooks.listener)
   const overrides = new Overrides(plan.stateDir)
@@ -210,41 +209,16 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       log,
       clock: systemClock,
       watchdog,
-      runCommand: (inst, req) => {
-        const id = `${inst.id}:activate`
-        const stop = { signal: 'SIGTERM' as const, timeoutMs: 2_000 }
-        return runCommand(
-          { ...req, env: { ...process.env, ...req.env }, killAfterMs: stop.timeoutMs },
-          {
-            clock: systemClock,
-            // As the instance's user, with its umask and limits: a hook has no more privilege.
-            spawn: (r) => spawnChild({ ...r, exec: hookExec(inst.spec.exec) }),
-            pipe: (stream, childPid) =>
-              unified.pipe({
-                component: inst.spec.component,
-                instance: inst.spec.index,
-                port: inst.spec.port,
-                childPid,
-                stream,
-              }),
-            tracked: (pid) => {
-              watchdog.watch(pid, stop.signal, stop.timeoutMs)
-              pidRecords.add({
-                id,
-                pid,
-                startTime: processStartTime(pid) ?? '',
-                port: undefined,
-                stopSignal: stop.signal,
-                stopTimeoutMs: stop.timeoutMs,
-              })
-            },
-            untracked: (pid) => {
-              watchdog.unwatch(pid)
-              pidRecords.remove(pid)
-            },
-          },
-        )
-      },
+      // As the instance's user, with its umask and limits (a hook has no more privilege), its
+      // output under the instance's name.
+      runCommand: (inst, req) =>
+        runTracked(
+          commandDeps,
+          `${inst.id}:activate`,
+          { ...req, env: { ...process.env, ...req.env } },
+          { component: inst.spec.component, instance: inst.spec.index, port: inst.spec.port },
+          (r) => spawnChild({ ...r, exec: hookExec(inst.spec.exec) }),
+        ),
     })
   }
   if (ha) publishRoleEvents(ha.lease, plan.ha!.name, publish)

@@ -17,8 +17,8 @@ export interface CommandDeps {
   clock: Clock
   spawn: Spawn
   groups?: GroupOps
-  /** Where its stdout and stderr go (the unified log, which splits them into lines). */
-  /** Where a pipe's chunks go (the unified log's PipeOutput), with their read time. */
+  /** Where its stdout and stderr go, chunk by chunk with their read time (the unified log's
+   * PipeOutput, which splits them into lines). */
   pipe(
     stream: 'out' | 'err',
     pid: number,

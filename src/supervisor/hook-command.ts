@@ -2,7 +2,7 @@ import type { HookSpec } from '../config/plan.js'
 import type { PipeOutput } from '../logging/pipe-output.js'
 import type { PidRecord } from '../process/pid-records.js'
 import { processStartTime } from '../process/process-start-time.js'
-import { runCommand, type CommandResult } from '../process/run-command.js'
+import { runCommand, type CommandRequest, type CommandResult } from '../process/run-command.js'
 import type { Spawn } from '../process/spawn-child.js'
 import type { Clock } from '../seams/clock.js'
 import type { TandemEvent } from './event-stream.js'
@@ -17,67 +17,78 @@ export const HOOK_KILL_AFTER_MS = 2_000
  */
 export const HOOK_LOG_COMPONENT = '(hook)'
 
+/** Where a command's output lines go in the unified log. */
+export interface CommandLogSource {
+  component: string
+  instance: number
+  port: number | undefined
+}
+
+/** What the supervisor gives every command it runs beside its instances. */
+export interface TrackedCommandDeps {
+  clock: Clock
+  spawn: Spawn
+  pipe(source: CommandLogSource & { childPid: number; stream: 'out' | 'err' }): PipeOutput
+  pidRecords: { add(r: PidRecord): void; remove(pid: number): void }
+  watchdog: {
+    watch(pgid: number, signal: NodeJS.Signals, timeoutMs: number): void
+    unwatch(pgid: number): void
+  }
+}
+
 /**
- * How the supervisor runs a hook for an event: through process/ as it runs children (runCommand:
- * no shell, its own process group with the parent-death signal, a pid record and the orphan
- * watchdog while it runs, its output line by line into the unified log, stopped at timeoutMs),
- * as the supervisor's user, in the config file's directory, with hookEnv's environment.
+ * Runs a command beside the instances (an event hook, an instance's activation hook) through
+ * process/ as children are run (runCommand: no shell, its own process group with the
+ * parent-death signal), with a pid record `id` and the orphan watchdog while it runs, its output
+ * line by line into the unified log under `as`, stopped at its timeoutMs (SIGTERM to its group,
+ * SIGKILL HOOK_KILL_AFTER_MS later). `spawn` overrides the deps' (to run it as an instance's user).
+ */
+export const runTracked = (
+  deps: TrackedCommandDeps,
+  id: string,
+  req: Omit<CommandRequest, 'killAfterMs'>,
+  as: CommandLogSource,
+  spawn: Spawn = deps.spawn,
+): Promise<CommandResult> =>
+  runCommand(
+    { ...req, killAfterMs: HOOK_KILL_AFTER_MS },
+    {
+      clock: deps.clock,
+      spawn,
+      pipe: (stream, childPid) => deps.pipe({ ...as, childPid, stream }),
+      tracked: (pid) => {
+        deps.watchdog.watch(pid, 'SIGTERM', HOOK_KILL_AFTER_MS)
+        deps.pidRecords.add({
+          id,
+          pid,
+          startTime: processStartTime(pid) ?? '',
+          port: undefined,
+          stopSignal: 'SIGTERM',
+          stopTimeoutMs: HOOK_KILL_AFTER_MS,
+        })
+      },
+      untracked: (pid) => {
+        deps.watchdog.unwatch(pid)
+        deps.pidRecords.remove(pid)
+      },
+    },
+  )
+
+/**
+ * How the supervisor runs a hook for an event (runTracked), as the supervisor's user, in the
+ * config file's directory, with hookEnv's environment; its output under `component: "(hook)"`.
  */
 export const hookCommand =
-  (deps: {
-    clock: Clock
-    spawn: Spawn
-    baseEnv: NodeJS.ProcessEnv
-    configFile: string
-    pipe(source: {
-      component: string
-      instance: number
-      port: undefined
-      childPid: number
-      stream: 'out' | 'err'
-    }): PipeOutput
-    pidRecords: { add(r: PidRecord): void; remove(pid: number): void }
-    watchdog: {
-      watch(pgid: number, signal: NodeJS.Signals, timeoutMs: number): void
-      unwatch(pgid: number): void
-    }
-  }) =>
-  (hook: HookSpec, index: number, e: TandemEvent): Promise<CommandResult> => {
-    const id = `hook#${index}`
-    return runCommand(
+  (deps: TrackedCommandDeps & { baseEnv: NodeJS.ProcessEnv; configFile: string }) =>
+  (hook: HookSpec, index: number, e: TandemEvent): Promise<CommandResult> =>
+    runTracked(
+      deps,
+      `hook#${index}`,
       {
         argv: hook.command,
         cwd: hook.cwd,
         env: hookEnv(deps.baseEnv, e, deps.configFile),
         timeoutMs: hook.timeoutMs,
-        killAfterMs: HOOK_KILL_AFTER_MS,
       },
-      {
-        clock: deps.clock,
-        spawn: deps.spawn,
-        pipe: (stream, childPid) =>
-          deps.pipe({
-            component: HOOK_LOG_COMPONENT,
-            instance: index,
-            port: undefined,
-            childPid,
-            stream,
-          }),
-        tracked: (pid) => {
-          deps.watchdog.watch(pid, 'SIGTERM', HOOK_KILL_AFTER_MS)
-          deps.pidRecords.add({
-            id,
-            pid,
-            startTime: processStartTime(pid) ?? '',
-            port: undefined,
-            stopSignal: 'SIGTERM',
-            stopTimeoutMs: HOOK_KILL_AFTER_MS,
-          })
-        },
-        untracked: (pid) => {
-          deps.watchdog.unwatch(pid)
-          deps.pidRecords.remove(pid)
-        },
-      },
+      { component: HOOK_LOG_COMPONENT, instance: index, port: undefined },
     )
-  }
