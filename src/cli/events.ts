@@ -39,20 +39,23 @@ export const eventsPath = (targets: readonly string[], o: EventsOptions): string
 
 /**
  * `tandem events`: the events the running supervisor keeps (after --since), then with -f the
- * live ones until Ctrl-C; one line each, or one JSON object a line with --json. Cut off for
+ * live ones until Ctrl-C; one line each, or one JSON object a line with --json. Events asked
+ * for with --since that the ring no longer keeps: a line on stderr says which. Cut off for
  * reading too slowly (ESLOW): the notice on stderr, exit 1.
  */
 export const runEvents = async (
   stateDir: string,
   targets: readonly string[],
   o: EventsOptions,
-  io: { out(text: string): void },
+  io: { out(text: string): void; err(text: string): void },
 ): Promise<void> => {
   await controlStream(
     stateDir,
     eventsPath(targets, o),
     undefined,
     (raw) => {
+      const gap = (raw as { gap?: { message: string } }).gap
+      if (gap) return io.err(`tandem events: ${gap.message}`)
       const e = raw as TandemEvent
       io.out(o.json ? JSON.stringify(e) : formatEvent(e))
     },

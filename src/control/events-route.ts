@@ -60,7 +60,7 @@ export const parseEventsQuery = (body: Record<string, unknown>): EventsQuery => 
  */
 export const eventsRoute =
   (deps: {
-    events: Pick<EventStream, 'recent' | 'subscribe' | 'lastSeq'>
+    events: Pick<EventStream, 'recent' | 'subscribe' | 'lastSeq' | 'capacity'>
     /** Resolves targets to instance ids (ETARGET), as the other commands do. */
     resolveTargets(targets: string[]): string[]
     clock: Pick<Clock, 'after'>
@@ -76,6 +76,16 @@ export const eventsRoute =
     const { events } = deps
     const max = deps.maxBufferedBytes ?? EVENTS_MAX_BUFFERED_BYTES
     return new Streamed(async (emit, connection) => {
+      // Asked for events the ring no longer keeps: say which, before the ones it has.
+      const oldest = events.recent(q.since)[0]?.seq
+      if (q.since > 0 && oldest !== undefined && oldest > q.since + 1)
+        emit({
+          gap: {
+            from: q.since + 1,
+            to: oldest - 1,
+            message: `events ${q.since + 1} to ${oldest - 1} are no longer kept (the supervisor keeps its last ${events.capacity}); showing from ${oldest}`,
+          },
+        })
       if (!q.follow) {
         for (const e of events.recent(q.since)) if (wanted(e)) emit(e)
         return { lastSeq: events.lastSeq }

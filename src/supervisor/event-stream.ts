@@ -12,6 +12,9 @@ import type { EventInput, EventName, TandemEvent } from '../events.js'
 
 export type EventListener = (e: TandemEvent) => void
 
+/** How many recent events a supervisor keeps for readers that connect later. */
+export const EVENT_RING_SIZE = 1000
+
 /**
  * One event stream per supervisor: every state transition and supervisor event, numbered in
  * the order they happened, kept in a bounded ring (the recent past for a reader that connects
@@ -38,12 +41,17 @@ export class EventStream {
   }) {
     this.#node = options.node
     this.#clock = options.clock
-    this.#capacity = options.capacity ?? 1000
+    this.#capacity = options.capacity ?? EVENT_RING_SIZE
     if (!Number.isInteger(this.#capacity) || this.#capacity < 1)
       throw new RangeError(
         `EventStream capacity: expected a positive integer, got ${options.capacity}`,
       )
     this.#onListenerError = options.onListenerError ?? (() => {})
+  }
+
+  /** How many recent events are kept. */
+  get capacity(): number {
+    return this.#capacity
   }
 
   /** The sequence number of the last event published (0 before the first). */

@@ -26,10 +26,15 @@ const serve = async (
   options: {
     maxBufferedBytes?: number
     clock?: { after(ms: number, fn: () => void): () => void }
+    capacity?: number
   } = {},
 ) => {
   const dir = tempDir(t)
-  const events = new EventStream({ node: 'n1', clock: systemClock })
+  const events = new EventStream({
+    node: 'n1',
+    clock: systemClock,
+    ...(options.capacity ? { capacity: options.capacity } : {}),
+  })
   const cutOffs: string[] = []
   const close = await startControlServer(
     socketPath(dir),
@@ -96,6 +101,31 @@ t.test(
     })
   },
 )
+
+t.test('since older than the ring: a gap notice first, then what is kept', async (t) => {
+  const { dir, events } = await serve(t, { capacity: 3 })
+  for (const id of ['web#0', 'web#1', 'api#0', 'web#0', 'web#1', 'api#0']) publishFor(events, id)
+  const lines: unknown[] = []
+  await controlStream(dir, '/events?since=1', undefined, (l) => lines.push(l), 'GET')
+  t.match(lines[0], {
+    gap: {
+      from: 2,
+      to: 3,
+      message: 'events 2 to 3 are no longer kept (the supervisor keeps its last 3); showing from 4',
+    },
+  })
+  t.same(
+    lines.slice(1).map((e) => (e as TandemEvent).seq),
+    [4, 5, 6],
+  )
+  const none: unknown[] = []
+  await controlStream(dir, '/events?since=3', undefined, (l) => none.push(l), 'GET')
+  t.same(
+    none.map((e) => (e as TandemEvent).seq),
+    [4, 5, 6],
+    'no gap when nothing asked for is missing',
+  )
+})
 
 t.test('follow: the kept ones, then the live ones, until the client goes', async (t) => {
   const { dir, events } = await serve(t)
