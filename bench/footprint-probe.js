@@ -1,7 +1,8 @@
 // Loaded into the supervisor by bench/footprint.js's soak (`node --import`), never by tandem
 // itself: tandem has no request that reports its heap or its timers. Every 10 s it appends
-// {t, heapUsed, rss, timers, handles, resources} to the file named by FOOTPRINT_PROBE: timers are
-// the active Timeouts of process.getActiveResourcesInfo() (this probe's own interval is one of
+// {t, thread, heapUsed, heapTotal, external, arrayBuffers, rss, timers, handles, resources} to the
+// file named by FOOTPRINT_PROBE (heapTotal: what V8 has committed for the heap; external and
+// arrayBuffers: Buffers and the like, outside it): timers are the active Timeouts of process.getActiveResourcesInfo() (this probe's own interval is one of
 // them), handles every active resource (sockets, pipes, child processes, timers, pending
 // requests). Its interval is unref'd: it never keeps the supervisor alive. `--import` loads it in
 // every thread, the log thread included: each line says which (`thread`: main or log), and the
@@ -24,6 +25,9 @@ if (file) {
           t: Math.round((Date.now() - t0) / 1000),
           thread: isMainThread ? 'main' : 'log',
           heapUsed: m.heapUsed,
+          heapTotal: m.heapTotal,
+          external: m.external,
+          arrayBuffers: m.arrayBuffers,
           rss: m.rss,
           timers: counts.Timeout ?? 0,
           handles: resources.length,
