@@ -368,7 +368,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
         status: app.status,
         ready: app.ready,
         leader: app.leader,
-        self: () => app.status().supervisor!,
+        self,
       },
       (m) => log.error({ event: 'control' }, m),
       {
@@ -413,7 +413,8 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   )
   const portWarning = ephemeralPortWarning(planPorts(plan))
   if (portWarning) log.warn({ event: 'config-warning' }, portWarning)
-  const leftovers = await terminateLeftovers(pidRecords.read(), systemClock)
+  const leftovers = await terminateLeftovers(pidRecords.leftovers, systemClock)
+  pidRecords.forgetLeftovers()
   for (const r of leftovers) {
     log.warn(
       { event: 'leftover', id: r.id, childPid: r.pid, port: r.port },

@@ -75,6 +75,9 @@ export const eventsRoute =
     const wanted = (e: TandemEvent) => !ids || (e.id !== undefined && ids.has(e.id))
     const { events } = deps
     const max = deps.maxBufferedBytes ?? EVENTS_MAX_BUFFERED_BYTES
+    // A sequence number beyond the last one comes from before a restart of the supervisor
+    // (numbers start again at 1): everything kept is new to that reader.
+    if (q.since > deps.events.lastSeq) q.since = 0
     return new Streamed(async (emit, connection) => {
       // Asked for events the ring no longer keeps: say which, before the ones it has.
       const oldest = events.recent(q.since)[0]?.seq
@@ -108,7 +111,11 @@ export const eventsRoute =
           connection.closed.removeEventListener('abort', onClose)
           const message = `events: the reader fell more than ${max} bytes behind and was cut off after event ${e.seq}; resume with --since ${e.seq}`
           deps.onCutOff?.(message)
-          deps.clock.after(deps.graceMs ?? EVENTS_CUTOFF_GRACE_MS, () => connection.destroy())
+          const cancel = deps.clock.after(deps.graceMs ?? EVENTS_CUTOFF_GRACE_MS, () =>
+            connection.destroy(),
+          )
+          // Gone before the grace ended: nothing left to destroy.
+          connection.closed.addEventListener('abort', cancel, { once: true })
           reject(new TandemError('ESLOW', message))
         }
         off = events.subscribe(listener, q.since)

@@ -61,6 +61,10 @@ const readBody = (req: IncomingMessage): Promise<string | undefined> =>
       resolve(size > MAX_ACTION_BODY_BYTES ? undefined : Buffer.concat(chunks).toString('utf8')),
     )
     req.on('error', reject)
+    // A client gone before the end of its body: no 'end', maybe no 'error'.
+    req.on('close', () => {
+      if (!req.complete) reject(new Error('the request was closed before its body ended'))
+    })
   })
 
 /**

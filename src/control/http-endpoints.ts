@@ -236,13 +236,15 @@ const servePage = (
       )
       return true
     }
-    handleAction(action, req, page).then(
-      (reply) => send(req, res, json(reply.status, reply.body, reply.headers)),
-      (err: unknown) => {
+    handleAction(action, req, page)
+      .then((reply) => send(req, res, json(reply.status, reply.body, reply.headers)))
+      // Also what sending the reply throws: never an unhandled rejection.
+      .catch((err: unknown) => {
         onError(`control.http POST ${path} failed: ${errorMessage(err)}`)
-        send(req, res, json(500, { error: { code: 'ECONTROL', message: errorMessage(err) } }))
-      },
-    )
+        if (!res.headersSent)
+          send(req, res, json(500, { error: { code: 'ECONTROL', message: errorMessage(err) } }))
+        else res.destroy()
+      })
     return true
   }
   if (path !== '/' && path !== '/events') return false

@@ -24,8 +24,27 @@ export interface PidRecord {
 export class PidRecords {
   readonly file: string
   readonly #records = new Map<number, PidRecord>()
+  #leftovers: PidRecord[]
   constructor(stateDir: string) {
     this.file = join(stateDir, 'pids.json')
+    // Read before this supervisor writes anything: a hook or an early action may spawn (and
+    // record) before the leftovers are terminated, and must not wipe them off the file.
+    this.#leftovers = this.read()
+  }
+
+  /**
+   * What a previous supervisor left in the file, as it was when this one was made. Kept in the
+   * file, beside this supervisor's own records, until forgetLeftovers().
+   */
+  get leftovers(): PidRecord[] {
+    return [...this.#leftovers]
+  }
+
+  /** The leftovers have been dealt with (terminated, or found gone). */
+  forgetLeftovers(): void {
+    if (!this.#leftovers.length) return
+    this.#leftovers = []
+    this.#write()
   }
 
   /** Records left by a previous supervisor; an unreadable file counts as none (and is replaced). */
@@ -50,7 +69,8 @@ export class PidRecords {
   }
 
   #write(): void {
-    writeFileAtomic(this.file, JSON.stringify([...this.#records.values()], null, 1))
+    const left = this.#leftovers.filter((r) => !this.#records.has(r.pid))
+    writeFileAtomic(this.file, JSON.stringify([...left, ...this.#records.values()], null, 1))
   }
 }
 

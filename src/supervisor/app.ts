@@ -222,7 +222,21 @@ export const createSupervisor = (deps: SupervisorDeps) => {
     ;(kind === 'watcher' ? watchers : listeners).push([what, close])
   }
 
+  /**
+   * Changes of what runs wait for the start: until then a previous supervisor's leftovers may
+   * still hold the ports (they are terminated first), and a shutdown refuses them.
+   */
+  const mayChange = (what: string) => {
+    if (stopping) throw new TandemError('EBUSY', `the supervisor is shutting down: no ${what}`)
+    if (!started)
+      throw new TandemError(
+        'EBUSY',
+        `the supervisor is still starting (ending what a previous one left running): no ${what} yet; try again in a moment`,
+      )
+  }
+
   const act = async (body: Record<string, unknown>, action: (ids: string[]) => Promise<void>) => {
+    mayChange('operator action')
     const ids = resolveTargets(targetsOf(body), planInstances(reconciler.plan))
     const acting = action(ids)
     // The action changed "stopped by hand" synchronously: persist it before waiting on processes.
@@ -283,7 +297,7 @@ export const createSupervisor = (deps: SupervisorDeps) => {
     options: RolloutOptions & { handOver?: boolean },
     emit: (e: RolloutEvent) => void = () => {},
   ): Promise<RolloutResult> => {
-    if (stopping) throw new TandemError('EBUSY', `the supervisor is shutting down: no ${what}`)
+    mayChange(what)
     if (rolling)
       throw new TandemError('EBUSY', `${rolling} is running; try again when it has finished`)
     rolling = `${what === 'upgrade' ? 'an' : 'a'} ${what} started at ${new Date(deps.clock.now()).toISOString()}`

@@ -218,7 +218,9 @@ export class Reconciler extends EventEmitter<{
     const role = this.#nodeRole()
     for (const inst of [...this.instances.values()]) {
       const id = inst.id
-      if (this.#leaving.has(id) && inst.state === 'stopped') {
+      // Not while a handover's old process still finishes: forgotten, it would be out of reach of
+      // shutdown and of a second SIGINT (its end, `retired`, brings another pass).
+      if (this.#leaving.has(id) && inst.state === 'stopped' && !inst.handingOver) {
         this.#forget(id)
         continue
       }

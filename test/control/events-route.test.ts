@@ -127,6 +127,16 @@ t.test('since older than the ring: a gap notice first, then what is kept', async
   )
 })
 
+t.test('since beyond the last event (a restarted supervisor): everything kept', async (t) => {
+  const { dir, events } = await serve(t)
+  for (const id of ['web#0', 'web#1']) publishFor(events, id)
+  const got = await read(dir, '/events?since=500')
+  t.same(
+    got.got.map((e) => e.seq),
+    [1, 2],
+  )
+})
+
 t.test('follow: the kept ones, then the live ones, until the client goes', async (t) => {
   const { dir, events } = await serve(t)
   publishFor(events, 'web#0')

@@ -35,3 +35,32 @@ t.test('two processes of one instance are both recorded; each exit removes its o
   records.remove(100)
   t.same(onFile(), ['web#0 200'], 'removing twice changes nothing')
 })
+
+t.test(
+  "a successor keeps its predecessor's records on file until it has dealt with them",
+  async (t) => {
+    const dir = tempDir(t)
+    const onFile = () =>
+      (JSON.parse(readFileSync(join(dir, 'pids.json'), 'utf8')) as PidRecord[]).map(
+        (r) => `${r.id} ${r.pid}`,
+      )
+    const first = new PidRecords(dir)
+    first.add(record('web#0', 100))
+    first.add(record('api#0', 101))
+    const next = new PidRecords(dir)
+    t.same(
+      next.leftovers.map((r) => r.pid),
+      [100, 101],
+    )
+    // A hook spawned before the leftovers were terminated: its record joins them.
+    next.add(record('hook#0', 300))
+    t.same(onFile(), ['web#0 100', 'api#0 101', 'hook#0 300'])
+    t.same(
+      next.leftovers.map((r) => r.pid),
+      [100, 101],
+    )
+    next.forgetLeftovers()
+    t.same(onFile(), ['hook#0 300'])
+    t.same(next.leftovers, [])
+  },
+)

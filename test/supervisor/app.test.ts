@@ -177,6 +177,23 @@ t.test(
 )
 
 t.test(
+  'changes of what runs wait for the start (leftovers may still hold the ports)',
+  async (t) => {
+    const s = setup(t)
+    await t.rejects(s.app.startInstances({ targets: ['web'] }), {
+      code: 'EBUSY',
+      message: /still starting/,
+    })
+    await t.rejects(s.app.reload(), { code: 'EBUSY' })
+    t.same(s.running(), [], 'nothing spawned')
+    s.app.start()
+    await s.settle(s.r.waitSettled([...s.r.instances.keys()]))
+    await s.settle(s.app.restartInstances({ targets: ['db'] }))
+    t.same(s.running(), ['db#0', 'web#0', 'web#1'])
+  },
+)
+
+t.test(
   'operator actions resolve targets, persist operator stops, and refuse bad bodies',
   async (t) => {
     const s = setup(t)

@@ -350,6 +350,36 @@ t.test(
   },
 )
 
+t.test(
+  'an instance that leaves the plan during a handover is kept until its old process is gone too',
+  async (t) => {
+    const { sockets } = heldSockets()
+    const c = make(
+      t,
+      { web: comp('linger:1000', { port: 29416, socket }), api: comp('ok') },
+      false,
+      { sockets },
+    )
+    await c.start()
+    const old = c.os.live().get('web#0')!
+    c.r.replaceInstance(
+      'web#0',
+      planOf({ web: comp('ok', { port: 29416, socket }) }).components[0]!.instances[0]!,
+    )
+    await c.clock.advance(50)
+    t.same(old.signals, ['SIGTERM'], 'the new one is ready: the old one finishes its requests')
+    t.ok(old.alive)
+    c.r.replacePlan(planOf({ api: comp('ok') }))
+    await c.clock.advance(100)
+    t.ok(old.alive, 'the old process still finishes')
+    t.ok(c.r.instances.has('web#0'), 'so the instance is not forgotten yet')
+    await c.settle(c.r.whenGone(['web#0']))
+    t.notOk(old.alive)
+    t.notOk(c.r.instances.has('web#0'), 'forgotten once both processes are gone')
+    t.equal([...c.os.procs.values()].filter((p) => p.alive).length, 1, 'only api#0 runs')
+  },
+)
+
 t.test('shutdown during a handover stops both processes', async (t) => {
   const { sockets } = heldSockets()
   const c = make(t, { web: comp('ok', { port: 29415, socket }) }, false, { sockets })
