@@ -14,6 +14,9 @@ const file = process.env.FOOTPRINT_PROBE
 if (file) {
   const t0 = Date.now()
   const timer = setInterval(() => {
+    // FOOTPRINT_PROBE_GC=1 with NODE_OPTIONS=--expose-gc: a full collection first, so that what
+    // is measured is what is still referenced, not garbage waiting for the next major GC.
+    if (process.env.FOOTPRINT_PROBE_GC === '1') globalThis.gc?.()
     const resources = process.getActiveResourcesInfo()
     const counts = {}
     for (const r of resources) counts[r] = (counts[r] ?? 0) + 1
