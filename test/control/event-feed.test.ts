@@ -21,7 +21,7 @@ import { EventStream } from '../../src/supervisor/event-stream.js'
 import { MetricHistory } from '../../src/supervisor/metric-history.js'
 import type { StatusReply } from '../../src/status.js'
 import { FakeClock } from '../helpers/fake-clock.js'
-import { sseClient, type SseMessage } from '../helpers/sse.js'
+import { sseClient, type SseMessage, noActions } from '../helpers/sse.js'
 import { statusInstance } from '../helpers/status.js'
 import { waitUntil } from '../helpers/supervisor.js'
 
@@ -54,12 +54,7 @@ const start = async (t: Test, port: number, capacity = 1000): Promise<Setup> => 
     pid: 4242,
     node: 'host-a',
     token: () => 'tok',
-    actions: {
-      restart: async () => ({}),
-      stop: async () => ({}),
-      start: async () => ({}),
-      switchover: async () => ({}),
-    },
+    actions: noActions(),
     onAction: () => {},
     page: statusPage('<html></html>'),
   }
@@ -286,12 +281,7 @@ t.test('a stream outlives the request timeout of control.http', async (t) => {
       pid: 1,
       node: 'n',
       token: () => 't',
-      actions: {
-        restart: async () => ({}),
-        stop: async () => ({}),
-        start: async () => ({}),
-        switchover: async () => ({}),
-      },
+      actions: noActions(),
       onAction: () => {},
       page: statusPage(''),
     },
@@ -359,12 +349,7 @@ t.test('closing the endpoints ends the streams', async (t) => {
       pid: 1,
       node: 'n',
       token: () => 't',
-      actions: {
-        restart: async () => ({}),
-        stop: async () => ({}),
-        start: async () => ({}),
-        switchover: async () => ({}),
-      },
+      actions: noActions(),
       onAction: () => {},
       page: statusPage(''),
     },

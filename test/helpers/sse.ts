@@ -46,3 +46,11 @@ export const sseClient = (
     req.on('error', reject)
     req.end()
   })
+
+/** Page actions that do nothing: for tests of the page's stream, not of its actions. */
+export const noActions = () => ({
+  restart: async () => ({}),
+  stop: async () => ({}),
+  start: async () => ({}),
+  switchover: async () => ({}),
+})

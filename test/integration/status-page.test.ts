@@ -15,6 +15,7 @@ import { EventStream } from '../../src/supervisor/event-stream.js'
 import { chromiumCheck, launchBrowser } from '../helpers/browser.js'
 import { statusInstance } from '../helpers/status.js'
 import { cluster, node } from '../helpers/ha-cluster.js'
+import { noActions } from '../helpers/sse.js'
 import { needTool } from '../helpers/need-tool.js'
 import {
   fixture,
@@ -375,12 +376,7 @@ const endpoints = async (port: number, pid: number, events: EventStream) =>
       pid,
       node: 'n1',
       token: () => 'unused',
-      actions: {
-        restart: async () => ({}),
-        stop: async () => ({}),
-        start: async () => ({}),
-        switchover: async () => ({}),
-      },
+      actions: noActions(),
       onAction: () => {},
     },
   )
