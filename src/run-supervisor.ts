@@ -28,6 +28,7 @@ import { hookExec } from './process/exec-chain.js'
 import { spawnChild } from './process/spawn-child.js'
 import { startWatchdog } from './process/watchdog.js'
 import { systemClock } from './seams/clock.js'
+import { HeapTrim } from './seams/heap-trim.js'
 import { Monitor } from './supervisor/monitor.js'
 import { Overrides } from './supervisor/overrides.js'
 import { probeOnce } from './supervisor/readiness.js'
@@ -290,6 +291,8 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
     eventLoopLagMs: eventLoopLag(),
     uptimeMs: Math.round(process.uptime() * 1000),
   })
+  // The main thread's heap, kept level over months of running (see HeapTrim).
+  const heapTrim = new HeapTrim().start()
   const app = createSupervisor({
     plan,
     log,
@@ -314,6 +317,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
       ['the watchdog', () => watchdog.close()],
       ['the cluster backend', () => backend?.close()],
       ['the state lock', () => releaseLock()],
+      ['the heap trim', () => heapTrim.stop()],
     ],
   })
 

@@ -7,6 +7,7 @@
 import { readlinkSync } from 'node:fs'
 import { getPriority, setPriority } from 'node:os'
 import { parentPort, workerData } from 'node:worker_threads'
+import { HeapTrim } from '../seams/heap-trim.js'
 import type { PipeOutput } from './pipe-output.js'
 import {
   CHUNK_HEADER_BYTES,
@@ -38,6 +39,8 @@ if (data.nice > 0 && process.platform === 'linux') {
   }
 }
 const buffers = data.buffers.map((b) => Buffer.from(b))
+// This thread's heap, kept level over months of logging (see HeapTrim).
+const heapTrim = new HeapTrim().start()
 const log = new UnifiedLog(data.logs, {
   node: data.node,
   pretty: data.pretty,
@@ -77,6 +80,7 @@ const handle = (m: ToLog): void => {
       log.reopen()
       return
     case 'close':
+      heapTrim.stop()
       void log.close().then(() => {
         sendStatus()
         post({ t: 'closed' })
