@@ -46,7 +46,12 @@
 // that directory, e.g. an earlier commit exported and built there, as "tandem base" right after
 // tandem: a before/after in one run), BENCH_CPU_PROF=<dir> (run the tandem
 // supervisor under `node --cpu-prof`, copy the profile there and print where its main thread's
-// time goes), BENCH_KEEP=1 (keep the temp dir with the logs).
+// time goes), BENCH_KEEP=1 (keep the temp dir with the logs), BENCH_WARM_MB (default 4096; 0:
+// off): before each system's run, write a file of that many MiB into the run's directory and
+// delete it, so that every system writes its logs into page cache memory the guest has just
+// used, not into memory a VM's host provides only when first touched (about 9 times dearer to
+// write into here: see "The order matters" in docs/benchmarks.md). Without it the system that
+// runs first pays for it, and the more bytes it writes the more it pays.
 import { execFileSync, spawn } from 'node:child_process'
 import {
   closeSync,
@@ -61,6 +66,7 @@ import {
   rmSync,
   statSync,
   writeFileSync,
+  writeSync,
 } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
@@ -81,6 +87,20 @@ import {
 } from './common.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
+
+/** Writes WARM_MB MiB into a file in `dir` and deletes it (see BENCH_WARM_MB above). */
+const warmPageCache = (dir) => {
+  if (!(WARM_MB > 0)) return
+  const file = join(dir, 'warm.bin')
+  const block = Buffer.alloc(1024 * 1024, 0x61)
+  const fd = openSync(file, 'w')
+  try {
+    for (let i = 0; i < WARM_MB; i++) writeSync(fd, block)
+  } finally {
+    closeSync(fd)
+    rmSync(file, { force: true })
+  }
+}
 const CLI = join(ROOT, 'bin', 'tandem.js')
 const BASE = process.env.TANDEM_BASE
 const WRITER = join(ROOT, 'bench', 'log-writer.js')
@@ -99,6 +119,7 @@ const PM2_TIME = process.env.BENCH_PM2_TIME === '1'
 const PM2_FIRST = process.env.BENCH_ORDER === 'pm2-first'
 const CPU_PROF_DIR = process.env.BENCH_CPU_PROF
 const KEEP = process.env.BENCH_KEEP === '1'
+const WARM_MB = Number(process.env.BENCH_WARM_MB ?? 4096)
 
 /** Issue 16: against the faster of PM2 and supervisord, in the same run, for every pattern. */
 const GOALS = { vsBest: 1.25, peakRssMb: 150, lagP99Ms: 20, statusP99Ms: 50 }
@@ -873,7 +894,7 @@ const main = async () => {
       ? ['pm2', 'supervisord', ...tandems]
       : [...tandems, 'pm2', 'supervisord']
     console.log(
-      `  order in each pattern: ${order.join(', ')}${WITH_DIRECT ? ', no supervisor' : ''}`,
+      `  order in each pattern: ${order.join(', ')}${WITH_DIRECT ? ', no supervisor' : ''}; ${WARM_MB > 0 ? `before each, ${WARM_MB} MiB written to a file and deleted (page cache warmed alike for all)` : 'page cache not warmed (BENCH_WARM_MB=0)'}`,
     )
 
     const runners = {
@@ -899,6 +920,7 @@ const main = async () => {
       for (const name of [...order, 'direct']) {
         const run = runners[name]
         if (!run) continue
+        warmPageCache(runDir)
         got[name] = await run()
         // Each system's logs go before the next one writes (see "The order matters").
         if (!KEEP)
