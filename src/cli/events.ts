@@ -41,7 +41,8 @@ export const eventsPath = (targets: readonly string[], o: EventsOptions): string
  * `tandem events`: the events the running supervisor keeps (after --since), then with -f the
  * live ones until Ctrl-C; one line each, or one JSON object a line with --json. Events asked
  * for with --since that the ring no longer keeps: a line on stderr says which. Cut off for
- * reading too slowly (ESLOW): the notice on stderr, exit 1.
+ * reading too slowly (ESLOW): the notice on stderr, exit 1. The supervisor stopping while
+ * following: a line on stderr says so, exit 0 (every event it published was shown).
  */
 export const runEvents = async (
   stateDir: string,
@@ -49,7 +50,7 @@ export const runEvents = async (
   o: EventsOptions,
   io: { out(text: string): void; err(text: string): void },
 ): Promise<void> => {
-  await controlStream(
+  const result = (await controlStream(
     stateDir,
     eventsPath(targets, o),
     undefined,
@@ -60,5 +61,7 @@ export const runEvents = async (
       io.out(o.json ? JSON.stringify(e) : formatEvent(e))
     },
     'GET',
-  )
+  )) as { lastSeq?: number; stopped?: boolean } | undefined
+  if (result?.stopped)
+    io.err(`tandem events: the supervisor stopped (the last event seen: ${result.lastSeq ?? 0})`)
 }

@@ -52,7 +52,7 @@ export const parseEventsQuery = (body: Record<string, unknown>): EventsQuery => 
 /**
  * `GET /events`: the events kept in the stream's ring after `since`, of the targets' instances,
  * as NDJSON lines; with `follow`, then the live ones until the client goes (the last line then
- * is the result `{lastSeq}`). A reader that does not keep up is never waited for: what it has
+ * is the result `{lastSeq}`) or the supervisor stops (`{lastSeq, stopped: true}`). A reader that does not keep up is never waited for: what it has
  * not taken is counted (the socket's buffer, then Node's), and once more than `maxBufferedBytes`
  * wait, it gets no more events, a last line `{"error": {"code": "ESLOW", ...}}` saying from which
  * sequence number to resume, and its connection is closed `graceMs` later if it has not read
@@ -99,7 +99,14 @@ export const eventsRoute =
         let off: () => void = () => {}
         const onClose = () => {
           off()
+          connection.ending.removeEventListener('abort', onEnding)
           resolve({ lastSeq: last })
+        }
+        // The supervisor stops: the answer ends with its result, after every event it published.
+        const onEnding = () => {
+          off()
+          connection.closed.removeEventListener('abort', onClose)
+          resolve({ lastSeq: last, stopped: true })
         }
         const listener = (e: TandemEvent) => {
           if (cut || !wanted(e)) return
@@ -109,6 +116,7 @@ export const eventsRoute =
           cut = true
           off()
           connection.closed.removeEventListener('abort', onClose)
+          connection.ending.removeEventListener('abort', onEnding)
           const message = `events: the reader fell more than ${max} bytes behind and was cut off after event ${e.seq}; resume with --since ${e.seq}`
           deps.onCutOff?.(message)
           const cancel = deps.clock.after(deps.graceMs ?? EVENTS_CUTOFF_GRACE_MS, () =>
@@ -122,7 +130,9 @@ export const eventsRoute =
         // Cut off while the kept events were replayed: the listener was added after that.
         if (cut) return off()
         if (connection.closed.aborted) return onClose()
+        if (connection.ending.aborted) return onEnding()
         connection.closed.addEventListener('abort', onClose, { once: true })
+        connection.ending.addEventListener('abort', onEnding, { once: true })
       })
     })
   }

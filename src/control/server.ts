@@ -23,13 +23,23 @@ export class Streamed {
 export interface StreamConnection {
   /** Aborted when the client has gone (or the answer was ended). */
   closed: AbortSignal
+  /**
+   * Aborted when the server closes (the supervisor stops): an answer that would go on (a
+   * follow) ends now with its result, which still reaches the client.
+   */
+  ending: AbortSignal
   /** Bytes written and not yet taken by the client (the kernel's socket buffer is full). */
   bufferedBytes(): number
   /** Ends the connection at once, whatever is still buffered. */
   destroy(): void
 }
 
-const stream = (res: ServerResponse, streamed: Streamed, onError: (m: string) => void) => {
+const stream = (
+  res: ServerResponse,
+  streamed: Streamed,
+  onError: (m: string) => void,
+  ending: AbortSignal,
+) => {
   res.writeHead(200, { 'content-type': 'application/x-ndjson' })
   const line = (v: unknown) => {
     if (!res.destroyed) res.write(`${JSON.stringify(v)}\n`)
@@ -39,6 +49,7 @@ const stream = (res: ServerResponse, streamed: Streamed, onError: (m: string) =>
   const socket = res.socket
   const connection: StreamConnection = {
     closed: closed.signal,
+    ending,
     bufferedBytes: () => res.writableLength,
     // The socket itself: once the answer is ended, the response lets go of it while what was
     // written still waits in it.
@@ -104,6 +115,7 @@ export const startControlServer = async (
 ): Promise<() => Promise<void>> => {
   // A socket file left by a dead supervisor blocks listen(); the state-dir lock proves it is stale.
   rmSync(path, { force: true })
+  const ending = new AbortController()
   const server = createServer((req, res) => {
     const [path, query] = (req.url ?? '/').split('?', 2)
     const route = routes[`${req.method} ${path}`]
@@ -123,7 +135,7 @@ export const startControlServer = async (
       .then(
         (result) =>
           result instanceof Streamed
-            ? stream(res, result, onError)
+            ? stream(res, result, onError, ending.signal)
             : send(res, 200, result ?? { ok: true }),
         (err: unknown) => {
           const usage = hasCode(err, 'ETARGET') || hasCode(err, 'EUSAGE')
@@ -150,6 +162,9 @@ export const startControlServer = async (
   return () =>
     (closing ??= new Promise<void>((resolve) => {
       server.close(() => resolve())
-      server.closeAllConnections()
+      // Streams that follow end their answers first (their last lines are written in the
+      // microtasks this abort starts); then every connection goes.
+      ending.abort()
+      setImmediate(() => server.closeAllConnections())
     }))
 }

@@ -50,7 +50,7 @@ const serve = async (
     () => {},
   )
   t.teardown(close)
-  return { dir, socket: socketPath(dir), events, cutOffs }
+  return { dir, socket: socketPath(dir), events, cutOffs, close }
 }
 
 const publishFor = (events: EventStream, id: string, pad = 0) =>
@@ -158,6 +158,56 @@ t.test('follow: the kept ones, then the live ones, until the client goes', async
   )
   // The client goes: the server stops writing to it (the request ends early on our side).
   void req.catch(() => {})
+})
+
+t.test(
+  'follow: the server closing (the supervisor stops) ends the answer with a result',
+  async (t) => {
+    const { dir, events, close } = await serve(t)
+    publishFor(events, 'web#0')
+    const got: TandemEvent[] = []
+    const req = controlStream(
+      dir,
+      '/events?follow=true&since=0',
+      undefined,
+      (e) => got.push(e as TandemEvent),
+      'GET',
+    )
+    await waitUntil('the kept one', () => got.length === 1)
+    // Published just before the close, as the last instance's exit is during a shutdown.
+    publishFor(events, 'web#1')
+    await close()
+    t.same(await req, { lastSeq: 2, stopped: true }, 'a result, not "ended the answer early"')
+    t.same(
+      got.map((e) => e.seq),
+      [1, 2],
+      'every event published before the close',
+    )
+    const { runEvents } = await import('../../src/cli/events.js')
+    await t.rejects(
+      runEvents(dir, [], { follow: true }, { out: () => {}, err: () => {} }),
+      { code: 'ENOSUPERVISOR' },
+      'closed: nothing listens any more',
+    )
+  },
+)
+
+t.test('tandem events -f: the supervisor stopping is a line on stderr, not an error', async (t) => {
+  const { dir, events, close } = await serve(t)
+  publishFor(events, 'api#0')
+  const out: string[] = []
+  const err: string[] = []
+  const run = (await import('../../src/cli/events.js')).runEvents(
+    dir,
+    [],
+    { follow: true, since: '0' },
+    { out: (l) => out.push(l), err: (l) => err.push(l) },
+  )
+  await waitUntil('the kept one', () => out.length === 1)
+  await close()
+  await run
+  t.match(out[0], /exited\s+api#0/)
+  t.same(err, ['tandem events: the supervisor stopped (the last event seen: 1)'])
 })
 
 /** A client that asks to follow and then reads nothing: its socket is paused. */
