@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url'
 import { chromium } from 'playwright-core'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
+const CHROMIUM = JSON.parse(readFileSync(join(ROOT, 'scripts/chromium.json'), 'utf8'))
 const BIN = join(ROOT, 'bin/tandem.js')
 const SERVER = join(ROOT, 'examples/server.js')
 const RUN_MS = Number(process.env.SCREENSHOT_RUN_MS ?? 45_000)
@@ -131,17 +132,9 @@ const main = async () => {
 
   const profile = join(dir, 'chromium')
   const browser = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
+    // Debian's Chromium and the flags the tests use (test/helpers/browser.ts).
+    executablePath: CHROMIUM.executablePath,
+    args: CHROMIUM.args,
     viewport: { width: 1280, height: 900 },
     colorScheme: 'light',
   })

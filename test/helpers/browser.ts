@@ -6,19 +6,15 @@ import type { Test } from 'tap'
 import type { ToolCheck } from './need-tool.js'
 import { tempDir } from './supervisor.js'
 
-export const CHROMIUM = '/usr/bin/chromium'
+/** Debian's Chromium and its flags, shared with `npm run screenshot` (scripts/chromium.json). */
+const chromiumJson = JSON.parse(
+  readFileSync(new URL('../../scripts/chromium.json', import.meta.url), 'utf8'),
+) as { executablePath: string; args: string[] }
+
+export const CHROMIUM = chromiumJson.executablePath
 
 /** The flags every test browser gets: headless, no sandbox (root in CI), nothing phoned home. */
-export const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-]
+export const CHROMIUM_ARGS = chromiumJson.args
 
 export const chromiumCheck = (): ToolCheck =>
   existsSync(CHROMIUM)
