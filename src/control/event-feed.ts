@@ -26,7 +26,7 @@ export const MAX_FEED_CLIENTS = 16
 
 /** What the feed reads. */
 export interface FeedSources {
-  events: Pick<EventStream, 'recent' | 'subscribe' | 'lastSeq'>
+  events: Pick<EventStream, 'recent' | 'subscribe' | 'lastSeq' | 'run'>
   history?: Pick<MetricHistory, 'series' | 'subscribe' | 'windowMs' | 'bucketMs'>
   /** The status reply (as `/status`). */
   status(): unknown
@@ -38,18 +38,21 @@ export interface FeedSources {
 
 /**
  * Where a client resumes: the `Last-Event-ID` its browser sends on a reconnect, else `?since=`,
- * else nothing (all events kept). Undefined for anything but a non-negative integer.
+ * else nothing (all events kept). An id is `<run>.<seq>` (see EventStream.run): one of another
+ * run of the supervisor (its numbers began at 1 too) is nothing, as is anything but that or a
+ * plain non-negative integer.
  */
-export const resumeFrom = (req: IncomingMessage): number | undefined => {
+export const resumeFrom = (req: IncomingMessage, run: string): number | undefined => {
   const header = req.headers['last-event-id']
   const query = new URL(req.url ?? '/', 'http://x').searchParams.get('since')
   const raw = typeof header === 'string' && header !== '' ? header : query
-  if (raw === null || !/^\d{1,15}$/.test(raw)) return undefined
-  return Number(raw)
+  const m = raw === null ? null : /^(?:([0-9a-f]{1,32})\.)?(\d{1,15})$/.exec(raw)
+  if (!m || (m[1] !== undefined && m[1] !== run)) return undefined
+  return Number(m[2])
 }
 
 /** One Server-Sent Events message. `data` is JSON (one line: JSON.stringify has no newline). */
-export const sseMessage = (event: string, data: unknown, id?: number): string =>
+export const sseMessage = (event: string, data: unknown, id?: string): string =>
   `${id !== undefined ? `id: ${id}\n` : ''}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`
 
 interface Client {
@@ -61,9 +64,10 @@ interface Client {
 
 /**
  * `GET /events` of control.http: Server-Sent Events for the status page. On connect: `hello`
- * (node, supervisor pid, the sequence numbers kept), then the kept events after the client's
- * resume point (`tandem`, with `id:` its seq; a `gap` first when some it asked for have left the
- * ring; all of them when the seq is beyond the last, as after a supervisor restart), then
+ * (node, supervisor pid, the event stream's `run`, the sequence numbers kept), then the kept
+ * events after the client's resume point (`tandem`, with `id:` `<run>.<seq>`; a `gap` first when some
+ * it asked for have left the ring; all of them when the id is another run's, as after a
+ * supervisor restart, whose numbers begin again at 1: a plain seq beyond the last too), then
  * `history` (every instance's last hour) and a `status` snapshot; then live: each event, each
  * sample pass (`sample`), and a `status` snapshot after events (throttled) and every
  * STATUS_REFRESH_MS. One subscription to the stream and the history for all clients, one
@@ -115,7 +119,7 @@ export class EventFeed {
     // The request has been read; the response is written for as long as the client stays.
     req.socket.setNoDelay(true)
     const client: Client = { res, from, limit: MAX_QUEUED_BYTES }
-    const since = resumeFrom(req)
+    const since = resumeFrom(req, this.#src.events.run)
     const { events } = this.#src
     const kept = events.recent()
     const first = kept[0]?.seq ?? events.lastSeq + 1
@@ -125,6 +129,7 @@ export class EventFeed {
       sseMessage('hello', {
         node: this.#src.node,
         pid: this.#src.pid,
+        run: this.#src.events.run,
         firstSeq: first,
         lastSeq: events.lastSeq,
       })
@@ -136,7 +141,7 @@ export class EventFeed {
       if (since + 1 < first) out += sseMessage('gap', { from: since + 1, to: first - 1 })
       replay = events.recent(since)
     }
-    for (const e of replay) out += sseMessage('tandem', e, e.seq)
+    for (const e of replay) out += sseMessage('tandem', e, `${this.#src.events.run}.${e.seq}`)
     const h = this.#src.history
     if (h) out += sseMessage('history', this.#historyMessage(h))
     out += sseMessage('status', this.#src.status())
@@ -184,7 +189,7 @@ export class EventFeed {
   }
 
   #onEvent(e: TandemEvent): void {
-    this.#broadcast(sseMessage('tandem', e, e.seq))
+    this.#broadcast(sseMessage('tandem', e, `${this.#src.events.run}.${e.seq}`))
     this.#statusTimer ??= this.#src.clock.after(STATUS_THROTTLE_MS, () => {
       this.#statusTimer = undefined
       this.#sendStatus()

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import type { Clock } from '../seams/clock.js'
 import { describeExit, type InstanceEvent } from './instance.js'
 
@@ -30,6 +31,12 @@ export class EventStream {
   readonly #listeners = new Set<EventListener>()
   readonly #onListenerError: (err: unknown) => void
   #seq = 0
+  /**
+   * This stream's run (a random id): its sequence numbers begin at 1, as those of the stream of
+   * a supervisor that ran before it did. A reader that names the run with the number it resumes
+   * after (the status page does) is not mistaken for one of this run.
+   */
+  readonly run = randomBytes(6).toString('hex')
 
   constructor(options: {
     node: string

@@ -95,7 +95,10 @@ t.test('policy constants', async (t) => {
 
 t.test('sseMessage: id only for events, data on one line', async (t) => {
   t.equal(sseMessage('status', { a: 'x\ny' }), 'event: status\ndata: {"a":"x\\ny"}\n\n')
-  t.equal(sseMessage('tandem', { seq: 3 }, 3), 'id: 3\nevent: tandem\ndata: {"seq":3}\n\n')
+  t.equal(
+    sseMessage('tandem', { seq: 3 }, 'ab12.3'),
+    'id: ab12.3\nevent: tandem\ndata: {"seq":3}\n\n',
+  )
 })
 
 t.test(
@@ -113,13 +116,16 @@ t.test(
       c.messages.map((m) => m.event),
       ['hello', 'tandem', 'tandem', 'tandem', 'history', 'status'],
     )
-    t.same(c.messages[0]!.data, { node: 'host-a', pid: 4242, firstSeq: 1, lastSeq: 3 })
+    const { run } = c.messages[0]!.data as { run: string }
+    t.equal(run, s.events.run, "the event stream's run")
+    t.match(run, /^[0-9a-f]{12}$/)
+    t.same(c.messages[0]!.data, { node: 'host-a', pid: 4242, run, firstSeq: 1, lastSeq: 3 })
     t.equal(c.messages[0]!.retry, RECONNECT_MS, 'the reconnect delay with the first message')
     t.same(seqs(c.messages), [1, 2, 3])
     t.same(
       c.messages.filter((m) => m.id).map((m) => m.id),
-      ['1', '2', '3'],
-      'ids are the seqs',
+      [`${run}.1`, `${run}.2`, `${run}.3`],
+      "ids are this run's and the seqs",
     )
     t.match(named(c.messages, 'history')[0]!.data, {
       windowMs: 3_600_000,
@@ -178,6 +184,28 @@ t.test('events that left the ring: a gap names them, then the kept ones', async 
   t.same(seqs(c.messages), [8, 9, 10, 11, 12])
   t.match(c.messages[0]!.data, { firstSeq: 8, lastSeq: 12 })
 })
+
+t.test(
+  'an id of another run of the supervisor: everything kept; of this run: resumes',
+  async (t) => {
+    const s = await start(t, 29211)
+    publish(s.events, 5)
+    const first = await sseClient(29211)
+    t.teardown(first.close)
+    await waitUntil('status', () => named(first.messages, 'status').length === 1)
+    const { run } = first.messages[0]!.data as { run: string }
+    // A page that saw event 2 of an earlier run (numbered from 1 too) resumes here: it must get
+    // every event of this run, not those after 2.
+    const other = await sseClient(29211, '/events', { 'last-event-id': 'a1b2c3d4e5f6.2' })
+    t.teardown(other.close)
+    const same = await sseClient(29211, `/events?since=${run}.2`)
+    t.teardown(same.close)
+    for (const c of [other, same])
+      await waitUntil('status', () => named(c.messages, 'status').length === 1)
+    t.same(seqs(other.messages), [1, 2, 3, 4, 5], "another run's id: everything kept")
+    t.same(seqs(same.messages), [3, 4, 5], "this run's id: right after it")
+  },
+)
 
 t.test('a seq beyond the last (the supervisor restarted since): everything kept', async (t) => {
   const s = await start(t, 29204)

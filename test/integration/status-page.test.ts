@@ -435,10 +435,14 @@ t.test(
     )
     t.same(seqs, ['4', '3', '2', '1'], 'each event once, newest first, none missed while away')
 
-    // Another supervisor on the port (a restart: sequence numbers begin again).
+    // Another supervisor on the port (a restart: sequence numbers begin again), which has
+    // published more events (6) than the page had seen (4): the page must get all 6, not only
+    // those after its seq 4.
     await close()
     const fresh = new EventStream({ node: 'n1', clock: systemClock })
     fresh.publish({ event: 'spawned', message: 'gateway#0 spawned', id: 'gateway#0' })
+    for (let i = 1; i < 6; i++)
+      fresh.publish({ event: 'ready', message: `gateway#0 ready ${i}`, id: 'gateway#0' })
     close = await endpoints(29340, 2222, fresh)
     await page.waitForFunction(
       () => /supervisor restarted/.test(document.querySelector('#notice')!.textContent),
@@ -447,10 +451,17 @@ t.test(
         timeout: WAIT_MS,
       },
     )
-    t.equal(
-      await page.$$eval('#events li', (lis) => lis.length),
-      1,
-      "only the new supervisor's events",
+    await page.waitForFunction(
+      () => document.querySelectorAll('#events li').length === 6,
+      undefined,
+      {
+        timeout: WAIT_MS,
+      },
+    )
+    t.same(
+      await page.$$eval('#events li', (lis) => lis.map((li) => (li as HTMLElement).dataset.seq)),
+      ['6', '5', '4', '3', '2', '1'],
+      "the new supervisor's events, every one, and only those",
     )
     t.match(await progress(), /none among/, 'the old rollout is gone with them')
     t.match(await page.textContent('#events'), /gateway#0 spawned/)
