@@ -188,17 +188,17 @@ t.test('events that left the ring: a gap names them, then the kept ones', async 
 t.test(
   'an id of another run of the supervisor: everything kept; of this run: resumes',
   async (t) => {
-    const s = await start(t, 29211)
+    const s = await start(t, 29212)
     publish(s.events, 5)
-    const first = await sseClient(29211)
+    const first = await sseClient(29212)
     t.teardown(first.close)
     await waitUntil('status', () => named(first.messages, 'status').length === 1)
     const { run } = first.messages[0]!.data as { run: string }
     // A page that saw event 2 of an earlier run (numbered from 1 too) resumes here: it must get
     // every event of this run, not those after 2.
-    const other = await sseClient(29211, '/events', { 'last-event-id': 'a1b2c3d4e5f6.2' })
+    const other = await sseClient(29212, '/events', { 'last-event-id': 'a1b2c3d4e5f6.2' })
     t.teardown(other.close)
-    const same = await sseClient(29211, `/events?since=${run}.2`)
+    const same = await sseClient(29212, `/events?since=${run}.2`)
     t.teardown(same.close)
     for (const c of [other, same])
       await waitUntil('status', () => named(c.messages, 'status').length === 1)
