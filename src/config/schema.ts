@@ -673,6 +673,12 @@ export const configSchema = z.strictObject({
             .default('127.0.0.1')
             .describe('Loopback by default: the endpoints have no authentication.'),
           port: port,
+          allowedHosts: z
+            .array(z.string().min(1))
+            .optional()
+            .describe(
+              'Host names the endpoints answer to besides IP addresses, localhost, host and this machine\'s name (a guard against DNS rebinding): the name a proxy in front is reached by when it passes Host through; ["*"] answers to any.',
+            ),
         })
         .optional()
         .describe('Read-only HTTP endpoints: /health, /ready, /metrics (Prometheus), /status.'),

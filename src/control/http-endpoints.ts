@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { hostCheck } from './host-check.js'
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import type { StatusReply } from '../status.js'
 import { errorMessage } from '../errors.js'
@@ -309,12 +310,16 @@ const pageReply = (page: StatusPage): Reply => ({
  * the bearer token only, each one logged through `page.onAction`). A preflight (OPTIONS) is
  * refused with 403: no other origin may call them.
  *
+ * Every request whose `Host` is not a name it answers to (hostCheck: IP addresses, localhost, its
+ * own names, `allowedHosts`) gets 403, against DNS rebinding; the first of each name is reported
+ * through `onError`.
+ *
  * Rejects with ECONTROL naming host:port when it cannot listen. Resolves to the close function
  * (idempotent): it stops listening, closes idle connections at once and any busy one after
  * CLOSE_GRACE_MS.
  */
 export const startHttpEndpoints = async (
-  options: { host: string; port: number },
+  options: { host: string; port: number; allowedHosts?: readonly string[] },
   sources: HttpSources,
   onError: (message: string) => void,
   page?: PageSources,
@@ -323,6 +328,11 @@ export const startHttpEndpoints = async (
   const token = page?.token()
   const pagePaths = page ? [...PAGE_PATHS, ...HTTP_ACTIONS.map((a) => `POST /${a}`)] : []
   const feed = page && new EventFeed({ ...page, status: () => sources.status() }, onError)
+  const hosts = hostCheck({
+    listenHost: options.host,
+    ...(options.allowedHosts ? { allowedHosts: options.allowedHosts } : {}),
+  })
+  const refusedHosts = new Set<string>()
   const server = createServer(
     {
       requestTimeout: REQUEST_TIMEOUT_MS,
@@ -331,6 +341,18 @@ export const startHttpEndpoints = async (
     },
     (req, res) => {
       const path = (req.url ?? '/').split('?')[0] ?? '/'
+      const wrongHost = hosts.problem(req.headers.host)
+      if (wrongHost) {
+        // Logged once per name (of the last few hundred): a rebinding page retries.
+        if (!refusedHosts.has(req.headers.host!)) {
+          if (refusedHosts.size >= 256) refusedHosts.clear()
+          refusedHosts.add(req.headers.host!)
+          onError(
+            `control.http refused ${req.method} ${path} from ${req.socket.remoteAddress ?? '?'}: ${wrongHost}`,
+          )
+        }
+        return send(req, res, json(403, { error: { code: 'EUSAGE', message: wrongHost } }))
+      }
       if (page && feed && html && token !== undefined)
         if (servePage(req, res, path, { ...page, token }, feed, html, onError)) return
       let reply: Reply

@@ -264,7 +264,7 @@ t.test('a client that does not read is cut off; the others and the stream go on'
   slow.on('close', () => (closed = true))
   slow.on('error', () => {})
   slow.pause()
-  slow.write('GET /events HTTP/1.1\r\nHost: x\r\n\r\n')
+  slow.write('GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
   const good = await sseClient(29207)
   t.teardown(good.close)
   await waitUntil('status', () => named(good.messages, 'status').length === 1)

@@ -16,6 +16,8 @@ import {
   type HttpSources,
 } from '../../src/control/http-endpoints.js'
 import { formatMetrics, type SupervisorSelf } from '../../src/control/prometheus.js'
+import { hostName } from '../../src/control/host-check.js'
+import { hostname } from 'node:os'
 
 const HOST = '127.0.0.1'
 
@@ -61,9 +63,14 @@ interface Response {
 }
 
 /** One request on its own connection (no agent), the whole body read. */
-const get = (port: number, path: string, method = 'GET'): Promise<Response> =>
+const get = (
+  port: number,
+  path: string,
+  method = 'GET',
+  headers: Record<string, string> = {},
+): Promise<Response> =>
   new Promise((resolve, reject) => {
-    const req = request({ host: HOST, port, path, method, agent: false }, (res) => {
+    const req = request({ host: HOST, port, path, method, agent: false, headers }, (res) => {
       let body = ''
       res.setEncoding('utf8')
       res.on('data', (c: string) => (body += c))
@@ -278,7 +285,7 @@ t.test('close stops listening, drops idle keep-alive connections, and is idempot
   const socket = connect(24712, HOST)
   const firstAnswer = new Promise<void>((resolve) => socket.once('data', () => resolve()))
   const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()))
-  socket.write('GET /health HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n')
+  socket.write('GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n')
   await firstAnswer
   const began = Date.now()
   const first = close()
@@ -328,4 +335,33 @@ t.test('lag covers a rolling window: reading does not reset it, time does', asyn
   await new Promise((r) => setTimeout(r, 700))
   const later = lag.read()
   t.ok(later.max < 100, `gone after two windows: max ${later.max} ms`)
+})
+
+t.test('a Host it does not answer to gets 403 (DNS rebinding), logged once per name', async (t) => {
+  const errors: string[] = []
+  const close = await startHttpEndpoints(
+    { host: HOST, port: 24714, allowedHosts: ['tandem-a.example.com'] },
+    sources(),
+    (m) => errors.push(m),
+  )
+  t.teardown(close)
+  const evil = { host: 'rebind.evil.example:24714' }
+  for (const path of ['/status', '/metrics', '/health', '/nowhere']) {
+    const r = await get(24714, path, 'GET', evil)
+    t.equal(r.status, 403, `${path}: 403`)
+    t.same(JSON.parse(r.body), {
+      error: {
+        code: 'EUSAGE',
+        message: `Host "rebind.evil.example:24714" is not a name this endpoint answers to (a guard against DNS rebinding): expected an IP address, localhost, tandem-a.example.com, ${hostName(hostname())} or a name listed in control.http.allowedHosts`,
+      },
+    })
+    t.notMatch(r.body, /host-a|discovery/, 'nothing of the status')
+  }
+  t.equal(errors.length, 1, 'the first refusal of a name is logged, not every one')
+  t.match(
+    errors[0],
+    /^control\.http refused GET \/status from 127\.0\.0\.1: Host "rebind\.evil\.example:24714"/,
+  )
+  for (const host of ['127.0.0.1:24714', 'localhost:24714', 'tandem-a.example.com'])
+    t.equal((await get(24714, '/status', 'GET', { host })).status, 200, `${host}: answered`)
 })

@@ -1,0 +1,58 @@
+import { isIP } from 'node:net'
+import { hostname } from 'node:os'
+
+/**
+ * The names control.http answers to, against DNS rebinding: a page of another site whose name
+ * the attacker makes resolve to 127.0.0.1 would reach the endpoints as that site (same origin
+ * for the browser), and read the status and the events. Such a request carries the attacker's
+ * name in `Host`; tandem answers only to
+ *
+ * - IP addresses (a rebinding needs a name) and `localhost` (and `*.localhost`, which resolve
+ *   locally);
+ * - the name it listens on (`control.http.host`, when that is a name) and this host's name;
+ * - the names in `control.http.allowedHosts` (the name a proxy in front is reached by, when it
+ *   passes `Host` through; `"*"` turns the check off).
+ *
+ * A request without `Host` (HTTP/1.0 tools) is not a browser's and is let through.
+ */
+export interface HostCheck {
+  /** Why `Host` is refused, or undefined when it is fine. */
+  problem(host: string | undefined): string | undefined
+}
+
+/** The name part of a `Host` header, lower case, without port or trailing dot. */
+export const hostName = (host: string): string => {
+  const h = host.trim().toLowerCase()
+  if (h.startsWith('[')) return h.slice(0, h.indexOf(']') + 1 || h.length)
+  const colon = h.lastIndexOf(':')
+  const name = colon >= 0 && /^\d*$/.test(h.slice(colon + 1)) ? h.slice(0, colon) : h
+  return name.endsWith('.') ? name.slice(0, -1) : name
+}
+
+export const hostCheck = (options: {
+  listenHost: string
+  allowedHosts?: readonly string[]
+  /** This host's name (tests pass their own). */
+  thisHost?: string
+}): HostCheck => {
+  const allowed = (options.allowedHosts ?? []).map((h) => hostName(h))
+  if (allowed.includes('*')) return { problem: () => undefined }
+  const names = new Set(allowed)
+  names.add(hostName(options.listenHost))
+  names.add(hostName(options.thisHost ?? hostname()))
+  const listed = [...names].filter((n) => n !== '' && !isIP(n) && n !== '0.0.0.0')
+  return {
+    problem: (host) => {
+      if (host === undefined) return undefined
+      const name = hostName(host)
+      if (name.startsWith('[') || isIP(name) !== 0) return undefined
+      if (name === 'localhost' || name.endsWith('.localhost')) return undefined
+      if (names.has(name)) return undefined
+      return (
+        `Host ${JSON.stringify(host)} is not a name this endpoint answers to (a guard against DNS ` +
+        `rebinding): expected an IP address, localhost${listed.length ? `, ${listed.join(', ')}` : ''} ` +
+        `or a name listed in control.http.allowedHosts`
+      )
+    },
+  }
+}
