@@ -1,13 +1,17 @@
 /**
- * Keeps a long-running thread's memory level: V8 runs a full (mark-compact) collection only when
- * its old generation reaches a limit that its heuristics keep raising while the program allocates,
- * so a supervisor that logs and restarts for hours holds, between those collections, more and
- * more memory that nothing references (bench:footprint's soak: +15 MB over 20 minutes, then
- * level; the same soak with a full collection before each sample stayed level from the first
+ * Keeps a long-running thread's memory level. V8 runs a full (mark-compact) collection only when
+ * its old generation reaches a limit that its heuristics keep raising while the program
+ * allocates; between those collections a supervisor that logs and restarts promotes what
+ * survives its young generation into more and more old-generation pages, and a full collection
+ * that comes late frees the objects but keeps the pages, partly used, committed. So a busy
+ * supervisor's RSS rose for about 20 minutes before it levelled (bench:footprint's soak: +15
+ * MB; the same soak with a full collection before each sample stayed level from the first
  * minute). HeapTrim looks at the thread's heap once a minute and runs a full collection itself
- * when what V8 holds (its heap and the external memory of Buffers) has grown by more than
- * `growthBytes` since the last collection it saw. An idle thread allocates nothing, so it never
- * collects; a busy one collects at most once per interval, a few milliseconds each.
+ * when what is in use (objects in the heap, live or not yet collected, and the external memory
+ * of Buffers) has grown by more than `growthBytes` since the last collection it saw: the heap
+ * then never needs more pages than its live objects and that margin. An idle thread allocates
+ * next to nothing, so it hardly ever collects; a busy one at most once per interval, a few
+ * milliseconds each.
  *
  * The collector is V8's `gc` function, made reachable the way Jest's leak detector does it:
  * `--expose-gc` set at run time and `gc` taken from a new context. The flag is left set (it is
@@ -23,8 +27,8 @@ export interface HeapTrimOptions {
   everyMs?: number
   /** Growth since the last full collection that brings on the next one. */
   growthBytes?: number
-  /** What V8 holds now: heap plus external memory (tests pass their own). */
-  held?: () => number
+  /** What is in use now: heap objects plus external memory (tests pass their own). */
+  inUse?: () => number
   /** Runs a full collection (tests pass their own); null: none can be run here. */
   collect?: (() => void) | null
 }
@@ -32,12 +36,16 @@ export interface HeapTrimOptions {
 export const HEAP_TRIM_EVERY_MS = 60_000
 export const HEAP_TRIM_GROWTH_BYTES = 4 * 1024 * 1024
 
-/** The heap V8 has committed for this thread plus its external memory (Buffers, ArrayBuffers). */
-export const heldBytes = (): number => {
+/**
+ * What this thread's heap has in use (objects, live or garbage not yet collected) plus its
+ * external memory (Buffers, ArrayBuffers). Not what V8 has committed: a collection frees objects
+ * but keeps their pages, so a trigger on committed memory would let it ratchet up.
+ */
+export const inUseBytes = (): number => {
   const s = getHeapStatistics() as ReturnType<typeof getHeapStatistics> & {
     external_memory?: number
   }
-  return s.total_heap_size + (s.external_memory ?? 0)
+  return s.used_heap_size + (s.external_memory ?? 0)
 }
 
 let collector: (() => void) | null | undefined
@@ -60,7 +68,7 @@ export const fullCollection = (): (() => void) | null => {
 export class HeapTrim {
   readonly #everyMs: number
   readonly #growth: number
-  readonly #held: () => number
+  readonly #inUse: () => number
   readonly #collect: (() => void) | null
   #floor: number
   #timer: NodeJS.Timeout | undefined
@@ -69,9 +77,9 @@ export class HeapTrim {
   constructor(options: HeapTrimOptions = {}) {
     this.#everyMs = options.everyMs ?? HEAP_TRIM_EVERY_MS
     this.#growth = options.growthBytes ?? HEAP_TRIM_GROWTH_BYTES
-    this.#held = options.held ?? heldBytes
+    this.#inUse = options.inUse ?? inUseBytes
     this.#collect = options.collect === undefined ? fullCollection() : options.collect
-    this.#floor = this.#held()
+    this.#floor = this.#inUse()
   }
 
   /** Full collections run so far. */
@@ -93,17 +101,17 @@ export class HeapTrim {
   }
 
   /**
-   * One look: a full collection when what V8 holds has grown by more than `growthBytes` over the
-   * lowest it has been since the last one. Returns whether it collected.
+   * One look: a full collection when what is in use has grown by more than `growthBytes` over
+   * the lowest it has been since the last one. Returns whether it collected.
    */
   check(): boolean {
     if (!this.#collect) return false
-    const held = this.#held()
-    if (held < this.#floor) this.#floor = held
-    if (held - this.#floor <= this.#growth) return false
+    const inUse = this.#inUse()
+    if (inUse < this.#floor) this.#floor = inUse
+    if (inUse - this.#floor <= this.#growth) return false
     this.#collect()
     this.#collections++
-    this.#floor = this.#held()
+    this.#floor = this.#inUse()
     return true
   }
 }

@@ -3,45 +3,45 @@
 // reached at run time, frees garbage in the main thread and in a worker thread.
 import t from 'tap'
 import { Worker } from 'node:worker_threads'
-import { fullCollection, heldBytes, HeapTrim } from '../../src/seams/heap-trim.js'
+import { fullCollection, inUseBytes, HeapTrim } from '../../src/seams/heap-trim.js'
 
 const MB = 1024 * 1024
 
 t.test('collects only after growth beyond the threshold, from the lowest level seen', async (t) => {
-  let held = 20 * MB
+  let used = 20 * MB
   const runs: number[] = []
   const trim = new HeapTrim({
     growthBytes: 4 * MB,
-    held: () => held,
+    inUse: () => used,
     collect: () => {
-      runs.push(held)
-      held = 21 * MB
+      runs.push(used)
+      used = 21 * MB
     },
   })
-  held = 23 * MB
+  used = 23 * MB
   t.equal(trim.check(), false, '3 MB of growth: no collection')
-  held = 18 * MB
-  t.equal(trim.check(), false, 'V8 gave memory back: the floor falls to 18 MB')
-  held = 23 * MB
+  used = 18 * MB
+  t.equal(trim.check(), false, 'V8 collected by itself: the floor falls to 18 MB')
+  used = 23 * MB
   t.equal(trim.check(), true, '5 MB above the new floor: a collection')
   t.same(runs, [23 * MB])
   t.equal(trim.collections, 1)
-  held = 25 * MB
+  used = 25 * MB
   t.equal(trim.check(), false, 'measured from what the collection left (21 MB): 4 MB is not more')
-  held = 26 * MB
+  used = 26 * MB
   t.equal(trim.check(), true)
   t.equal(trim.collections, 2)
 })
 
 t.test('a heap that does not grow is never collected', async (t) => {
   let calls = 0
-  const trim = new HeapTrim({ held: () => 30 * MB, collect: () => calls++ })
+  const trim = new HeapTrim({ inUse: () => 30 * MB, collect: () => calls++ })
   for (let i = 0; i < 100; i++) trim.check()
   t.equal(calls, 0)
 })
 
 t.test('no collector: never checks, never starts a timer', async (t) => {
-  const trim = new HeapTrim({ held: () => 0, collect: null })
+  const trim = new HeapTrim({ inUse: () => 0, collect: null })
   t.equal(trim.check(), false)
   trim.start()
   trim.stop()
@@ -49,11 +49,11 @@ t.test('no collector: never checks, never starts a timer', async (t) => {
 })
 
 t.test('the timer runs the check and does not keep the thread alive', async (t) => {
-  let held = 10 * MB
-  const trim = new HeapTrim({ everyMs: 5, growthBytes: MB, held: () => held, collect: () => {} })
+  let used = 10 * MB
+  const trim = new HeapTrim({ everyMs: 5, growthBytes: MB, inUse: () => used, collect: () => {} })
   t.teardown(() => trim.stop())
   trim.start()
-  held = 20 * MB
+  used = 20 * MB
   await new Promise<void>((resolve) => {
     const poll = setInterval(() => {
       if (trim.collections > 0) {
@@ -70,7 +70,7 @@ const makeGarbage = (): number => {
   let keep: object[] | null = []
   for (let i = 0; i < 400_000; i++) keep.push({ s: 'x'.repeat(40) + i, n: i })
   keep = null
-  return heldBytes()
+  return inUseBytes()
 }
 
 t.test('the real collector frees garbage in the main thread', async (t) => {
@@ -79,8 +79,8 @@ t.test('the real collector frees garbage in the main thread', async (t) => {
   const trim = new HeapTrim({ growthBytes: 4 * MB })
   const before = makeGarbage()
   t.equal(trim.check(), true, 'the growth brought on a collection')
-  const after = heldBytes()
-  t.ok(after < before - 8 * MB, `held ${before} bytes before, ${after} after`)
+  const after = inUseBytes()
+  t.ok(after < before - 8 * MB, `in use: ${before} bytes before, ${after} after`)
 })
 
 t.test('the real collector frees garbage in a worker thread', async (t) => {
@@ -88,15 +88,15 @@ t.test('the real collector frees garbage in a worker thread', async (t) => {
   // loader): `npm test` builds before it runs the tests.
   const url = new URL('../../dist/seams/heap-trim.js', import.meta.url).href
   const worker = new Worker(
-    `import(${JSON.stringify(url)}).then(({ HeapTrim, heldBytes }) => {
+    `import(${JSON.stringify(url)}).then(({ HeapTrim, inUseBytes }) => {
        const { parentPort } = require('node:worker_threads')
        const trim = new HeapTrim({ growthBytes: 4 * 1024 * 1024 })
        let keep = []
        for (let i = 0; i < 400000; i++) keep.push({ s: 'x'.repeat(40) + i, n: i })
        keep = null
-       const before = heldBytes()
+       const before = inUseBytes()
        const collected = trim.check()
-       parentPort.postMessage({ before, collected, after: heldBytes() })
+       parentPort.postMessage({ before, collected, after: inUseBytes() })
      })`,
     { eval: true },
   )
@@ -108,5 +108,5 @@ t.test('the real collector frees garbage in a worker thread', async (t) => {
     },
   )
   t.equal(r.collected, true, 'the growth brought on a collection')
-  t.ok(r.after < r.before - 8 * MB, `held ${r.before} bytes before, ${r.after} after`)
+  t.ok(r.after < r.before - 8 * MB, `in use: ${r.before} bytes before, ${r.after} after`)
 })
