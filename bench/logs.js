@@ -89,15 +89,21 @@ import {
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 
 /** Writes WARM_MB MiB into a file in `dir` and deletes it (see BENCH_WARM_MB above). */
+let warmFailed = false
 const warmPageCache = (dir) => {
-  if (!(WARM_MB > 0)) return
+  if (!(WARM_MB > 0) || warmFailed) return
   const file = join(dir, 'warm.bin')
   const block = Buffer.alloc(1024 * 1024, 0x61)
-  const fd = openSync(file, 'w')
+  let fd
   try {
+    fd = openSync(file, 'w')
     for (let i = 0; i < WARM_MB; i++) writeSync(fd, block)
+  } catch (err) {
+    // A small tmpfs, a full disk: the runs go on unwarmed, saying so once.
+    warmFailed = true
+    console.log(`  page cache not warmed (${err.message}): BENCH_WARM_MB=0 to skip it`)
   } finally {
-    closeSync(fd)
+    if (fd !== undefined) closeSync(fd)
     rmSync(file, { force: true })
   }
 }

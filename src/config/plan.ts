@@ -110,7 +110,10 @@ export interface Plan {
   stateDir: string
   logs: LogsSpec
   metrics: { intervalMs: number; idleIntervalMs: number }
-  control: { http?: { host: string; port: number }; agent?: { host: string; port: number } }
+  control: {
+    http?: { host: string; port: number; allowedHosts?: string[] }
+    agent?: { host: string; port: number }
+  }
   watchConfig: boolean
   ha: HaSpec | undefined
   /** Commands run on events, in the config's order (their index names them in the log). */

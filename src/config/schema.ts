@@ -674,7 +674,17 @@ export const configSchema = z.strictObject({
             .describe('Loopback by default: the endpoints have no authentication.'),
           port: port,
           allowedHosts: z
-            .array(z.string().min(1))
+            .array(
+              z
+                .string()
+                .regex(
+                  /^(\*|[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?)$/,
+                  {
+                    error:
+                      'expected a host name such as tandem-a.example.com (no scheme, port or path), or "*"',
+                  },
+                ),
+            )
             .optional()
             .describe(
               'Host names the endpoints answer to besides IP addresses, localhost, host and this machine\'s name (a guard against DNS rebinding): the name a proxy in front is reached by when it passes Host through; ["*"] answers to any.',

@@ -348,10 +348,11 @@ export const startHttpEndpoints = async (
           if (refusedHosts.size >= 256) refusedHosts.clear()
           refusedHosts.add(req.headers.host!)
           onError(
-            `control.http refused ${req.method} ${path} from ${req.socket.remoteAddress ?? '?'}: ${wrongHost}`,
+            `control.http refused ${req.method} ${path} from ${req.socket.remoteAddress ?? '?'}: ${wrongHost.reason}`,
           )
         }
-        return send(req, res, json(403, { error: { code: 'EUSAGE', message: wrongHost } }))
+        // Not the names it answers to: the page that rebinds would read them.
+        return send(req, res, json(403, { error: { code: 'EUSAGE', message: wrongHost.short } }))
       }
       if (page && feed && html && token !== undefined)
         if (servePage(req, res, path, { ...page, token }, feed, html, onError)) return

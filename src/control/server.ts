@@ -1,6 +1,13 @@
 import { chmodSync, rmSync } from 'node:fs'
+import { setMaxListeners } from 'node:events'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { TandemError, errorMessage, hasCode } from '../errors.js'
+
+/**
+ * At close, how long a streamed answer still being read (a follower behind by up to 1 MiB) has
+ * to reach its reader before its connection is dropped anyway.
+ */
+export const STREAM_END_GRACE_MS = 2000
 
 /** A route answers with a JSON body, or throws a TandemError (ETARGET/EUSAGE become 400). */
 export type Route = (body: Record<string, unknown>) => unknown
@@ -116,6 +123,10 @@ export const startControlServer = async (
   // A socket file left by a dead supervisor blocks listen(); the state-dir lock proves it is stale.
   rmSync(path, { force: true })
   const ending = new AbortController()
+  // One listener per following reader: as many as there are, no leak warning.
+  setMaxListeners(0, ending.signal)
+  /** Streamed answers not yet ended: a close lets them finish (see below). */
+  const streaming = new Set<ServerResponse>()
   const server = createServer((req, res) => {
     const [path, query] = (req.url ?? '/').split('?', 2)
     const route = routes[`${req.method} ${path}`]
@@ -135,7 +146,9 @@ export const startControlServer = async (
       .then(
         (result) =>
           result instanceof Streamed
-            ? stream(res, result, onError, ending.signal)
+            ? (streaming.add(res),
+              res.once('close', () => streaming.delete(res)),
+              stream(res, result, onError, ending.signal))
             : send(res, 200, result ?? { ok: true }),
         (err: unknown) => {
           const usage = hasCode(err, 'ETARGET') || hasCode(err, 'EUSAGE')
@@ -162,9 +175,19 @@ export const startControlServer = async (
   return () =>
     (closing ??= new Promise<void>((resolve) => {
       server.close(() => resolve())
-      // Streams that follow end their answers first (their last lines are written in the
-      // microtasks this abort starts); then every connection goes.
+      server.closeIdleConnections()
+      // Streams that follow end their answers (their last lines written in the microtasks this
+      // abort starts); each connection goes once its answer has reached its reader, or after
+      // STREAM_END_GRACE_MS for one that does not read.
       ending.abort()
-      setImmediate(() => server.closeAllConnections())
+      const drop = setTimeout(() => server.closeAllConnections(), STREAM_END_GRACE_MS)
+      drop.unref()
+      const ended = [...streaming].map(
+        (res) => new Promise<void>((r) => (res.writableFinished ? r() : res.once('close', r))),
+      )
+      void Promise.all(ended).then(() => {
+        clearTimeout(drop)
+        server.closeAllConnections()
+      })
     }))
 }

@@ -82,6 +82,11 @@ export class HeapTrim {
     this.#floor = this.#inUse()
   }
 
+  /** Whether its timer runs (never where no collection can be run). */
+  get started(): boolean {
+    return this.#timer !== undefined
+  }
+
   /** Full collections run so far. */
   get collections(): number {
     return this.#collections

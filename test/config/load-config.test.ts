@@ -335,6 +335,17 @@ const bad: BadCase[] = [
     fragments: ['port 8001 is already used by a#1'],
   },
   {
+    name: 'rejects an allowed host that is a URL, not a host name',
+    content: {
+      control: {
+        http: { port: 8005, allowedHosts: ['tandem-a.example.com', 'https://x.example'] },
+      },
+      components: { a: { command: cmd } },
+    },
+    path: 'control.http.allowedHosts[1]',
+    fragments: ['expected a host name such as tandem-a.example.com', 'https://x.example'],
+  },
+  {
     name: 'rejects a control.agent port that control.http uses',
     content: {
       control: { http: { port: 8005 }, agent: { port: 8005 } },

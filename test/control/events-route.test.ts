@@ -297,6 +297,46 @@ t.test('a cut-off reader that still does not read is disconnected after the grac
   t.ok(text.length > 0)
 })
 
+t.test(
+  'a follower behind when the supervisor stops still gets every event and the end',
+  async (t) => {
+    const { socket, events, close } = await serve(t)
+    const s = await stuckReader(socket)
+    t.teardown(() => s.destroy())
+    await waitUntil('subscribed', async () => {
+      publishFor(events, 'web#0')
+      await new Promise((r) => setImmediate(r))
+      return true
+    })
+    // About 400 KB for a reader that reads nothing: more than the sockets' buffers take, less
+    // than the 1 MiB that cuts a reader off, so most of it waits in the server.
+    for (let i = 0; i < 400; i++) {
+      publishFor(events, 'web#0', 1000)
+      await new Promise((r) => setImmediate(r))
+    }
+    const last = events.lastSeq
+    const closed = close()
+    // The reader wakes up after the close began (well within STREAM_END_GRACE_MS).
+    await new Promise((r) => setImmediate(r))
+    let text = ''
+    s.on('data', (d: Buffer) => (text += d.toString('latin1')))
+    s.resume()
+    await new Promise((r) => s.once('end', r))
+    await closed
+    const body = text.slice(text.indexOf('\r\n\r\n') + 4)
+    const parsed = body
+      .split('\r\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as TandemEvent & { result?: unknown })
+    t.same(parsed.pop(), { result: { lastSeq: last, stopped: true } }, 'the end, not a cut')
+    t.same(
+      parsed.map((e) => e.seq),
+      Array.from({ length: last }, (_, i) => i + 1),
+      'every event, in order',
+    )
+  },
+)
+
 t.test('request fields are checked', async (t) => {
   t.same(parseEventsQuery({}), { targets: [], since: 0, follow: false })
   t.same(parseEventsQuery({ targets: 'a,b#1', since: '12', follow: 'true' }), {

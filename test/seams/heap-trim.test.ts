@@ -2,6 +2,7 @@
 // the lowest level since the last one) on a scripted heap, and the real collector: V8's gc,
 // reached at run time, frees garbage in the main thread and in a worker thread.
 import t from 'tap'
+import { spawn } from 'node:child_process'
 import { Worker } from 'node:worker_threads'
 import { fullCollection, inUseBytes, HeapTrim } from '../../src/seams/heap-trim.js'
 
@@ -44,8 +45,30 @@ t.test('no collector: never checks, never starts a timer', async (t) => {
   const trim = new HeapTrim({ inUse: () => 0, collect: null })
   t.equal(trim.check(), false)
   trim.start()
+  t.equal(trim.started, false, 'no timer')
   trim.stop()
   t.equal(trim.collections, 0)
+})
+
+t.test('a started trim does not keep a process alive; stop clears its timer', async (t) => {
+  const trim = new HeapTrim({ inUse: () => 0, collect: () => {} }).start()
+  t.equal(trim.started, true, 'a timer while started')
+  trim.stop()
+  t.equal(trim.started, false, 'none after stop')
+  // A process whose only work left is a started trim (an hour apart) ends at once.
+  const url = new URL('../../dist/seams/heap-trim.js', import.meta.url).href
+  const child = spawn(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `const { HeapTrim } = await import(${JSON.stringify(url)}); new HeapTrim({ everyMs: 3_600_000 }).start()`,
+    ],
+    { stdio: 'inherit' },
+  )
+  t.teardown(() => child.kill('SIGKILL'))
+  const code = await new Promise((resolve) => child.once('exit', resolve))
+  t.equal(code, 0, 'exited by itself')
 })
 
 t.test('the timer runs the check and does not keep the thread alive', async (t) => {
