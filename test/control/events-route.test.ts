@@ -137,9 +137,8 @@ t.test('since beyond the last event (a restarted supervisor): everything kept', 
   )
 })
 
-t.test('follow: the kept ones, then the live ones, until the client goes', async (t) => {
-  const { dir, events } = await serve(t)
-  publishFor(events, 'web#0')
+/** Follows from the start: the events as they come, and the request's result. */
+const follow = (dir: string) => {
   const got: TandemEvent[] = []
   const req = controlStream(
     dir,
@@ -148,6 +147,13 @@ t.test('follow: the kept ones, then the live ones, until the client goes', async
     (e) => got.push(e as TandemEvent),
     'GET',
   )
+  return { got, req }
+}
+
+t.test('follow: the kept ones, then the live ones, until the client goes', async (t) => {
+  const { dir, events } = await serve(t)
+  publishFor(events, 'web#0')
+  const { got, req } = follow(dir)
   await waitUntil('the kept one', () => got.length === 1)
   publishFor(events, 'web#1')
   publishFor(events, 'api#0')
@@ -165,14 +171,7 @@ t.test(
   async (t) => {
     const { dir, events, close } = await serve(t)
     publishFor(events, 'web#0')
-    const got: TandemEvent[] = []
-    const req = controlStream(
-      dir,
-      '/events?follow=true&since=0',
-      undefined,
-      (e) => got.push(e as TandemEvent),
-      'GET',
-    )
+    const { got, req } = follow(dir)
     await waitUntil('the kept one', () => got.length === 1)
     // Published just before the close, as the last instance's exit is during a shutdown.
     publishFor(events, 'web#1')
@@ -220,18 +219,24 @@ const stuckReader = (socket: string): Promise<Socket> =>
     })
   })
 
+/** A stuck reader (closed at teardown) once it follows, with a first event published. */
+const stuckFollower = async (t: Test, socket: string, events: EventStream): Promise<Socket> => {
+  const s = await stuckReader(socket)
+  t.teardown(() => s.destroy())
+  // Let the server take the request and subscribe.
+  await waitUntil('subscribed', async () => {
+    publishFor(events, 'web#0')
+    await new Promise((r) => setImmediate(r))
+    return true
+  })
+  return s
+}
+
 t.test(
   'a reader that does not read is cut off with a notice; the publisher never waits',
   async (t) => {
     const { socket, events, cutOffs } = await serve(t, { maxBufferedBytes: 64 * 1024 })
-    const s = await stuckReader(socket)
-    t.teardown(() => s.destroy())
-    // Let the server take the request and subscribe.
-    await waitUntil('subscribed', async () => {
-      publishFor(events, 'web#0')
-      await new Promise((r) => setImmediate(r))
-      return true
-    })
+    const s = await stuckFollower(t, socket, events)
     const published: number[] = []
     for (let i = 0; i < 20_000 && cutOffs.length === 0; i++) {
       published.push(publishFor(events, 'web#0', 1000).seq)
@@ -301,13 +306,7 @@ t.test(
   'a follower behind when the supervisor stops still gets every event and the end',
   async (t) => {
     const { socket, events, close } = await serve(t)
-    const s = await stuckReader(socket)
-    t.teardown(() => s.destroy())
-    await waitUntil('subscribed', async () => {
-      publishFor(events, 'web#0')
-      await new Promise((r) => setImmediate(r))
-      return true
-    })
+    const s = await stuckFollower(t, socket, events)
     // About 400 KB for a reader that reads nothing: more than the sockets' buffers take, less
     // than the 1 MiB that cuts a reader off, so most of it waits in the server.
     for (let i = 0; i < 400; i++) {
