@@ -41,37 +41,62 @@ interface Setup {
   statusCalls: { n: number }
 }
 
+/**
+ * control.http with the status page on `port`: `events` on `clock`, the status of `status`,
+ * notices to `onNotice`; `page` overrides the page's other sources.
+ */
+const pageEndpoints = (
+  port: number,
+  events: EventStream,
+  clock: PageSources['clock'],
+  options: {
+    page?: Partial<PageSources>
+    status?: () => StatusReply
+    onNotice?: (m: string) => void
+  } = {},
+) =>
+  startHttpEndpoints(
+    { host: '127.0.0.1', port },
+    {
+      status: options.status ?? (() => STATUS),
+      ready: () => true,
+      leader: () => undefined,
+      self: () => ({ rssBytes: 1, eventLoopLagMs: { p50: 0, p99: 0, max: 0 }, uptimeMs: 1 }),
+    },
+    options.onNotice ?? (() => {}),
+    {
+      events,
+      clock,
+      pid: 1,
+      node: 'n',
+      token: () => 't',
+      actions: noActions(),
+      onAction: () => {},
+      page: statusPage(''),
+      ...options.page,
+    },
+  )
+
 const start = async (t: Test, port: number, capacity = 1000): Promise<Setup> => {
   const clock = new FakeClock()
   const events = new EventStream({ node: 'host-a', clock, capacity })
   const history = new MetricHistory({ clock })
   const notices: string[] = []
   const statusCalls = { n: 0 }
-  const page: PageSources = {
-    events,
-    history,
-    clock,
-    pid: 4242,
-    node: 'host-a',
-    token: () => 'tok',
-    actions: noActions(),
-    onAction: () => {},
-    page: statusPage('<html></html>'),
-  }
-  const close = await startHttpEndpoints(
-    { host: '127.0.0.1', port },
-    {
-      status: () => {
-        statusCalls.n++
-        return STATUS
-      },
-      ready: () => true,
-      leader: () => undefined,
-      self: () => ({ rssBytes: 1, eventLoopLagMs: { p50: 0, p99: 0, max: 0 }, uptimeMs: 1 }),
+  const close = await pageEndpoints(port, events, clock, {
+    page: {
+      history,
+      pid: 4242,
+      node: 'host-a',
+      token: () => 'tok',
+      page: statusPage('<html></html>'),
     },
-    (m) => notices.push(m),
-    page,
-  )
+    status: () => {
+      statusCalls.n++
+      return STATUS
+    },
+    onNotice: (m) => notices.push(m),
+  })
   t.teardown(close)
   return { events, history, clock, notices, statusCalls }
 }
@@ -294,26 +319,7 @@ t.test('a client that does not read is cut off; the others and the stream go on'
 
 t.test('a stream outlives the request timeout of control.http', async (t) => {
   const events = new EventStream({ node: 'n', clock: systemClock })
-  const close = await startHttpEndpoints(
-    { host: '127.0.0.1', port: 29211 },
-    {
-      status: () => STATUS,
-      ready: () => true,
-      leader: () => undefined,
-      self: () => ({ rssBytes: 1, eventLoopLagMs: { p50: 0, p99: 0, max: 0 }, uptimeMs: 1 }),
-    },
-    () => {},
-    {
-      events,
-      clock: systemClock,
-      pid: 1,
-      node: 'n',
-      token: () => 't',
-      actions: noActions(),
-      onAction: () => {},
-      page: statusPage(''),
-    },
-  )
+  const close = await pageEndpoints(29211, events, systemClock)
   t.teardown(close)
   const c = await sseClient(29211)
   t.teardown(c.close)
@@ -362,26 +368,7 @@ t.test('at most MAX_FEED_CLIENTS streams; then 503', async (t) => {
 t.test('closing the endpoints ends the streams', async (t) => {
   const clock = new FakeClock()
   const events = new EventStream({ node: 'n', clock })
-  const close = await startHttpEndpoints(
-    { host: '127.0.0.1', port: 29209 },
-    {
-      status: () => STATUS,
-      ready: () => true,
-      leader: () => undefined,
-      self: () => ({ rssBytes: 1, eventLoopLagMs: { p50: 0, p99: 0, max: 0 }, uptimeMs: 1 }),
-    },
-    () => {},
-    {
-      events,
-      clock,
-      pid: 1,
-      node: 'n',
-      token: () => 't',
-      actions: noActions(),
-      onAction: () => {},
-      page: statusPage(''),
-    },
-  )
+  const close = await pageEndpoints(29209, events, clock)
   const c = await sseClient(29209)
   let ended = false
   c.res.on('end', () => (ended = true))
