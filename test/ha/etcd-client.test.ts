@@ -278,9 +278,13 @@ t.test(
     // The leader goes: the other two elect another.
     const stopped = await etcd.leader()
     etcd.stop(stopped)
-    const after = await waitUntil('a new leader among the two left', async () => {
+    // Both others answering, one of them leader: the new leader can know itself elected while
+    // the other, under load, has not yet heard of it (it answers "knows no raft leader" then).
+    const after = await waitUntil('a new leader among the two left, both answering', async () => {
       const h = await client.health(1000)
-      return h.filter((x) => x.ok && x.leader).length === 1 && h
+      return (
+        h.filter((x) => x.ok).length === 2 && h.filter((x) => x.ok && x.leader).length === 1 && h
+      )
     })
     t.match(after[stopped], {
       endpoint: etcd.endpoints[stopped],
