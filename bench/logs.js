@@ -6,8 +6,10 @@
 // (<logs.dir>/tandem.log, one JSON record per line); under PM2 (installed from npm into a cache
 // dir, its own PM2_HOME in a temp dir, fork mode, its default per-app log files) into
 // <PM2_HOME>/logs/writer-<i>-out.log. Both run in the same invocation, one after the other, on
-// the same writers; then, as a ceiling, the same writers with no supervisor at all (each one's
-// stdout a file). Every line is checked: per writer, each seq 0..count-1 must be in the log
+// the same writers; then, as ceilings, the same writers each piped (a real pipe, made by sh) into
+// `cat`, which copies raw chunks to a file: the cheapest reader there is, so no supervisor can
+// take the lines faster in the same run (its CPU: `times` after cat); and the same writers with
+// no supervisor at all (each one's stdout a file). Every line is checked: per writer, each seq 0..count-1 must be in the log
 // exactly once.
 //
 // lines/s = distinct numbered lines found in the log / (last time the log grew - first writer's
@@ -41,7 +43,8 @@
 // each with a date, per-line work like tandem's), BENCH_ORDER=pm2-first (PM2 runs before tandem:
 // on a VM, the system that writes second can reuse the page cache memory the first one's deleted
 // logs freed, which is much cheaper to write into than memory the guest has not touched yet; see
-// docs/benchmarks.md), BENCH_DIRECT=0 (skip the no-supervisor ceiling), PM2_CACHE (where pm2 is
+// docs/benchmarks.md), BENCH_RAW_PIPE=0 (skip the pipe-into-cat ceiling), BENCH_DIRECT=0 (skip the
+// no-supervisor ceiling), PM2_CACHE (where pm2 is
 // installed; default ~/.cache/tandem-bench/pm2), TANDEM_BASE=<dir> (also run the tandem built in
 // that directory, e.g. an earlier commit exported and built there, as "tandem base" right after
 // tandem: a before/after in one run), BENCH_CPU_PROF=<dir> (run the tandem
@@ -119,6 +122,7 @@ const PATTERNS = (process.env.PATTERNS ?? process.env.LINES_PER_WRITE ?? '1,64')
 const LINE_BYTES = Number(process.env.LINE_BYTES ?? 100)
 const WITH_PM2 = process.env.BENCH_PM2 !== '0'
 const WITH_DIRECT = process.env.BENCH_DIRECT !== '0'
+const WITH_RAW_PIPE = process.env.BENCH_RAW_PIPE !== '0'
 const WITH_SUPERVISORD = process.env.BENCH_SUPERVISORD !== '0'
 const STATUS_EVERY_MS = Number(process.env.STATUS_EVERY_MS ?? 100)
 const PM2_TIME = process.env.BENCH_PM2_TIME === '1'
@@ -821,6 +825,69 @@ const runDirect = async (dir) => {
   }
 }
 
+// The cheapest reader of a real pipe: each writer's stdout is a pipe (made by sh) into `cat`,
+// which copies raw chunks to a file in C. No supervisor can take the writers' lines faster on
+// this machine: it bounds what any system reading pipes can reach in the same run.
+
+const runRawPipe = async (dir) => {
+  const resultsDir = join(dir, 'results')
+  const logDir = join(dir, 'logs')
+  mkdirSync(resultsDir, { recursive: true })
+  mkdirSync(logDir, { recursive: true })
+  const files = Array.from({ length: WRITERS }, (_, i) => join(logDir, `writer-${i}.log`))
+  const timesFile = (i) => join(dir, `cat-${i}.times`)
+  const children = files.map((file, i) =>
+    spawn(
+      '/bin/sh',
+      [
+        '-c',
+        // The subshell waits for cat, then `times` gives its children's (cat's) CPU time.
+        'exec 2>/dev/null; "$0" "$1" "$2" | (cat > "$3"; times > "$4")',
+        process.execPath,
+        WRITER,
+        resultsDir,
+        file,
+        timesFile(i),
+      ],
+      {
+        cwd: ROOT,
+        env: { ...process.env, ...writerEnv(String(i)) },
+        detached: true,
+        stdio: 'ignore',
+      },
+    ),
+  )
+  for (const c of children) spawned.add(c.pid)
+  try {
+    const landed = await waitLanded({ files: () => files, resultsDir, alive: () => {} })
+    // cat's user + system time, the four summed: the second line of `times` (its children).
+    let cpuMs = 0
+    for (let i = 0; i < WRITERS; i++) {
+      let text
+      for (let n = 0; n < 200 && !text?.includes('\n', text.indexOf('\n') + 1); n++) {
+        text = existsSync(timesFile(i)) ? readFileSync(timesFile(i), 'utf8') : undefined
+        if (!text?.includes('\n', text.indexOf('\n') + 1)) await sleep(25)
+      }
+      const m = text?.split('\n')[1]?.match(/(\d+)m([\d.]+)s\s+(\d+)m([\d.]+)s/)
+      cpuMs = m
+        ? cpuMs + (Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4])) * 1000
+        : NaN
+    }
+    const results = readResults(resultsDir)
+    const tally = makeTally(results)
+    for (const f of files) await eachLine(f, (line) => tally.add(line))
+    const got = figures({ results, tally, landed, samples: [], extra: {} })
+    // From the start of the writers to cat's end, not to the log's last growth: a little more
+    // than the window, so cat's figure per line errs on the high side.
+    return { ...got, cpuMs, cpuAvg: (cpuMs / got.windowMs) * 100 }
+  } finally {
+    for (const c of children) {
+      killGroup(c.pid, 'SIGKILL')
+      spawned.delete(c.pid)
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Profile summary: self time by function, from a .cpuprofile
 
@@ -900,7 +967,7 @@ const main = async () => {
       ? ['pm2', 'supervisord', ...tandems]
       : [...tandems, 'pm2', 'supervisord']
     console.log(
-      `  order in each pattern: ${order.join(', ')}${WITH_DIRECT ? ', no supervisor' : ''}; ${WARM_MB > 0 ? `before each, ${WARM_MB} MiB written to a file and deleted (page cache warmed alike for all)` : 'page cache not warmed (BENCH_WARM_MB=0)'}`,
+      `  order in each pattern: ${order.join(', ')}${WITH_RAW_PIPE ? ', pipe into cat' : ''}${WITH_DIRECT ? ', no supervisor' : ''}; ${WARM_MB > 0 ? `before each, ${WARM_MB} MiB written to a file and deleted (page cache warmed alike for all)` : 'page cache not warmed (BENCH_WARM_MB=0)'}`,
     )
 
     const runners = {
@@ -911,6 +978,7 @@ const main = async () => {
       pm2: WITH_PM2 ? () => runPm2(join(runDir, `pm2-${linesPerWrite}`)) : undefined,
       supervisord: sdBin ? () => runSupervisord(join(runDir, `sd-${linesPerWrite}`)) : undefined,
       direct: WITH_DIRECT ? () => runDirect(join(runDir, `direct-${linesPerWrite}`)) : undefined,
+      rawPipe: WITH_RAW_PIPE ? () => runRawPipe(join(runDir, `pipe-${linesPerWrite}`)) : undefined,
     }
     const labels = {
       tandem: 'tandem',
@@ -918,12 +986,13 @@ const main = async () => {
       pm2: `PM2 ${pm2Version}${PM2_TIME ? ' time' : ''}`,
       supervisord: `supervisord ${sdVersion}`,
       direct: 'no supervisor',
+      rawPipe: 'pipe into cat',
     }
     const byPattern = []
     for (const pattern of PATTERNS) {
       linesPerWrite = pattern
       const got = {}
-      for (const name of [...order, 'direct']) {
+      for (const name of [...order, 'rawPipe', 'direct']) {
         const run = runners[name]
         if (!run) continue
         warmPageCache(runDir)
@@ -1008,6 +1077,35 @@ const main = async () => {
       console.log(
         `    GET /status p99 < ${GOALS.statusP99Ms} ms: ${f1(c.p99)} ms: ${verdict(goals[`${key}.statusP99`])}`,
       )
+      if (got.rawPipe && peers.length)
+        console.log(
+          `    the ceiling, pipe into cat (raw bytes, no supervisor's work): ${f0(got.rawPipe.linesPerSec)} lines/s; the faster peer is at ${(best / got.rawPipe.linesPerSec).toFixed(2)}x of it, ${GOALS.vsBest}x that peer would be ${((GOALS.vsBest * best) / got.rawPipe.linesPerSec).toFixed(2)}x of it; tandem ${(t.linesPerSec / got.rawPipe.linesPerSec).toFixed(2)}x`,
+        )
+      if (peers.length) {
+        // CPU accounting: at 1.25x the faster peer's lines/s, the writers alone (at the lowest
+        // cost per line they had under any system in this run) take this share of the cores;
+        // what is left, per 1,000 lines, is all a supervisor could spend reading, encoding and
+        // writing. The raw-copy readers' own cost is beside it.
+        const target = GOALS.vsBest * best
+        const writerUs = Math.min(
+          ...Object.values(got)
+            .filter((s) => s.writersCpuMs > 0 && s.distinct > 0)
+            .map((s) => (s.writersCpuMs * 1000) / s.distinct),
+        )
+        const writersCores = (target * writerUs) / 1e6
+        const budget = ((cpus().length - writersCores) / target) * 1e6
+        console.log(
+          `    CPU budget at ${GOALS.vsBest}x the faster peer (${f0(target)} lines/s): the writers alone take ${f1(writersCores * 100)} % of ${cpus().length} cores (${f3(writerUs)} us a line, their lowest in this run), leaving ${budget > 0 ? f3(budget / 1000) : 'nothing'} ms per 1,000 lines for the supervisor; spent: ${[
+            'supervisord',
+            'rawPipe',
+            'pm2',
+            'tandem',
+          ]
+            .filter((k) => got[k] && Number.isFinite(perK(got[k])))
+            .map((k) => `${labels[k]} ${f3(perK(got[k]))}`)
+            .join(', ')} ms`,
+        )
+      }
       const summary = (s) => ({
         written: s.written,
         lost: s.lost,
