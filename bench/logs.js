@@ -1095,7 +1095,7 @@ const main = async () => {
         const writersCores = (target * writerUs) / 1e6
         const budget = ((cpus().length - writersCores) / target) * 1e6
         console.log(
-          `    CPU budget at ${GOALS.vsBest}x the faster peer (${f0(target)} lines/s): the writers alone take ${f1(writersCores * 100)} % of ${cpus().length} cores (${f3(writerUs)} us a line, their lowest in this run), leaving ${budget > 0 ? f3(budget / 1000) : 'nothing'} ms per 1,000 lines for the supervisor; spent: ${[
+          `    CPU budget at ${GOALS.vsBest}x the faster peer (${f0(target)} lines/s): the writers alone take ${f1(writersCores * 100)} % of ${cpus().length} cores (${f3(writerUs)} us a line, their lowest in this run), leaving ${budget > 0 ? f3(budget) : 'nothing'} ms per 1,000 lines for the supervisor; spent: ${[
             'supervisord',
             'rawPipe',
             'pm2',

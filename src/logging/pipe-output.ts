@@ -2,9 +2,9 @@ import { LineSplitter, type LineHandler } from './line-splitter.js'
 
 /**
  * Where the bytes read from one child pipe go, chunk by chunk, as read: `push` each chunk with
- * the time it was read (epoch ms; its lines share it), `end` once the pipe has closed. A chunk
- * is the output's from then on: it may be handed to another thread (its memory detached), so
- * the caller keeps no reference it still reads.
+ * the time it was read (epoch ms; its lines share it), `end` once the pipe has closed. A chunk's
+ * memory is the reader's again once `push` returns (the next read goes into it: see openPipe in
+ * read-pipe.ts): an output copies what it keeps.
  */
 export interface PipeOutput {
   push(chunk: Buffer, time: number): void

@@ -1,4 +1,6 @@
+import type { Socket } from 'node:net'
 import type { Readable } from 'node:stream'
+import { directReader } from '../process/pipe-reader.js'
 
 /** The log's back-pressure: while it is congested, children's pipes are not read. */
 export interface LogFlow {
@@ -32,6 +34,8 @@ export const readPipe = (
   onChunk: (chunk: Buffer) => void,
   onEnd: () => void,
 ): Promise<void> => {
+  const direct = directReader(input)
+  if (direct) return readDirect(input as Socket, direct, flow, onChunk, onEnd)
   let scheduled = false
   const readAll = (): void => {
     scheduled = false
@@ -61,5 +65,45 @@ export const readPipe = (
       end()
       resolve()
     })
+  })
+}
+
+/** readPipe for a pipe from openPipe: the same pacing and back-pressure, no copy per read. */
+const readDirect = (
+  socket: Socket,
+  setConsumer: (consumer: (chunk: Buffer) => boolean) => void,
+  flow: LogFlow,
+  onChunk: (chunk: Buffer) => void,
+  onEnd: () => void,
+): Promise<void> => {
+  const resume = (): void => void socket.resume()
+  // Returning false pauses the socket (its reads stop) until resume().
+  setConsumer((chunk) => {
+    onChunk(chunk)
+    if (flow.congested) {
+      flow.whenDrained(resume)
+      return false
+    }
+    if (chunk.length < SMALL_READ_BYTES) {
+      // A real timer, not the Clock seam (see readAll above).
+      setTimeout(resume, READ_PAUSE_MS)
+      return false
+    }
+    return true
+  })
+  return new Promise((resolve) => {
+    let ended = false
+    const end = () => {
+      if (!ended) onEnd()
+      ended = true
+    }
+    socket.once('end', end)
+    // A read error (none expected of a pipe) ends it as its end would: never a crash.
+    socket.once('error', end)
+    socket.once('close', () => {
+      end()
+      resolve()
+    })
+    resume()
   })
 }

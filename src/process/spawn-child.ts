@@ -1,9 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { closeSync, existsSync } from 'node:fs'
 import { getDefaultHighWaterMark, setDefaultHighWaterMark, type Readable } from 'node:stream'
 import { TandemError } from '../errors.js'
 import { execChain, SETPRIV, type ExecSpec } from './exec-chain.js'
 import { resolveCommand } from './resolve-command.js'
+import { openPipe } from './pipe-reader.js'
+import type { PipeEnds, PipeSource } from './fifo-pipes.js'
 
 export { SETPRIV }
 
@@ -22,6 +24,8 @@ export interface SpawnRequest {
   exec?: ExecSpec
   /** The cgroup.procs file of the cgroup the child joins before its program runs. */
   cgroupProcs?: string
+  /** Real pipes for stdout and stderr (fifo-pipes.ts); without, or none ready: socketpairs. */
+  pipes?: PipeSource
 }
 
 /**
@@ -122,10 +126,11 @@ export const spawnChild: Spawn = (req) => {
     args,
   )
   const { listen } = req
+  const pipes = takePipes(req.pipes)
   let child: ChildProcess
   // Our ends of the child's stdout and stderr buffer nothing beyond one read (high-water mark
-  // 0, for the streams spawn() creates, synchronously; the default is restored at once): Node
-  // stops reading a pipe while its stream holds more than that, so a reader that pauses
+  // 0, for the streams made here, synchronously; the default is restored at once): Node stops
+  // reading a pipe while its stream holds more than that, so a reader that pauses
   // (logging/read-pipe.ts) leaves the lines in the pipe and then takes them in one read, rather
   // than the event loop reading them one at a time, a system call and a wake-up each.
   const highWaterMark = getDefaultHighWaterMark(false)
@@ -137,19 +142,24 @@ export const spawnChild: Spawn = (req) => {
       detached: true,
       stdio: [
         listen?.stdin ? listen.fd : 'ignore',
-        'pipe',
-        'pipe',
+        pipes ? pipes.out.write : 'pipe',
+        pipes ? pipes.err.write : 'pipe',
         ...(listen ? [listen.fd] : []),
         ...(req.ipc ? ['ipc' as const] : []),
       ],
     })
   } catch (err) {
+    if (pipes) for (const fd of [pipes.out.read, pipes.err.read]) closeSync(fd)
     throw new TandemError('ESPAWN', `cannot spawn ${file}: ${(err as Error).message}`, {
       cause: err,
     })
   } finally {
     setDefaultHighWaterMark(false, highWaterMark)
+    // The child has its own copies (or never ran: then our read ends see the end at once).
+    if (pipes) for (const fd of [pipes.out.write, pipes.err.write]) closeSync(fd)
   }
+  const stdout = pipes ? openPipe(pipes.out.read) : child.stdout!
+  const stderr = pipes ? openPipe(pipes.err.read) : child.stderr!
   const exited = new Promise<ProcessExit>((resolve) => {
     child.once('exit', (code, signal) => resolve({ code, signal }))
     // An async spawn failure (a race with our checks, EAGAIN): the process never ran.
@@ -159,8 +169,8 @@ export const spawnChild: Spawn = (req) => {
   })
   return {
     pid: child.pid ?? -1,
-    stdout: child.stdout!,
-    stderr: child.stderr!,
+    stdout,
+    stderr,
     exited,
     onMessage(fn) {
       child.on('message', fn)
@@ -175,4 +185,17 @@ export const spawnChild: Spawn = (req) => {
       }
     },
   }
+}
+
+/** Two pipes (stdout, stderr) from `source`, or none: a child gets both or neither. */
+const takePipes = (
+  source: PipeSource | undefined,
+): { out: PipeEnds; err: PipeEnds } | undefined => {
+  const out = source?.take()
+  if (!out) return undefined
+  const err = source!.take()
+  if (err) return { out, err }
+  closeSync(out.read)
+  closeSync(out.write)
+  return undefined
 }

@@ -550,7 +550,7 @@ export class Instance {
       stream === 'out' ? child.stdout : child.stderr,
       this.#deps.logFlow,
       (chunk) => {
-        // Before the output takes the chunk (it may hand its memory to the log's thread).
+        // Both copy what they keep: the chunk's memory takes the pipe's next read.
         tail?.push(chunk)
         // One time for the lines of one chunk: they were read at the same moment.
         output.push(chunk, clock.now())
