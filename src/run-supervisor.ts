@@ -1,3 +1,4 @@
+import { join } from 'node:path'
 import { watch } from 'chokidar'
 import { mkdirSync } from 'node:fs'
 import type { Logger } from 'pino'
@@ -148,6 +149,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   const heldSockets = new HeldSockets()
   // Real pipes for the instances' output (cheaper per line than Node's socketpairs).
   const pipes = new FifoPipes({
+    dir: join(plan.stateDir, 'pipes'),
     keep: Math.min(
       64,
       Math.max(16, 4 * plan.components.reduce((n, c) => n + c.instances.length, 0)),

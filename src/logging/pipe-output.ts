@@ -4,7 +4,7 @@ import { LineSplitter, type LineHandler } from './line-splitter.js'
  * Where the bytes read from one child pipe go, chunk by chunk, as read: `push` each chunk with
  * the time it was read (epoch ms; its lines share it), `end` once the pipe has closed. A chunk's
  * memory is the reader's again once `push` returns (the next read goes into it: see openPipe in
- * read-pipe.ts): an output copies what it keeps.
+ * process/pipe-reader.ts): an output copies what it keeps.
  */
 export interface PipeOutput {
   push(chunk: Buffer, time: number): void

@@ -54,19 +54,27 @@ export const readPipe = (
   input.on('readable', () => {
     if (!scheduled) readAll()
   })
-  return new Promise((resolve) => {
+  return closed(input, onEnd)
+}
+
+/**
+ * Resolves when `input` has closed, `onEnd` called once before: at its end, or at a read error
+ * (none expected of a pipe), which ends it as its end would, never a crash.
+ */
+const closed = (input: Readable, onEnd: () => void): Promise<void> =>
+  new Promise((resolve) => {
     let ended = false
     const end = () => {
       if (!ended) onEnd()
       ended = true
     }
     input.once('end', end)
+    input.once('error', end)
     input.once('close', () => {
       end()
       resolve()
     })
   })
-}
 
 /** readPipe for a pipe from openPipe: the same pacing and back-pressure, no copy per read. */
 const readDirect = (
@@ -81,7 +89,8 @@ const readDirect = (
   setConsumer((chunk) => {
     onChunk(chunk)
     if (flow.congested) {
-      flow.whenDrained(resume)
+      // Never resumed from inside this callback: the socket is still reading until it returns.
+      flow.whenDrained(() => setImmediate(resume))
       return false
     }
     if (chunk.length < SMALL_READ_BYTES) {
@@ -91,19 +100,7 @@ const readDirect = (
     }
     return true
   })
-  return new Promise((resolve) => {
-    let ended = false
-    const end = () => {
-      if (!ended) onEnd()
-      ended = true
-    }
-    socket.once('end', end)
-    // A read error (none expected of a pipe) ends it as its end would: never a crash.
-    socket.once('error', end)
-    socket.once('close', () => {
-      end()
-      resolve()
-    })
-    resume()
-  })
+  const done = closed(socket, onEnd)
+  resume()
+  return done
 }

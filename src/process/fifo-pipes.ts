@@ -1,6 +1,15 @@
 import { execFile, execFileSync } from 'node:child_process'
-import { closeSync, constants, mkdtempSync, openSync, readdirSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  rmSync,
+  unlinkSync,
+} from 'node:fs'
 import { join } from 'node:path'
 import { errorMessage } from '../errors.js'
 
@@ -10,23 +19,26 @@ export interface PipeEnds {
   write: number
 }
 
-/** Where a spawn gets real pipes for a child's stdout and stderr; undefined: none ready now. */
+/** Where a spawn gets real pipes for a child's stdout and stderr; undefined: none to be had. */
 export interface PipeSource {
   take(): PipeEnds | undefined
 }
 
 export interface FifoPipesOptions {
+  /**
+   * The directory to make them in: the supervisor's own (in its locked stateDir), made 0700 and
+   * emptied at start.
+   */
+  dir: string
   /** How many to keep made ahead (made again, all at once, when half are used). */
   keep?: number
   /** The mkfifo(1) to run (a test gives a missing one). */
   mkfifo?: string
-  /** Where the private directory goes (default: the OS's temp directory). */
-  parent?: string
-  /** Reports a failure to make or open them, once; children then get socketpairs. */
+  /** After a failure, how long children get socketpairs before pipes are tried again. */
+  retryMs?: number
+  /** Reports a failure (once until pipes work again) and the recovery. */
   onProblem?: (message: string) => void
 }
-
-const DIR_PREFIX = 'tandem-pipes-'
 
 /**
  * Real pipes for children's stdout and stderr.
@@ -34,46 +46,45 @@ const DIR_PREFIX = 'tandem-pipes-'
  * Node's child_process gives a child a Unix socketpair for 'pipe', and there every write() of the
  * child is a socket buffer of its own, allocated by the child and walked and freed by the reader.
  * In a pipe, small writes share pages: a child that writes a line per write() spends less per
- * line, and so does the supervisor reading it (docs/benchmarks.md, issue 16). Node has no
- * pipe(2), so these are FIFOs, made ahead by mkfifo(1) in a private directory (0700, named after
- * the supervisor's pid), opened at both ends when a child is spawned and unlinked at once: what
- * is left is an anonymous pipe, as a shell makes one. A batch is kept ready, made in the
- * background by one mkfifo, so that a spawn never waits for it. When none is ready, or making or
- * opening them fails, take() returns undefined and the child gets Node's socketpair, as before.
+ * line, and so does the supervisor reading it (docs/benchmarks.md, issue 16); and a child can
+ * open /dev/stdout, which a socketpair refuses. Node has no pipe(2), so these are FIFOs, made by
+ * mkfifo(1) in the supervisor's own directory, opened at both ends when a child is spawned and
+ * unlinked at once: what is left is an anonymous pipe, as a shell makes one. A batch is kept
+ * ready, made again in the background by one mkfifo when half is used, so that a spawn seldom
+ * waits for it (when none is ready, two are made on the spot). When making or opening them
+ * fails, take() returns undefined and the child gets Node's socketpair, as before, for
+ * `retryMs`; then pipes are tried again.
  */
 export class FifoPipes implements PipeSource {
+  readonly #dir: string
   readonly #keep: number
   readonly #mkfifo: string
-  readonly #parent: string
+  readonly #retryMs: number
   readonly #onProblem: (message: string) => void
-  #dir: string | undefined
   #ready: string[] = []
   #made = 0
   #making = false
-  #broken = false
+  /** Set while failing: no attempt before this time (epoch ms). */
+  #retryAt: number | undefined
   #closed = false
 
-  constructor(options: FifoPipesOptions = {}) {
+  constructor(options: FifoPipesOptions) {
+    this.#dir = options.dir
     this.#keep = Math.max(2, options.keep ?? 16)
     this.#mkfifo = options.mkfifo ?? 'mkfifo'
-    this.#parent = options.parent ?? tmpdir()
+    this.#retryMs = options.retryMs ?? 30_000
     this.#onProblem = options.onProblem ?? (() => {})
   }
 
-  /**
-   * Makes the first batch now, so that the first children get pipes; and removes the
-   * directories of earlier supervisors that were killed before they could.
-   */
+  /** Empties (or makes) the directory and makes the first batch, so the first children get pipes. */
   start(): this {
-    removeStale(this.#parent)
-    const names = this.#names()
-    if (!names) return this
     try {
-      execFileSync(this.#mkfifo, ['-m', '600', ...names], { stdio: 'ignore' })
-      this.#ready.push(...names)
+      emptyDir(this.#dir)
     } catch (err) {
-      this.#fail(`cannot make pipes with ${this.#mkfifo}: ${errorMessage(err)}`)
+      this.#fail(`cannot use ${this.#dir} for pipes: ${errorMessage(err)}`)
+      return this
     }
+    this.#makeNow(this.#keep)
     return this
   }
 
@@ -83,6 +94,8 @@ export class FifoPipes implements PipeSource {
   }
 
   take(): PipeEnds | undefined {
+    if (this.#closed || !this.#mayTry()) return undefined
+    if (this.#ready.length === 0) this.#makeNow(2)
     const path = this.#ready.shift()
     this.#refill()
     if (path === undefined) return undefined
@@ -90,84 +103,104 @@ export class FifoPipes implements PipeSource {
     try {
       read = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK)
       // Does not block: the FIFO has a reader now.
-      return { read, write: openSync(path, constants.O_WRONLY) }
+      const ends = { read, write: openSync(path, constants.O_WRONLY) }
+      this.#worked()
+      return ends
     } catch (err) {
       if (read !== undefined) closeSync(read)
+      // Removed behind our back, or out of fds: the rest of the batch is suspect too.
+      this.#ready = []
       this.#fail(`cannot open the pipe ${path}: ${errorMessage(err)}`)
       return undefined
     } finally {
-      rmSync(path, { force: true })
+      removeQuietly(path)
     }
   }
 
-  /** Removes the directory and what is left in it (pipes already taken are not affected). */
+  /** Removes what is left in the directory (pipes already taken are not affected). */
   close(): void {
     this.#closed = true
     this.#ready = []
-    if (this.#dir) rmSync(this.#dir, { recursive: true, force: true })
-    this.#dir = undefined
+    try {
+      emptyDir(this.#dir)
+    } catch {
+      // Emptied at the next start.
+    }
   }
 
-  #names(): string[] | undefined {
-    if (this.#broken || this.#closed) return undefined
+  #mayTry(): boolean {
+    return this.#retryAt === undefined || Date.now() >= this.#retryAt
+  }
+
+  #names(n: number): string[] {
+    return Array.from({ length: n }, () => join(this.#dir, `p${this.#made++}`))
+  }
+
+  #makeNow(n: number): void {
+    const names = this.#names(n)
     try {
-      this.#dir ??= mkdtempSync(join(this.#parent, `${DIR_PREFIX}${process.pid}-`))
+      execFileSync(this.#mkfifo, ['-m', '666', ...names], { stdio: 'ignore' })
+      this.#ready.push(...names)
     } catch (err) {
-      this.#fail(`cannot make a directory for pipes in ${this.#parent}: ${errorMessage(err)}`)
-      return undefined
+      names.forEach(removeQuietly)
+      this.#fail(`cannot make pipes with ${this.#mkfifo} in ${this.#dir}: ${errorMessage(err)}`)
     }
-    const n = this.#keep - this.#ready.length
-    return Array.from({ length: n }, () => join(this.#dir!, `p${this.#made++}`))
   }
 
   #refill(): void {
-    if (this.#making || this.#ready.length >= this.#keep / 2) return
-    const names = this.#names()
-    if (!names) return
+    if (this.#making || this.#ready.length >= this.#keep / 2 || !this.#mayTry()) return
+    const names = this.#names(this.#keep - this.#ready.length)
     this.#making = true
-    execFile(this.#mkfifo, ['-m', '600', ...names], (err) => {
+    // The mode is not the protection (the directory is 0700, and a name is gone before its child
+    // runs): 0666 lets a child running as another user reopen its /dev/stdout.
+    execFile(this.#mkfifo, ['-m', '666', ...names], (err) => {
       this.#making = false
-      if (this.#closed) return rmNames(names)
+      if (this.#closed || err) names.forEach(removeQuietly)
+      if (this.#closed) return
       if (err) return this.#fail(`cannot make pipes with ${this.#mkfifo}: ${errorMessage(err)}`)
       this.#ready.push(...names)
     })
   }
 
   #fail(message: string): void {
-    if (this.#broken) return
-    this.#broken = true
-    this.#onProblem(`${message}; children get socketpairs for their output instead`)
+    const first = this.#retryAt === undefined
+    this.#retryAt = Date.now() + this.#retryMs
+    if (first)
+      this.#onProblem(
+        `${message}; children get socketpairs for their output instead, pipes are tried again every ${Math.round(this.#retryMs / 1000)} s`,
+      )
+  }
+
+  #worked(): void {
+    if (this.#retryAt === undefined) return
+    this.#retryAt = undefined
+    this.#onProblem(`children get pipes for their output again (${this.#dir})`)
   }
 }
 
-const rmNames = (names: string[]): void => {
-  for (const n of names) rmSync(n, { force: true })
-}
-
-/** Directories of supervisors that no longer run (killed before they removed their own). */
-const removeStale = (parent: string): void => {
-  let entries: string[]
+const removeQuietly = (path: string): void => {
   try {
-    entries = readdirSync(parent)
+    rmSync(path, { force: true })
   } catch {
-    return
-  }
-  for (const name of entries) {
-    const m = /^tandem-pipes-(\d+)-/.exec(name)
-    if (!m || Number(m[1]) === process.pid || alive(Number(m[1]))) continue
-    try {
-      rmSync(join(parent, name), { recursive: true, force: true })
-    } catch {
-      // another user's, or gone already: not ours to insist on
-    }
+    // gone, or not ours to remove: nothing depends on it
   }
 }
 
-const alive = (pid: number): boolean => {
+/**
+ * Makes `dir` (0700) or empties it: only the supervisor that holds the state dir's lock uses it,
+ * so what is in it is left by an earlier run of this one (killed before it could remove it).
+ * Something that is not a directory there (a symlink) is removed, never followed.
+ */
+const emptyDir = (dir: string): void => {
+  let isDir = false
   try {
-    process.kill(pid, 0)
-    return true
+    isDir = lstatSync(dir).isDirectory()
+    if (!isDir) unlinkSync(dir)
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
+  if (isDir)
+    for (const name of readdirSync(dir)) rmSync(join(dir, name), { recursive: true, force: true })
+  else mkdirSync(dir, { mode: 0o700 })
+  chmodSync(dir, 0o700)
 }

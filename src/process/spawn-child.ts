@@ -5,6 +5,7 @@ import { TandemError } from '../errors.js'
 import { execChain, SETPRIV, type ExecSpec } from './exec-chain.js'
 import { resolveCommand } from './resolve-command.js'
 import { openPipe } from './pipe-reader.js'
+import { signalGroup } from './process-group.js'
 import type { PipeEnds, PipeSource } from './fifo-pipes.js'
 
 export { SETPRIV }
@@ -158,8 +159,31 @@ export const spawnChild: Spawn = (req) => {
     // The child has its own copies (or never ran: then our read ends see the end at once).
     if (pipes) for (const fd of [pipes.out.write, pipes.err.write]) closeSync(fd)
   }
-  const stdout = pipes ? openPipe(pipes.out.read) : child.stdout!
-  const stderr = pipes ? openPipe(pipes.err.read) : child.stderr!
+  let stdout: Readable
+  let stderr: Readable
+  if (!pipes) {
+    stdout = child.stdout!
+    stderr = child.stderr!
+  } else {
+    let opened: Readable[] = []
+    try {
+      opened = [openPipe(pipes.out.read)]
+      opened.push(openPipe(pipes.err.read))
+    } catch (err) {
+      // Not expected of a valid fd; the child must not run on unread pipes, untracked.
+      opened.forEach((s) => s.destroy())
+      for (const fd of [pipes.out.read, pipes.err.read].slice(opened.length)) closeSync(fd)
+      if (child.pid !== undefined) signalGroup(child.pid, 'SIGKILL')
+      throw new TandemError(
+        'ESPAWN',
+        `cannot read the output of ${file}: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      )
+    }
+    ;[stdout, stderr] = opened as [Readable, Readable]
+  }
   const exited = new Promise<ProcessExit>((resolve) => {
     child.once('exit', (code, signal) => resolve({ code, signal }))
     // An async spawn failure (a race with our checks, EAGAIN): the process never ran.
