@@ -129,10 +129,20 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   logStatus = logHealthEvents(publish)
   const pidRecords = new PidRecords(plan.stateDir)
   const watchdog = startWatchdog((m) => log.error({ event: 'watchdog' }, m))
+  // Real pipes for the output of instances and hooks (cheaper per line than Node's
+  // socketpairs, and a child can open /dev/stdout).
+  const pipes = new FifoPipes({
+    dir: join(plan.stateDir, 'pipes'),
+    keep: Math.min(
+      64,
+      Math.max(16, 4 * plan.components.reduce((n, c) => n + c.instances.length, 0)),
+    ),
+    onProblem: (m) => log.warn({ event: 'pipes' }, m),
+  }).start()
   // Hooks (event hooks, activation hooks) run as tracked commands: pid record, watchdog, log.
   const commandDeps: TrackedCommandDeps = {
     clock: systemClock,
-    spawn: spawnChild,
+    spawn: (r) => spawnChild({ ...r, pipes }),
     pipe: (source) => unified.pipe(source),
     pidRecords,
     watchdog,
@@ -147,15 +157,6 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
   // Listening sockets of instances with `socket`: held across their restarts, closed when the
   // instance no longer wants one (the reconciler releases it) and at shutdown.
   const heldSockets = new HeldSockets()
-  // Real pipes for the instances' output (cheaper per line than Node's socketpairs).
-  const pipes = new FifoPipes({
-    dir: join(plan.stateDir, 'pipes'),
-    keep: Math.min(
-      64,
-      Math.max(16, 4 * plan.components.reduce((n, c) => n + c.instances.length, 0)),
-    ),
-    onProblem: (m) => log.warn({ event: 'pipes' }, m),
-  }).start()
   const reconciler = new Reconciler(
     plan,
     {
@@ -229,7 +230,7 @@ export const runSupervisor = async (options: SupervisorOptions): Promise<number>
           `${inst.id}:activate`,
           { ...req, env: { ...process.env, ...req.env } },
           { component: inst.spec.component, instance: inst.spec.index, port: inst.spec.port },
-          (r) => spawnChild({ ...r, exec: hookExec(inst.spec.exec) }),
+          (r) => spawnChild({ ...r, pipes, exec: hookExec(inst.spec.exec) }),
         ),
     })
   }

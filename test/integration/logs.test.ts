@@ -204,35 +204,57 @@ t.test(
   },
 )
 
-t.test('a child writing to /dev/stdout and /dev/stderr is logged (real pipes)', async (t) => {
-  // nginx's `error_log /dev/stderr`, a script's `echo ... > /dev/stdout`: a socketpair refuses
-  // these (ENXIO); the pipes tandem gives its children do not.
-  const { sup } = start(t, {
-    sh: {
-      command: [
-        '/bin/sh',
-        '-c',
-        'echo via-dev-stdout > /dev/stdout && echo via-dev-stderr > /dev/stderr && [ -p /proc/$$/fd/1 ] && echo stdout-is-a-pipe',
-      ],
-      readiness: { type: 'none' },
-      restart: 'never',
-    },
-  })
-  await sup.waitLog('sh exited', (r) => r.event === 'exited' && r.component === 'sh')
-  const lines = (stream: string) =>
-    sup.records.filter((r) => r.component === 'sh' && r.stream === stream).map((r) => r.msg)
-  // Each stream in order (the two pipes are read independently).
-  t.same(lines('out'), ['via-dev-stdout', 'stdout-is-a-pipe'])
-  t.same(lines('err'), ['via-dev-stderr'])
-  t.match(
-    sup.records.find((r) => r.event === 'exited' && r.component === 'sh'),
-    { exit: { code: 0 } },
-  )
-  t.notOk(
-    sup.records.some((r) => r.event === 'pipes'),
-    'no warning: mkfifo made the pipes',
-  )
-})
+t.test(
+  'a child or a hook writing to /dev/stdout and /dev/stderr is logged (real pipes)',
+  async (t) => {
+    // nginx's `error_log /dev/stderr`, a script's `echo ... > /dev/stdout`: a socketpair refuses
+    // these (ENXIO); the pipes tandem gives its children and hooks do not.
+    const dir = tempDir(t)
+    const config = writeConfig(
+      dir,
+      {
+        sh: {
+          command: [
+            '/bin/sh',
+            '-c',
+            'echo via-dev-stdout > /dev/stdout && echo via-dev-stderr > /dev/stderr && [ -p /proc/$$/fd/1 ] && echo stdout-is-a-pipe',
+          ],
+          readiness: { type: 'none' },
+          restart: 'never',
+        },
+      },
+      {
+        logs: { dir: join(dir, 'logs') },
+        hooks: [
+          {
+            on: ['exited'],
+            command: ['/bin/sh', '-c', 'echo hook-via-dev-stderr > /dev/stderr'],
+          },
+        ],
+      },
+    )
+    const sup = new Supervisor(config)
+    t.teardown(() => sup.kill())
+    await sup.waitLog('sh exited', (r) => r.event === 'exited' && r.component === 'sh')
+    const lines = (component: string, stream: string) =>
+      sup.records.filter((r) => r.component === component && r.stream === stream).map((r) => r.msg)
+    // Each stream in order (the two pipes are read independently).
+    t.same(lines('sh', 'out'), ['via-dev-stdout', 'stdout-is-a-pipe'])
+    t.same(lines('sh', 'err'), ['via-dev-stderr'])
+    t.match(
+      sup.records.find((r) => r.event === 'exited' && r.component === 'sh'),
+      { exit: { code: 0 } },
+    )
+    await sup.waitLog(
+      "the hook's line",
+      (r) => r.component === '(hook)' && r.msg === 'hook-via-dev-stderr',
+    )
+    t.notOk(
+      sup.records.some((r) => r.event === 'pipes'),
+      'no warning: mkfifo made the pipes',
+    )
+  },
+)
 
 t.test('SIGUSR2 reopens the log file after an external rotation', async (t) => {
   const { sup, logDir } = start(t, { web: fixture({ port: 24601 }) })
