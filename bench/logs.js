@@ -6,10 +6,12 @@
 // (<logs.dir>/tandem.log, one JSON record per line); under PM2 (installed from npm into a cache
 // dir, its own PM2_HOME in a temp dir, fork mode, its default per-app log files) into
 // <PM2_HOME>/logs/writer-<i>-out.log. Both run in the same invocation, one after the other, on
-// the same writers; then, as ceilings, the same writers each piped (a real pipe, made by sh) into
-// `cat`, which copies raw chunks to a file: the cheapest reader there is, so no supervisor can
-// take the lines faster in the same run (its CPU: `times` after cat); and the same writers with
-// no supervisor at all (each one's stdout a file). Every line is checked: per writer, each seq 0..count-1 must be in the log
+// the same writers; then, for reference, the same writers each piped (a real pipe, made by sh)
+// into `cat`, which copies raw chunks to a file in C (its CPU: `times` after cat; it reads as
+// soon as bytes arrive, so with one line per write it makes many small reads and writes and
+// supervisord, which reads less often, beats it); and the same writers with no supervisor at
+// all (each one's stdout a file). The CPU budget printed with the goals is the ceiling that
+// holds for any reader. Every line is checked: per writer, each seq 0..count-1 must be in the log
 // exactly once.
 //
 // lines/s = distinct numbered lines found in the log / (last time the log grew - first writer's
@@ -825,9 +827,10 @@ const runDirect = async (dir) => {
   }
 }
 
-// The cheapest reader of a real pipe: each writer's stdout is a pipe (made by sh) into `cat`,
-// which copies raw chunks to a file in C. No supervisor can take the writers' lines faster on
-// this machine: it bounds what any system reading pipes can reach in the same run.
+// A raw copy in C: each writer's stdout is a pipe (made by sh) into `cat`, which copies raw
+// chunks to a file. With many lines per write its cost per line is about the least a reader of
+// pipes can spend; with one line per write it reads as soon as bytes arrive, a read and a
+// write for every few lines, and costs more.
 
 const runRawPipe = async (dir) => {
   const resultsDir = join(dir, 'results')
@@ -1079,7 +1082,7 @@ const main = async () => {
       )
       if (got.rawPipe && peers.length)
         console.log(
-          `    the ceiling, pipe into cat (raw bytes, no supervisor's work): ${f0(got.rawPipe.linesPerSec)} lines/s; the faster peer is at ${(best / got.rawPipe.linesPerSec).toFixed(2)}x of it, ${GOALS.vsBest}x that peer would be ${((GOALS.vsBest * best) / got.rawPipe.linesPerSec).toFixed(2)}x of it; tandem ${(t.linesPerSec / got.rawPipe.linesPerSec).toFixed(2)}x`,
+          `    pipe into cat (a raw copy in C): ${f0(got.rawPipe.linesPerSec)} lines/s; the faster peer is at ${(best / got.rawPipe.linesPerSec).toFixed(2)}x of it, ${GOALS.vsBest}x that peer would be ${((GOALS.vsBest * best) / got.rawPipe.linesPerSec).toFixed(2)}x of it; tandem ${(t.linesPerSec / got.rawPipe.linesPerSec).toFixed(2)}x`,
         )
       if (peers.length) {
         // CPU accounting: at 1.25x the faster peer's lines/s, the writers alone (at the lowest

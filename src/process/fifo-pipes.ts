@@ -139,6 +139,8 @@ export class FifoPipes implements PipeSource {
   #makeNow(n: number): void {
     const names = this.#names(n)
     try {
+      // Again if it went (or start could not make it): a no-op when it is there.
+      mkdirSync(this.#dir, { recursive: true, mode: 0o700 })
       execFileSync(this.#mkfifo, ['-m', '666', ...names], { stdio: 'ignore' })
       this.#ready.push(...names)
     } catch (err) {

@@ -16,8 +16,8 @@ const directReaders = new WeakMap<Readable, (consumer: (chunk: Buffer) => boolea
  * READ_BUFFER: a read allocates nothing. (Node's own streams allocate a buffer of 64 KiB for
  * each read, garbage at once; in a flood of child output that was hundreds of MB a second of
  * external memory, and the full garbage collections it brought on.) Nothing is read until a
- * consumer starts it: readPipe (logging/read-pipe.ts) takes the chunks straight from the buffer; any other consumer
- * ('data' listeners) gets a copy of each.
+ * consumer starts it: readPipe (logging/read-pipe.ts) takes the chunks straight from the
+ * buffer; any other consumer ('data' listeners) gets a copy of each.
  */
 export const openPipe = (fd: number): Readable => {
   let consumer: ((chunk: Buffer) => boolean) | undefined

@@ -146,6 +146,29 @@ t.test("a child's stdout and stderr are pipes; every line arrives, in order", as
   await until('our ends to close: no fd of ours left open', () => ownFds() <= fdsBefore)
 })
 
+t.test('a child can open /dev/stdout and /dev/stderr (a socketpair refuses: ENXIO)', async (t) => {
+  const pipes = pipesIn(t)
+  // nginx's `error_log /dev/stderr`, a script's `echo ... > /dev/stdout`.
+  const script = 'echo to-stdout > /dev/stdout && echo to-stderr > /dev/stderr && echo done'
+  const spawnSh = (withPipes: boolean) => {
+    const child = spawnChild({
+      argv: ['/bin/sh', '-c', script],
+      cwd: process.cwd(),
+      env: childEnv,
+      ipc: false,
+      parentDeathSignal: 'SIGKILL',
+      ...(withPipes ? { pipes } : {}),
+    })
+    t.teardown(() => killGroup(child.pid))
+    return Promise.all([collect(child.stdout), collect(child.stderr), child.exited])
+  }
+  const [out, err, exit] = await spawnSh(true)
+  t.same([out, err, exit.code], ['to-stdout\ndone\n', 'to-stderr\n', 0], 'through the pipes')
+  const [, plainErr, plainExit] = await spawnSh(false)
+  t.not(plainExit.code, 0, 'with a socketpair the shell cannot open /dev/stdout')
+  t.match(plainErr, /No such device or address/)
+})
+
 t.test(
   'readPipe reads them with back-pressure: every byte once, in order, the end once',
   async (t) => {
