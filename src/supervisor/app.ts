@@ -1,6 +1,6 @@
 import { isDeepStrictEqual } from 'node:util'
 import type { Logger } from 'pino'
-import { planInstances, type Plan } from '../config/plan.js'
+import { planInstances, type HookSpec, type Plan } from '../config/plan.js'
 import { TandemError, errorMessage } from '../errors.js'
 import type { Clock } from '../seams/clock.js'
 import type {
@@ -77,8 +77,11 @@ export interface SupervisorDeps {
   /** The supervisor's own figures (status, /health, /metrics). */
   self(): SupervisorSelf
   pid: number
-  /** The config's hooks (HookRunner), for status: runs, failures, drops. */
-  hooks?: { status(): HookStatus[] }
+  /** The config's hooks (HookRunner): status (runs, failures, drops), and a reload's hooks. */
+  hooks?: {
+    status(): HookStatus[]
+    replace(hooks: readonly HookSpec[]): { kept: number; added: number; removed: number }
+  }
   /** What shutdown closes once the instances have stopped, before the listeners (held sockets). */
   closeAfterInstances: [what: string, close: Close][]
   /** What shutdown closes after the listeners, in order (the watchdog, the backend, the lock). */
@@ -108,6 +111,8 @@ export type Supervisor = ReturnType<typeof createSupervisor>
  */
 export const createSupervisor = (deps: SupervisorDeps) => {
   const { plan, log, events, reconciler, monitor, notifier, ha, overrides, logs } = deps
+  /** The hooks in force: the config's at start, a reload's since. */
+  let hooks = plan.hooks
 
   /**
    * A cluster upgrade's part: an active-only instance is replaced only while this node is a
@@ -156,7 +161,7 @@ export const createSupervisor = (deps: SupervisorDeps) => {
     instances: reconciler.status(),
     logs: logs.status(),
     supervisor: deps.self(),
-    ...(deps.hooks && plan.hooks.length ? { hooks: deps.hooks.status() } : {}),
+    ...(deps.hooks && hooks.length ? { hooks: deps.hooks.status() } : {}),
   })
 
   let resolveDone!: (code: number) => void
@@ -264,12 +269,21 @@ export const createSupervisor = (deps: SupervisorDeps) => {
           'ETARGET',
           `unknown component "${c}"; expected one of ${next.components.map((x) => x.name).join(', ')}`,
         )
-    for (const key of ['logs', 'metrics', 'control', 'node', 'ha', 'hooks'] as const)
+    for (const key of ['logs', 'metrics', 'control', 'node', 'ha'] as const)
       if (!isDeepStrictEqual(next[key], plan[key]))
         log.warn(
           { event: 'rollout' },
           `${what}: the change of "${key}" takes effect at the next supervisor start`,
         )
+    // Hooks take the new config at once: the rollout's own events already run the new ones.
+    if (deps.hooks && !isDeepStrictEqual(next.hooks, hooks)) {
+      const { kept, added, removed } = deps.hooks.replace(next.hooks)
+      hooks = next.hooks
+      log.info(
+        { event: 'hook' },
+        `${what}: hooks changed: ${added} new or changed, ${removed} changed or removed, ${kept} kept as they were`,
+      )
+    }
     log.info({ event: 'rollout', phase: 'begin' }, `${what} of ${plan.configFile} begins`)
     const { handOver, ...rest } = options
     const exclusively = handOver ? handOverFirst(deps.exclusive) : deps.exclusive

@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util'
 import type { HookSpec } from '../config/plan.js'
 import { errorMessage } from '../errors.js'
 import type { CommandResult } from '../process/run-command.js'
@@ -19,6 +20,18 @@ interface Hook {
   burst: { count: number; first: number; last: number } | undefined
 }
 
+const newHook = (spec: HookSpec, index: number): Hook => ({
+  spec,
+  index,
+  queue: [],
+  running: undefined,
+  runningSeq: undefined,
+  ran: 0,
+  failed: 0,
+  dropped: 0,
+  burst: undefined,
+})
+
 /** Whether `hook` runs for `e`: one of its events, of its target if it has one. */
 export const hookWants = (hook: HookSpec, e: TandemEvent): boolean =>
   hook.on.includes(e.event) &&
@@ -38,7 +51,9 @@ export const hookName = (hook: HookSpec, index: number): string =>
  * queues, runs are not awaited by anyone but this runner, and a run that throws is logged.
  */
 export class HookRunner {
-  readonly #hooks: Hook[]
+  #hooks: Hook[]
+  /** Runs of hooks a reload replaced, still under way: close() waits for them too. */
+  readonly #replacedRuns = new Set<Promise<void>>()
   readonly #run: (hook: HookSpec, index: number, e: TandemEvent) => Promise<CommandResult>
   readonly #log: Log
   #closed = false
@@ -51,17 +66,7 @@ export class HookRunner {
       log: Log
     },
   ) {
-    this.#hooks = hooks.map((spec, index) => ({
-      spec,
-      index,
-      queue: [],
-      running: undefined,
-      runningSeq: undefined,
-      ran: 0,
-      failed: 0,
-      dropped: 0,
-      burst: undefined,
-    }))
+    this.#hooks = hooks.map(newHook)
     this.#run = (hook, index, e) => deps.run(hook, index, e)
     this.#log = deps.log
   }
@@ -84,20 +89,53 @@ export class HookRunner {
   }
 
   /**
+   * A reload's hooks from now on. A hook whose definition is the same at the same index goes on
+   * as it was (its queue, its run, its counts); any other is new, with counts from 0. A hook
+   * that changed or went is given no more events: the events waiting on its queue are not run
+   * (logged), a run under way ends as it would (close() still waits for it). Returns what
+   * changed, for the log.
+   */
+  replace(hooks: readonly HookSpec[]): { kept: number; added: number; removed: number } {
+    const old = this.#hooks
+    this.#hooks = hooks.map((spec, index) => {
+      const same = old[index]
+      return same && isDeepStrictEqual(same.spec, spec) ? same : newHook(spec, index)
+    })
+    let removed = 0
+    for (const h of old) {
+      if (this.#hooks.includes(h)) continue
+      removed++
+      this.#dropWaiting(h, 'the reload changed or removed this hook')
+      if (h.running) {
+        const run = h.running
+        this.#replacedRuns.add(run)
+        void run.finally(() => this.#replacedRuns.delete(run))
+      }
+    }
+    const kept = this.#hooks.filter((h) => old.includes(h)).length
+    return { kept, added: this.#hooks.length - kept, removed }
+  }
+
+  /**
    * Takes no more events, drops those waiting, and resolves once the runs under way have ended
    * (each is stopped at its timeoutMs at the latest). Idempotent.
    */
   async close(): Promise<void> {
     this.#closed = true
-    for (const h of this.#hooks) {
-      if (h.queue.length)
-        this.#log.warn(
-          { event: 'hook', hook: h.index },
-          `${hookName(h.spec, h.index)}: ${h.queue.length} waiting events not run: the supervisor is stopping`,
-        )
-      h.queue = []
-    }
-    await Promise.all(this.#hooks.flatMap((h) => (h.running ? [h.running] : [])))
+    for (const h of this.#hooks) this.#dropWaiting(h, 'the supervisor is stopping')
+    await Promise.all([
+      ...this.#hooks.flatMap((h) => (h.running ? [h.running] : [])),
+      ...this.#replacedRuns,
+    ])
+  }
+
+  #dropWaiting(h: Hook, why: string): void {
+    if (h.queue.length)
+      this.#log.warn(
+        { event: 'hook', hook: h.index },
+        `${hookName(h.spec, h.index)}: ${h.queue.length} waiting events not run: ${why}`,
+      )
+    h.queue = []
   }
 
   #offer(h: Hook, e: TandemEvent): void {

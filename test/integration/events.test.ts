@@ -504,3 +504,60 @@ t.test(
     )
   },
 )
+
+t.test(
+  'tandem reload applies changed hooks at once; unchanged components are not touched',
+  async (t) => {
+    const dir = tempDir(t)
+    const out = join(dir, 'hooks.log')
+    const mark = (name: string) => [
+      process.execPath,
+      '-e',
+      `require('fs').appendFileSync(${JSON.stringify(out)}, ${JSON.stringify(name)} + ' ' + process.env.TANDEM_EVENT + '\\n')`,
+    ]
+    const components = { web: fixture({ port: 29080 }) }
+    const config = writeConfig(dir, components, {
+      hooks: [{ on: ['exited'], target: 'web', command: mark('A') }],
+    })
+    const sup = new Supervisor(config)
+    t.teardown(() => sup.kill())
+    await sup.waitLog('ready', (r) => r.event === 'ready')
+    const lines = () => (existsSync(out) ? readFileSync(out, 'utf8').trim().split('\n') : [])
+    const kill = async (n: number) => {
+      const victim = (await status(config)).instances[0]!.pid!
+      process.kill(victim, 'SIGKILL')
+      await sup.waitLog(`ready again (${n})`, (r) => r.event === 'ready' && r.childPid !== victim)
+      return victim
+    }
+    await kill(1)
+    await waitUntil('hook A ran', () => lines().length >= 1)
+
+    // Hook A replaced by B, and a second hook added: no restart of the supervisor.
+    writeConfig(dir, components, {
+      hooks: [
+        { on: ['exited'], target: 'web', command: mark('B') },
+        { on: ['ready'], target: 'web', command: mark('C') },
+      ],
+    })
+    const before = (await status(config)).instances[0]!.pid
+    const reload = await cli(['reload', '-c', config])
+    t.equal(reload.code, 0, reload.err)
+    t.equal((await status(config)).instances[0]!.pid, before, 'web was not restarted')
+    await sup.waitLog(
+      'the hooks change logged',
+      (r) => r.event === 'hook' && /hooks changed/.test(r.msg),
+    )
+    await kill(2)
+    await waitUntil('hooks B and C ran', () => lines().length >= 3)
+    t.same(lines().sort(), ['A exited', 'B exited', 'C ready'], 'after the reload: B and C, not A')
+    const counted = (await status(config)) as unknown as { hooks: { index: number; ran: number }[] }
+    t.match(counted.hooks, [
+      { index: 0, ran: 1 },
+      { index: 1, ran: 1 },
+    ])
+    t.notOk(
+      sup.records.some((r) => /the change of "hooks"/.test(r.msg ?? '')),
+      'no "at the next start" warning for hooks',
+    )
+  },
+)

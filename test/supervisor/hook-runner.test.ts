@@ -230,3 +230,69 @@ t.test(
     t.notOk('TANDEM_COMPONENT' in nodeEnv, 'a node event has no instance variables')
   },
 )
+
+t.test(
+  'replace: an unchanged hook goes on as it was, a changed or removed one gets no more',
+  async (t) => {
+    const same = hook({ on: ['failed'] })
+    const { runner, calls, logs } = harness([same, hook({ command: ['/bin/old'] }), hook()])
+    runner.listener(ev(1))
+    runner.listener(ev(2))
+    await settle()
+    t.same(
+      calls.map((c) => [c.index, c.seq]),
+      [
+        [0, 1],
+        [1, 1],
+        [2, 1],
+      ],
+    )
+    // Hook 0 unchanged, hook 1 changed (its command), hook 2 removed, hook 3 new.
+    const changed = hook({ command: ['/bin/new'] })
+    const added = hook({ on: ['ready'] })
+    t.same(runner.replace([{ ...same }, changed, added]), { kept: 1, added: 2, removed: 2 })
+    t.match(runner.status(), [
+      { index: 0, running: 1, queued: 1 },
+      { index: 1, queued: 0, ran: 0 },
+      { index: 2, queued: 0, ran: 0 },
+    ])
+    t.equal(
+      logs.filter((l) =>
+        /1 waiting events not run: the reload changed or removed this hook/.test(l.msg),
+      ).length,
+      2,
+      "the changed and the removed hook's waiting event is logged as not run",
+    )
+    runner.listener(ev(3))
+    runner.listener(ev(4, 'ready'))
+    await settle()
+    t.same(
+      calls.slice(3).map((c) => [c.index, c.seq]),
+      [
+        [1, 3],
+        [2, 4],
+      ],
+      'the new definitions run from now on (the old hook 1 still runs its event 1 beside)',
+    )
+    // The old runs end; nothing more of theirs is run.
+    calls[1]!.end()
+    calls[2]!.end()
+    await settle()
+    t.equal(calls.length, 5, 'the replaced hooks ran nothing more')
+    t.match(runner.status()[0], { index: 0, running: 1, queued: 2 }, 'hook 0 kept its queue')
+
+    // close() waits for every run under way, the replaced hooks' included.
+    const old = harness([hook({ command: ['/bin/slow'] })])
+    old.runner.listener(ev(1))
+    await settle()
+    old.runner.replace([])
+    let closed = false
+    void old.runner.close().then(() => (closed = true))
+    await settle()
+    t.notOk(closed, 'close waits for the replaced hook that still runs')
+    old.calls[0]!.end()
+    await settle()
+    await settle()
+    t.ok(closed)
+  },
+)
