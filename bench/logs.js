@@ -792,12 +792,18 @@ const runPm2 = async (dir) => {
 // ---------------------------------------------------------------------------------------------
 // Baseline: no supervisor, each writer's stdout is a file (the writers' own ceiling here)
 
-const runDirect = async (dir) => {
+/** A run's directories for the writers' results and their logs (one file per writer). */
+const writerDirs = (dir) => {
   const resultsDir = join(dir, 'results')
   const logDir = join(dir, 'logs')
   mkdirSync(resultsDir, { recursive: true })
   mkdirSync(logDir, { recursive: true })
   const files = Array.from({ length: WRITERS }, (_, i) => join(logDir, `writer-${i}.log`))
+  return { resultsDir, files }
+}
+
+const runDirect = async (dir) => {
+  const { resultsDir, files } = writerDirs(dir)
   const children = files.map((file, i) => {
     const fd = openSync(file, 'a')
     try {
@@ -833,11 +839,7 @@ const runDirect = async (dir) => {
 // write for every few lines, and costs more.
 
 const runRawPipe = async (dir) => {
-  const resultsDir = join(dir, 'results')
-  const logDir = join(dir, 'logs')
-  mkdirSync(resultsDir, { recursive: true })
-  mkdirSync(logDir, { recursive: true })
-  const files = Array.from({ length: WRITERS }, (_, i) => join(logDir, `writer-${i}.log`))
+  const { resultsDir, files } = writerDirs(dir)
   const timesFile = (i) => join(dir, `cat-${i}.times`)
   const children = files.map((file, i) =>
     spawn(

@@ -71,9 +71,10 @@ while [ $i -lt "$0" ]; do echo "line $i"; i=$((i + 1)); done
 
 const childEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin' }
 
-const run = (t: Test, pipes: FifoPipes | undefined, n: number): ChildHandle => {
+/** `sh -c script`, with `pipes` or (without) Node's socketpairs; killed at the test's end. */
+const sh = (t: Test, pipes: FifoPipes | undefined, script: string, ...args: string[]) => {
   const child = spawnChild({
-    argv: ['/bin/sh', '-c', CHILD, String(n)],
+    argv: ['/bin/sh', '-c', script, ...args],
     cwd: process.cwd(),
     env: childEnv,
     ipc: false,
@@ -83,6 +84,9 @@ const run = (t: Test, pipes: FifoPipes | undefined, n: number): ChildHandle => {
   t.teardown(() => killGroup(child.pid))
   return child
 }
+
+const run = (t: Test, pipes: FifoPipes | undefined, n: number): ChildHandle =>
+  sh(t, pipes, CHILD, String(n))
 
 const expected = (kind: string, n: number): string =>
   `stdout ${kind}\n${Array.from({ length: n }, (_, i) => `line ${i}\n`).join('')}`
@@ -151,15 +155,7 @@ t.test('a child can open /dev/stdout and /dev/stderr (a socketpair refuses: ENXI
   // nginx's `error_log /dev/stderr`, a script's `echo ... > /dev/stdout`.
   const script = 'echo to-stdout > /dev/stdout && echo to-stderr > /dev/stderr && echo done'
   const spawnSh = (withPipes: boolean) => {
-    const child = spawnChild({
-      argv: ['/bin/sh', '-c', script],
-      cwd: process.cwd(),
-      env: childEnv,
-      ipc: false,
-      parentDeathSignal: 'SIGKILL',
-      ...(withPipes ? { pipes } : {}),
-    })
-    t.teardown(() => killGroup(child.pid))
+    const child = sh(t, withPipes ? pipes : undefined, script)
     return Promise.all([collect(child.stdout), collect(child.stderr), child.exited])
   }
   const [out, err, exit] = await spawnSh(true)
